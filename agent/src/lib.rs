@@ -1,0 +1,1 @@
+//! The Sonde agent library.
