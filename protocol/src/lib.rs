@@ -9,6 +9,7 @@ pub mod close;
 pub mod frame;
 pub mod sign;
 pub mod socket_id;
+pub mod sonde;
 
 pub use channel::{ChannelError, ChannelKind, ChannelName};
 pub use close::CloseCode;
