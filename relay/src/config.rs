@@ -1,0 +1,274 @@
+//! Relay configuration: plain data, typed defaults, loaded from TOML and overridden by flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Where the relay listens when nothing else is said.
+pub const DEFAULT_BIND: &str = "127.0.0.1:6001";
+/// Seconds of silence after which a client should ping (sent in the handshake).
+pub const DEFAULT_ACTIVITY_TIMEOUT_S: u64 = 120;
+/// Seconds the server waits for a pong after its own ping before closing with 4201.
+pub const DEFAULT_PONG_TIMEOUT_S: u64 = 30;
+
+/// The whole relay configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the websocket endpoint, the HTTP API and the dashboard listen on.
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    /// Advertised in `pusher:connection_established`; the server pings a silent client after it.
+    #[serde(default = "default_activity_timeout")]
+    pub activity_timeout_s: u64,
+    /// How long the server waits for any frame after its own ping.
+    #[serde(default = "default_pong_timeout")]
+    pub pong_timeout_s: u64,
+    /// The apps (accounts) this relay serves.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+fn default_bind() -> SocketAddr {
+    DEFAULT_BIND.parse().expect("constant address")
+}
+fn default_activity_timeout() -> u64 {
+    DEFAULT_ACTIVITY_TIMEOUT_S
+}
+fn default_pong_timeout() -> u64 {
+    DEFAULT_PONG_TIMEOUT_S
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: default_bind(),
+            activity_timeout_s: DEFAULT_ACTIVITY_TIMEOUT_S,
+            pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// One app: an account with its credentials, switches and limits.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Numeric id used in HTTP API paths (`/apps/{id}/…`).
+    pub id: String,
+    /// Public key used in websocket URLs and auth strings.
+    pub key: String,
+    /// Shared secret for HMAC signatures. Never logged.
+    pub secret: String,
+    /// A disabled app refuses websockets (4003) and API calls (403).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Whether clients may send `client-` events on private and presence channels.
+    #[serde(default)]
+    pub client_events: bool,
+    /// Whether `pusher:signin` is accepted.
+    #[serde(default = "yes")]
+    pub user_authentication: bool,
+    /// Whether subscribers receive `pusher_internal:subscription_count` (not on presence).
+    #[serde(default)]
+    pub subscription_count: bool,
+    /// Limits; Pusher's defaults when omitted.
+    #[serde(default, flatten)]
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("client_events", &self.client_events)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Per-app limits. Zero means unlimited where noted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent websocket connections (0: unlimited); over it → close 4004.
+    pub max_connections: usize,
+    /// Distinct users in one presence channel.
+    pub max_presence_members: usize,
+    /// Bytes of one member's `user_info`.
+    pub max_presence_member_info_bytes: usize,
+    /// Bytes of an event's `data`.
+    pub max_payload_bytes: usize,
+    /// Characters of an event name.
+    pub max_event_name_len: usize,
+    /// Channels named by one HTTP trigger.
+    pub max_channels_per_event: usize,
+    /// Events in one `batch_events` call.
+    pub max_batch_events: usize,
+    /// Client events each connection may send per second; over it → `pusher:error` 4301.
+    pub client_events_per_second: u32,
+    /// Seconds a cache channel keeps its last event.
+    pub cache_ttl_s: u64,
+    /// Bytes of one incoming websocket message.
+    pub max_message_bytes: usize,
+    /// Bytes of frames queued for one connection before it counts as hopelessly behind.
+    pub max_outbox_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_presence_members: 100,
+            max_presence_member_info_bytes: 2 * 1024,
+            max_payload_bytes: 10 * 1024,
+            max_event_name_len: 200,
+            max_channels_per_event: 100,
+            max_batch_events: 10,
+            client_events_per_second: 10,
+            cache_ttl_s: 30 * 60,
+            max_message_bytes: 32 * 1024,
+            max_outbox_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("--app must be ID:KEY:SECRET, got '{0}'")]
+    AppSyntax(String),
+    #[error("app id '{0}' must be numeric (the official SDKs reject other ids)")]
+    AppId(String),
+    #[error("app {0}: key and secret must not be empty")]
+    EmptyCredential(String),
+    #[error("app key '{0}' must use only letters, digits, '-' and '_'")]
+    KeySyntax(String),
+    #[error("two apps share the id '{0}'")]
+    DuplicateId(String),
+    #[error("two apps share the key '{0}'")]
+    DuplicateKey(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: p, source })
+    }
+
+    /// Checks everything a running relay relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for app in &self.apps {
+            if app.id.is_empty() || !app.id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::AppId(app.id.clone()));
+            }
+            if app.key.is_empty() || app.secret.is_empty() {
+                return Err(ConfigError::EmptyCredential(app.id.clone()));
+            }
+            if !app.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ConfigError::KeySyntax(app.key.clone()));
+            }
+            if !ids.insert(app.id.clone()) {
+                return Err(ConfigError::DuplicateId(app.id.clone()));
+            }
+            if !keys.insert(app.key.clone()) {
+                return Err(ConfigError::DuplicateKey(app.key.clone()));
+            }
+            let l = &app.limits;
+            if l.max_message_bytes < l.max_payload_bytes {
+                return Err(ConfigError::Invalid(format!(
+                    "app {}: max_message_bytes ({}) must be at least max_payload_bytes ({})",
+                    app.id, l.max_message_bytes, l.max_payload_bytes
+                )));
+            }
+        }
+        if self.activity_timeout_s == 0 || self.pong_timeout_s == 0 {
+            return Err(ConfigError::Invalid("activity_timeout_s and pong_timeout_s must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+impl AppConfig {
+    /// Parses `ID:KEY:SECRET` as given to `--app`: client events and sign-in on, Pusher's limits,
+    /// so a quick start behaves like hosted Pusher.
+    pub fn from_flag(spec: &str) -> Result<Self, ConfigError> {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(id), Some(key), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(ConfigError::AppSyntax(spec.to_owned()));
+        };
+        Ok(Self {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            enabled: true,
+            client_events: true,
+            user_authentication: true,
+            subscription_count: false,
+            limits: Limits::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_defaults() {
+        let cfg: Config = toml::from_str(
+            r#"
+            bind = "127.0.0.1:7000"
+            [[apps]]
+            id = "2"
+            key = "k2"
+            secret = "s2"
+            subscription_count = true
+            max_connections = 5
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let app = &cfg.apps[0];
+        assert!(app.enabled && !app.client_events && app.subscription_count);
+        assert_eq!(app.limits.max_connections, 5);
+        assert_eq!(app.limits.max_payload_bytes, 10240);
+        assert!(!format!("{app:?}").contains("s2"), "the secret never reaches Debug output");
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        let bad = [
+            ("x:k:s", "numeric"),
+            ("1:k", "ID:KEY:SECRET"),
+            ("1:k k:s", "letters"),
+            ("1::s", "empty"),
+        ];
+        for (spec, want) in bad {
+            let err = AppConfig::from_flag(spec).and_then(|a| {
+                let c = Config { apps: vec![a], ..Config::default() };
+                c.validate()
+            });
+            assert!(err.unwrap_err().to_string().contains(want), "{spec}");
+        }
+        let dup = Config { apps: vec![AppConfig::from_flag("1:a:s").unwrap(), AppConfig::from_flag("1:b:s").unwrap()], ..Config::default() };
+        assert!(matches!(dup.validate(), Err(ConfigError::DuplicateId(_))));
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+}

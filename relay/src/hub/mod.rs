@@ -1,0 +1,252 @@
+//! The fan-out core: channels, subscribers, presence, users, per app.
+//!
+//! It knows nothing of axum, HTTP or websockets: connections are `Conn`s with an `Outbox`,
+//! frames are encoded once into `Bytes` and shared by every subscriber. No lock is held
+//! across an await (there are no awaits here), and nothing on the publish path waits for a
+//! socket.
+
+mod channel;
+mod outbox;
+mod users;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use sonde_protocol::{ChannelKind, ChannelName, CloseCode, ServerFrame, SocketId};
+
+pub use channel::{ChannelInfo, SubscribeError};
+pub use outbox::{CloseRequest, Outbox, Pushed};
+pub use users::SigninError;
+
+use channel::Channel;
+use users::Users;
+
+/// One websocket connection as the core sees it.
+pub struct Conn {
+    pub socket_id: SocketId,
+    pub outbox: Outbox,
+    /// Set once by sign-in.
+    user: Mutex<Option<Arc<str>>>,
+}
+
+impl Conn {
+    pub fn new(socket_id: SocketId, outbox_limit: usize) -> Arc<Self> {
+        Arc::new(Self { socket_id, outbox: Outbox::new(outbox_limit), user: Mutex::new(None) })
+    }
+
+    pub fn user(&self) -> Option<Arc<str>> {
+        self.user.lock().clone()
+    }
+}
+
+/// A presence member as a subscriber declares it.
+#[derive(Clone)]
+pub struct PresenceUser {
+    pub user_id: Arc<str>,
+    /// Raw JSON text of `user_info`, already validated by the edge.
+    pub user_info: Option<Arc<str>>,
+}
+
+/// Switches of the app that change what the core sends.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub subscription_count: bool,
+    pub max_presence_members: usize,
+    pub cache_ttl: Duration,
+}
+
+/// What a publish reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub conflated: usize,
+    pub refused: usize,
+}
+
+/// How a publish treats slow subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// Must arrive, or the subscriber is closed.
+    Always,
+    /// A newer frame of the same channel may replace it while it waits (metric samples).
+    Conflatable,
+}
+
+pub struct Hub {
+    options: HubOptions,
+    channels: RwLock<HashMap<ChannelName, Arc<Channel>>>,
+    conns: RwLock<HashMap<SocketId, Arc<Conn>>>,
+    users: Mutex<Users>,
+}
+
+impl Hub {
+    pub fn new(options: HubOptions) -> Self {
+        Self { options, channels: RwLock::default(), conns: RwLock::default(), users: Mutex::default() }
+    }
+
+    pub fn options(&self) -> &HubOptions {
+        &self.options
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.read().len()
+    }
+
+    pub fn register(&self, conn: Arc<Conn>) {
+        self.conns.write().insert(conn.socket_id, conn);
+    }
+
+    pub fn connection(&self, id: SocketId) -> Option<Arc<Conn>> {
+        self.conns.read().get(&id).cloned()
+    }
+
+    /// Removes a connection from every channel it was in and from the user registry.
+    pub fn unregister(&self, conn: &Arc<Conn>, channels: impl IntoIterator<Item = ChannelName>) {
+        for ch in channels {
+            self.unsubscribe(conn, &ch);
+        }
+        if let Some(user) = conn.user() {
+            let out = self.users.lock().signout(&user, conn.socket_id);
+            self.send_watch_events(out);
+        }
+        self.conns.write().remove(&conn.socket_id);
+    }
+
+    fn channel(&self, name: &ChannelName) -> Option<Arc<Channel>> {
+        self.channels.read().get(name).cloned()
+    }
+
+    fn channel_or_create(&self, name: &ChannelName) -> Arc<Channel> {
+        if let Some(c) = self.channel(name) {
+            return c;
+        }
+        self.channels.write().entry(name.clone()).or_insert_with(|| Arc::new(Channel::new(name.clone()))).clone()
+    }
+
+    fn drop_if_empty(&self, ch: &Arc<Channel>) {
+        if ch.retire_if_empty(Instant::now()) {
+            let mut map = self.channels.write();
+            if map.get(ch.name()).is_some_and(|c| Arc::ptr_eq(c, ch)) {
+                map.remove(ch.name());
+            }
+        }
+    }
+
+    /// Subscribes `conn`; queues `subscription_succeeded` (and the cached event or
+    /// `cache_miss`) before any later event of the channel. Returns the new subscriber count.
+    pub fn subscribe(&self, conn: &Arc<Conn>, name: &ChannelName, presence: Option<PresenceUser>) -> Result<usize, SubscribeError> {
+        loop {
+            let ch = self.channel_or_create(name);
+            match ch.subscribe(conn, presence.clone(), &self.options) {
+                Err(SubscribeError::Retired) => continue,
+                Err(e) => {
+                    self.drop_if_empty(&ch);
+                    return Err(e);
+                }
+                Ok(n) => return Ok(n),
+            }
+        }
+    }
+
+    /// Returns whether the connection was subscribed.
+    pub fn unsubscribe(&self, conn: &Arc<Conn>, name: &ChannelName) -> bool {
+        let Some(ch) = self.channel(name) else { return false };
+        let was = ch.unsubscribe(conn.socket_id, &self.options);
+        self.drop_if_empty(&ch);
+        was
+    }
+
+    /// Fans a frame out to every subscriber of a channel but `except`. Cache channels keep it.
+    pub fn publish(&self, name: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
+        if name.is_cache() {
+            let ch = self.channel_or_create(name);
+            let d = ch.publish(frame, except, urgency, Some(Instant::now() + self.options.cache_ttl));
+            return d;
+        }
+        match self.channel(name) {
+            Some(ch) => ch.publish(frame, except, urgency, None),
+            None => Delivery::default(),
+        }
+    }
+
+    pub fn channel_info(&self, name: &ChannelName) -> ChannelInfo {
+        self.channel(name).map(|c| c.info()).unwrap_or_default()
+    }
+
+    /// Occupied channels whose name starts with `prefix`.
+    pub fn channels(&self, prefix: &str) -> Vec<(ChannelName, ChannelInfo)> {
+        let list: Vec<Arc<Channel>> = self.channels.read().iter().filter(|(n, _)| n.as_str().starts_with(prefix)).map(|(_, c)| c.clone()).collect();
+        list.into_iter().map(|c| (c.name().clone(), c.info())).filter(|(_, i)| i.subscription_count > 0).collect()
+    }
+
+    /// Distinct user ids of a presence channel.
+    pub fn presence_users(&self, name: &ChannelName) -> Vec<Arc<str>> {
+        self.channel(name).map(|c| c.user_ids()).unwrap_or_default()
+    }
+
+    /// Signs a connection in as `user_id`, subscribes it to its `#server-to-user-` channel and
+    /// starts its watchlist.
+    pub fn signin(&self, conn: &Arc<Conn>, user_id: Arc<str>, watchlist: Vec<Arc<str>>) -> Result<ChannelName, SigninError> {
+        let channel = ChannelName::server_to_user(&user_id).map_err(|_| SigninError::BadUserId)?;
+        {
+            let mut slot = conn.user.lock();
+            if slot.is_some() {
+                return Err(SigninError::AlreadySignedIn);
+            }
+            *slot = Some(user_id.clone());
+        }
+        let out = self.users.lock().signin(user_id, conn.socket_id, watchlist);
+        self.subscribe(conn, &channel, None).map_err(|_| SigninError::BadUserId)?;
+        self.send_watch_events(out);
+        Ok(channel)
+    }
+
+    fn send_watch_events(&self, events: Vec<users::WatchEvent>) {
+        for ev in events {
+            if let Some(c) = self.connection(ev.to) {
+                let ids: Vec<&str> = ev.user_ids.iter().map(|u| &**u).collect();
+                c.outbox.push(ServerFrame::Watchlist { user_ids: &ids, watch: ev.watch }.encode());
+            }
+        }
+    }
+
+    /// Closes every connection signed in as `user_id`; returns how many.
+    pub fn terminate_user(&self, user_id: &str) -> usize {
+        let sockets = self.users.lock().sockets_of(user_id);
+        let mut n = 0;
+        for s in sockets {
+            if let Some(c) = self.connection(s) {
+                c.outbox.close(CloseCode::Unauthorized, "connection terminated by the app");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Closes every connection with `code` (shutdown: 4200 so clients reconnect elsewhere).
+    pub fn close_all(&self, code: CloseCode, reason: &str) {
+        for c in self.conns.read().values() {
+            c.outbox.close(code, reason);
+        }
+    }
+
+    /// Drops cache entries whose TTL has passed on channels nobody is subscribed to.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let all: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
+        for ch in all {
+            ch.expire_cache(now);
+            self.drop_if_empty(&ch);
+        }
+    }
+
+    pub fn kind_of(name: &ChannelName) -> ChannelKind {
+        name.kind()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! One bounded outbound queue per connection.
+//!
+//! Publishers push shared `Bytes` and never wait: the connection's writer task drains the
+//! queue and writes everything queued in one go. When a connection falls behind, sample
+//! frames are conflated (the latest per channel wins); control frames are never dropped:
+//! if they would overflow the bound, the connection is asked to close with a reconnect code.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sonde_protocol::{ChannelName, CloseCode};
+use tokio::sync::Notify;
+
+/// What the writer should do after writing the frames it drained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: CloseCode,
+    pub reason: String,
+}
+
+enum Queued {
+    Frame(Bytes),
+    /// A frame that a newer one of the same channel may replace while it waits.
+    Sample(ChannelName, Bytes),
+}
+
+impl Queued {
+    fn len(&self) -> usize {
+        match self {
+            Self::Frame(b) | Self::Sample(_, b) => b.len(),
+        }
+    }
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Frame(b) | Self::Sample(_, b) => b,
+        }
+    }
+}
+
+struct Inner {
+    queue: VecDeque<Queued>,
+    bytes: usize,
+    close: Option<CloseRequest>,
+}
+
+/// Outcome of a push, for the publisher's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// A queued sample of the same channel was replaced by this one.
+    Conflated,
+    /// The connection is closing (or was just asked to): the frame was not queued.
+    Refused,
+}
+
+pub struct Outbox {
+    // A std-style mutex: it is held for a few instructions and never across an await.
+    inner: Mutex<Inner>,
+    notify: Notify,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Self {
+        Self { inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None }), notify: Notify::new(), limit }
+    }
+
+    /// Queues a frame that must arrive (events, control frames).
+    pub fn push(&self, frame: Bytes) -> Pushed {
+        let mut inner = self.inner.lock();
+        if inner.close.is_some() {
+            return Pushed::Refused;
+        }
+        if inner.bytes + frame.len() > self.limit {
+            inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
+            drop(inner);
+            self.notify.notify_one();
+            return Pushed::Refused;
+        }
+        inner.bytes += frame.len();
+        inner.queue.push_back(Queued::Frame(frame));
+        drop(inner);
+        self.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// Queues a sample: once the queue holds more than a quarter of its bound, a newer
+    /// sample replaces a queued one of the same channel instead of queueing behind it.
+    pub fn push_sample(&self, channel: &ChannelName, frame: Bytes) -> Pushed {
+        let mut inner = self.inner.lock();
+        if inner.close.is_some() {
+            return Pushed::Refused;
+        }
+        if inner.bytes > self.limit / 4 {
+            let slot = inner.queue.iter_mut().rev().find(|q| matches!(q, Queued::Sample(c, _) if c == channel));
+            if let Some(slot) = slot {
+                let old = std::mem::replace(slot, Queued::Sample(channel.clone(), frame));
+                let new_len = slot.len();
+                inner.bytes = inner.bytes - old.len() + new_len;
+                return Pushed::Conflated;
+            }
+        }
+        if inner.bytes + frame.len() > self.limit {
+            inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
+            drop(inner);
+            self.notify.notify_one();
+            return Pushed::Refused;
+        }
+        inner.bytes += frame.len();
+        inner.queue.push_back(Queued::Sample(channel.clone(), frame));
+        drop(inner);
+        self.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// Asks the writer to close the connection after what is already queued.
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        let mut inner = self.inner.lock();
+        if inner.close.is_none() {
+            inner.close = Some(CloseRequest { code, reason: reason.into() });
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.inner.lock().close.is_some()
+    }
+
+    /// Resolves when something was pushed since the last drain.
+    pub async fn ready(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Moves every queued frame into `out` and returns a pending close request.
+    pub fn drain(&self, out: &mut Vec<Bytes>) -> Option<CloseRequest> {
+        let mut inner = self.inner.lock();
+        out.extend(inner.queue.drain(..).map(Queued::into_bytes));
+        inner.bytes = 0;
+        if inner.queue.capacity() > 64 {
+            inner.queue.shrink_to(16);
+        }
+        inner.close.clone()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drained(o: &Outbox) -> (Vec<Bytes>, Option<CloseRequest>) {
+        let mut v = Vec::new();
+        let c = o.drain(&mut v);
+        (v, c)
+    }
+
+    #[test]
+    fn frames_keep_their_order() {
+        let o = Outbox::new(1000);
+        o.push(Bytes::from_static(b"a"));
+        o.push(Bytes::from_static(b"b"));
+        let (v, c) = drained(&o);
+        assert_eq!(v, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(c, None);
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn samples_conflate_only_when_behind() {
+        let ch = ChannelName::parse("private-sonde-host.a").unwrap();
+        let other = ChannelName::parse("private-sonde-host.b").unwrap();
+        let o = Outbox::new(100);
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'1'; 15])), Pushed::Queued);
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'2'; 15])), Pushed::Queued, "not behind yet");
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'3'; 15])), Pushed::Conflated, "over a quarter: latest wins");
+        assert_eq!(o.push_sample(&other, Bytes::from(vec![b'x'; 15])), Pushed::Queued, "other channels keep theirs");
+        let (v, c) = drained(&o);
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[1], Bytes::from(vec![b'3'; 15]));
+        assert!(c.is_none());
+    }
+
+    #[test]
+    fn overflowing_control_frames_close_instead_of_dropping() {
+        let o = Outbox::new(10);
+        assert_eq!(o.push(Bytes::from(vec![0; 8])), Pushed::Queued);
+        assert_eq!(o.push(Bytes::from(vec![0; 8])), Pushed::Refused);
+        assert_eq!(o.push(Bytes::from(vec![0; 1])), Pushed::Refused, "nothing is queued after a close");
+        let (v, c) = drained(&o);
+        assert_eq!(v.len(), 1);
+        assert_eq!(c.unwrap().code, CloseCode::OverCapacity);
+    }
+}

@@ -1,0 +1,126 @@
+use super::*;
+use sonde_protocol::frame::Incoming;
+
+fn hub() -> Hub {
+    Hub::new(HubOptions { subscription_count: false, max_presence_members: 2, cache_ttl: Duration::from_secs(60) })
+}
+
+fn conn(n: u64) -> Arc<Conn> {
+    Conn::new(SocketId::new(n, n), 1 << 20)
+}
+
+fn events(c: &Conn) -> Vec<(String, serde_json::Value)> {
+    let mut v = Vec::new();
+    c.outbox.drain(&mut v);
+    v.iter()
+        .map(|b| {
+            let i = Incoming::parse(std::str::from_utf8(b).unwrap()).unwrap();
+            let d = i.data_value();
+            (i.event, d)
+        })
+        .collect()
+}
+
+fn names(c: &Conn) -> Vec<String> {
+    events(c).into_iter().map(|(e, _)| e).collect()
+}
+
+fn user(id: &str) -> Option<PresenceUser> {
+    Some(PresenceUser { user_id: id.into(), user_info: Some(format!("{{\"name\":\"{id}\"}}").into()) })
+}
+
+#[test]
+fn presence_counts_distinct_users() {
+    let h = hub();
+    let ch = ChannelName::parse("presence-room").unwrap();
+    let (a1, a2, b) = (conn(1), conn(2), conn(3));
+    h.subscribe(&a1, &ch, user("a")).unwrap();
+    assert_eq!(names(&a1), ["pusher_internal:subscription_succeeded"]);
+    h.subscribe(&a2, &ch, user("a")).unwrap();
+    assert_eq!(names(&a1), Vec::<String>::new(), "no member_added for a second tab of the same user");
+    let ev = events(&a2);
+    assert_eq!(ev[0].1["presence"]["count"], 1);
+    h.subscribe(&b, &ch, user("b")).unwrap();
+    assert_eq!(names(&a1), ["pusher_internal:member_added"]);
+    assert_eq!(names(&a2), ["pusher_internal:member_added"]);
+    let ev = events(&b);
+    assert_eq!(ev[0].1["presence"]["ids"], serde_json::json!(["a", "b"]));
+    assert_eq!(h.channel_info(&ch), ChannelInfo { subscription_count: 3, user_count: Some(2) });
+    assert_eq!(h.subscribe(&conn(4), &ch, user("c")), Err(SubscribeError::PresenceFull(2)));
+    h.unsubscribe(&a1, &ch);
+    assert_eq!(names(&b), Vec::<String>::new(), "a is still there through a2");
+    h.unsubscribe(&a2, &ch);
+    let ev = events(&b);
+    assert_eq!(ev, [("pusher_internal:member_removed".to_owned(), serde_json::json!({"user_id":"a"}))]);
+    assert_eq!(h.presence_users(&ch), vec![Arc::<str>::from("b")]);
+}
+
+#[test]
+fn publish_skips_the_excluded_socket_and_empty_channels_vanish() {
+    let h = hub();
+    let ch = ChannelName::parse("news").unwrap();
+    let (a, b) = (conn(1), conn(2));
+    h.subscribe(&a, &ch, None).unwrap();
+    h.subscribe(&b, &ch, None).unwrap();
+    events(&a);
+    events(&b);
+    let d = h.publish(&ch, Bytes::from_static(b"{\"event\":\"x\",\"data\":\"1\"}"), Some(a.socket_id), Urgency::Always);
+    assert_eq!(d.delivered, 1);
+    assert_eq!(names(&a), Vec::<String>::new());
+    assert_eq!(names(&b), ["x"]);
+    h.unsubscribe(&a, &ch);
+    h.unsubscribe(&b, &ch);
+    assert!(h.channels("").is_empty());
+    assert_eq!(h.publish(&ch, Bytes::from_static(b"{}"), None, Urgency::Always), Delivery::default());
+}
+
+#[test]
+fn cache_channels_replay_the_last_event() {
+    let h = hub();
+    let ch = ChannelName::parse("cache-price").unwrap();
+    let a = conn(1);
+    h.subscribe(&a, &ch, None).unwrap();
+    assert_eq!(names(&a), ["pusher_internal:subscription_succeeded", "pusher:cache_miss"]);
+    h.publish(&ch, ServerFrame::Event { event: "p", channel: Some("cache-price"), data_json: "\"1\"", user_id: None }.encode(), None, Urgency::Always);
+    h.publish(&ch, ServerFrame::Event { event: "p", channel: Some("cache-price"), data_json: "\"2\"", user_id: None }.encode(), None, Urgency::Always);
+    h.unsubscribe(&a, &ch);
+    let b = conn(2);
+    h.subscribe(&b, &ch, None).unwrap();
+    let ev = events(&b);
+    assert_eq!(ev[1], ("p".to_owned(), serde_json::json!(2)));
+}
+
+#[test]
+fn signin_watchlist_and_terminate() {
+    let h = hub();
+    let (a, b) = (conn(1), conn(2));
+    h.register(a.clone());
+    h.register(b.clone());
+    h.signin(&a, "alice".into(), vec!["bob".into()]).unwrap();
+    assert_eq!(names(&a), ["pusher_internal:subscription_succeeded"]);
+    h.signin(&b, "bob".into(), vec![]).unwrap();
+    let ev = events(&a);
+    assert_eq!(ev[0].0, "pusher_internal:watchlist_events");
+    assert_eq!(ev[0].1, serde_json::json!({"events":[{"name":"online","user_ids":["bob"]}]}));
+    assert_eq!(h.signin(&b, "bob".into(), vec![]), Err(SigninError::AlreadySignedIn));
+    let ch = ChannelName::server_to_user("bob").unwrap();
+    h.unregister(&b, [ch]);
+    let ev = events(&a);
+    assert_eq!(ev[0].1, serde_json::json!({"events":[{"name":"offline","user_ids":["bob"]}]}));
+    assert_eq!(h.terminate_user("alice"), 1);
+    assert!(a.outbox.is_closing());
+}
+
+#[test]
+fn subscription_count_is_opt_in_and_skips_presence() {
+    let h = Hub::new(HubOptions { subscription_count: true, max_presence_members: 10, cache_ttl: Duration::from_secs(1) });
+    let ch = ChannelName::parse("private-x").unwrap();
+    let (a, b) = (conn(1), conn(2));
+    h.subscribe(&a, &ch, None).unwrap();
+    h.subscribe(&b, &ch, None).unwrap();
+    let ev = events(&a);
+    assert_eq!(ev.last().unwrap(), &("pusher_internal:subscription_count".to_owned(), serde_json::json!({"subscription_count":2})));
+    let p = ChannelName::parse("presence-x").unwrap();
+    h.subscribe(&a, &p, user("a")).unwrap();
+    assert_eq!(names(&a), ["pusher_internal:subscription_succeeded"]);
+}
