@@ -1,1 +1,75 @@
-fn main() {}
+//! `sonde-bench`: drives a Pusher-compatible server (Sonde or another) with websocket
+//! subscribers and signed HTTP or client-event publishers, and reports throughput, loss,
+//! latency and the server's CPU and memory next to the bench's own.
+
+mod cli;
+mod fleet;
+mod monitor;
+mod procstat;
+mod publish;
+mod pusher;
+mod recorder;
+mod report;
+mod scan;
+mod scenario;
+mod ws;
+
+use std::net::ToSocketAddrs;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Cli, Scenario};
+use crate::pusher::Target;
+
+/// What every scenario gets.
+pub struct Ctx {
+    pub target: Target,
+    pub server_pid: Option<u32>,
+    pub connect_concurrency: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    raise_open_files_limit();
+    let c = &cli.common;
+    let server = (c.host.as_str(), c.port).to_socket_addrs()?.next().context("host has no address")?;
+    let target = Target {
+        server,
+        app_id: c.app_id.clone(),
+        key: c.key.clone(),
+        secret: c.secret.clone(),
+        sources: Target::loopback_sources(server, c.source_addrs),
+    };
+    let ctx = Ctx { target, server_pid: c.server_pid, connect_concurrency: c.connect_concurrency };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = c.threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt.enable_all().build()?;
+    let report = rt.block_on(async {
+        match &cli.scenario {
+            Scenario::Idle(a) => scenario::idle::run(&ctx, a).await,
+            Scenario::Broadcast(a) => scenario::broadcast::run(&ctx, a).await,
+            Scenario::Metrics(a) => scenario::metrics::run(&ctx, a).await,
+            Scenario::Churn(a) => scenario::churn::run(&ctx, a).await,
+            Scenario::Http(a) => scenario::http::run(&ctx, a).await,
+        }
+    })?;
+    // Tens of thousands of sockets close faster with the process than one by one.
+    if cli.common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    rt.shutdown_background();
+    Ok(())
+}
+
+/// Each connection is a file descriptor: lift the soft limit to the hard one.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => eprintln!("open files limit: {n}"),
+        Err(e) => eprintln!("cannot raise the open files limit: {e}"),
+    }
+}

@@ -1,0 +1,153 @@
+//! Command line.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::publish::Via;
+
+#[derive(Debug, Parser)]
+#[command(name = "sonde-bench", version, about = "Load generator for Sonde and any Pusher Channels (protocol 7) server.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Server host (websocket and HTTP API).
+    #[arg(long, global = true, default_value = "127.0.0.1", env = "SONDE_BENCH_HOST")]
+    pub host: String,
+    /// Server port (websocket and HTTP API).
+    #[arg(long, global = true, default_value_t = 6001, env = "SONDE_BENCH_PORT")]
+    pub port: u16,
+    #[arg(long, global = true, default_value = "1", env = "SONDE_BENCH_APP_ID")]
+    pub app_id: String,
+    #[arg(long, global = true, default_value = "key", env = "SONDE_BENCH_KEY")]
+    pub key: String,
+    #[arg(long, global = true, default_value = "secret", env = "SONDE_BENCH_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The server's process id, to report its CPU time and RSS (Linux /proc).
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// On loopback, spread connections over 127.0.0.2, 127.0.0.3, … (each has its own
+    /// ephemeral port range); 0 lets the kernel pick the source address.
+    #[arg(long, global = true, default_value_t = 16)]
+    pub source_addrs: u8,
+    /// Worker threads of the bench's runtime (default: one per core).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Handshakes in flight while opening connections.
+    #[arg(long, global = true, default_value_t = 128)]
+    pub connect_concurrency: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N subscribed connections that do nothing: server memory per connection.
+    Idle(IdleArgs),
+    /// One channel, N subscribers, one publisher at R msg/s: throughput, loss, latency.
+    Broadcast(BroadcastArgs),
+    /// H hosts publishing a ~1 KB sample each second to V viewers each, plus idle connections.
+    Metrics(MetricsArgs),
+    /// Connect, authorised subscribe, close, R times a second.
+    Churn(ChurnArgs),
+    /// Signed HTTP API publishes with C requests in flight.
+    Http(HttpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    #[arg(long, short = 'n', default_value_t = 20_000)]
+    pub connections: usize,
+    /// Connections are spread over this many channels (`idle-0`, `idle-1`, …).
+    #[arg(long, default_value_t = 100)]
+    pub channels: usize,
+    /// Subscribe to private channels (with auth) instead of public ones.
+    #[arg(long)]
+    pub private: bool,
+    /// Seconds to hold the connections before the second measurement.
+    #[arg(long, default_value_t = 5)]
+    pub hold: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BroadcastArgs {
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Messages a second; a comma list runs steps over the same subscribers and stops at the
+    /// first step that loses messages.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub rate: Vec<f64>,
+    /// Seconds of publishing per step.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    #[arg(long, value_enum, default_value_t = Via::Http)]
+    pub via: Via,
+    /// Approximate size of each message's data, bytes.
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Percentage of subscribers that subscribe and then never read their socket.
+    #[arg(long, default_value_t = 0.0)]
+    pub stalled: f64,
+    /// HTTP publishes in flight at most.
+    #[arg(long, default_value_t = 64)]
+    pub http_inflight: usize,
+    /// Seconds to wait after a step for late deliveries.
+    #[arg(long, default_value_t = 3)]
+    pub drain: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[arg(long, default_value_t = 500)]
+    pub hosts: usize,
+    #[arg(long, default_value_t = 2)]
+    pub viewers: usize,
+    /// Extra connections that subscribe to nothing.
+    #[arg(long, default_value_t = 0)]
+    pub idle: usize,
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
+    #[arg(long, value_enum, default_value_t = Via::Http)]
+    pub via: Via,
+    /// Approximate size of one sample's JSON, bytes.
+    #[arg(long, default_value_t = 1000)]
+    pub sample_bytes: usize,
+    #[arg(long, default_value_t = 3)]
+    pub drain: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ChurnArgs {
+    /// Connects a second to start (0: as many as the concurrency allows).
+    #[arg(long, default_value_t = 5000.0)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Connect-subscribe-close cycles in flight at most.
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Requests in flight.
+    #[arg(long, short = 'c', default_value_t = 32)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Publishes a second in total (0: as fast as the server answers).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Websocket subscribers of the published channel.
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    #[arg(long, default_value_t = 3)]
+    pub drain: u64,
+}

@@ -1,0 +1,118 @@
+//! Watching the server process (with `--server-pid`) and the bench itself while a scenario
+//! runs: CPU and RSS over a measured window, and once a second for the time series.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::procstat::{Delta, Pid, Usage};
+use crate::recorder::Recorder;
+use crate::report::Section;
+
+/// CPU and RSS of the server and of the bench over one measured window.
+pub struct Window {
+    server_pid: Option<u32>,
+    server: Option<Usage>,
+    bench: Usage,
+}
+
+/// What a window measured.
+pub struct Measured {
+    pub server: Option<Delta>,
+    pub bench: Delta,
+}
+
+fn read_server(pid: Option<u32>) -> Option<Usage> {
+    let pid = pid?;
+    match Usage::read(Pid::Of(pid)) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            eprintln!("  cannot read server process {pid}: {e:#}");
+            None
+        }
+    }
+}
+
+impl Window {
+    pub fn start(server_pid: Option<u32>) -> Self {
+        Self { server_pid, server: read_server(server_pid), bench: Usage::read(Pid::Current).expect("/proc/self is readable") }
+    }
+
+    /// Ends the window and adds CPU and memory rows for both processes to `section`.
+    pub fn finish(self, section: &mut Section) -> Measured {
+        let server = self.server.zip(read_server(self.server_pid)).map(|(a, b)| a.delta(&b));
+        let bench = self.bench.delta(&Usage::read(Pid::Current).expect("/proc/self is readable"));
+        section.row("window", bench.wall_s, "s");
+        if let Some(s) = &server {
+            section.row("server cpu", s.cpu_s, "s");
+            section.row("server cores busy", s.cores(), "cores");
+            section.row("server rss before", s.rss_before_kib as f64 / 1024.0, "MiB");
+            section.row("server rss after", s.rss_after_kib as f64 / 1024.0, "MiB");
+        }
+        section.row("bench cpu", bench.cpu_s, "s");
+        section.row("bench cores busy", bench.cores(), "cores");
+        section.row("bench rss", bench.rss_after_kib as f64 / 1024.0, "MiB");
+        Measured { server, bench }
+    }
+}
+
+impl Measured {
+    /// Server CPU for each of `count` things, in `unit_s` (1e-6 for µs).
+    pub fn server_cpu_per(&self, count: u64, unit_s: f64) -> f64 {
+        match &self.server {
+            Some(s) if count > 0 => s.cpu_s / count as f64 / unit_s,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// One sample of the time series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub t_s: f64,
+    pub label: String,
+    pub server_rss_kib: Option<u64>,
+    pub server_cpu_s: Option<f64>,
+    pub bench_rss_kib: u64,
+    pub bench_cpu_s: f64,
+    pub delivered: u64,
+}
+
+/// Samples both processes once a second until stopped.
+pub struct Sampler {
+    points: Arc<Mutex<Vec<Point>>>,
+    task: JoinHandle<()>,
+}
+
+impl Sampler {
+    pub fn start(server_pid: Option<u32>, label: String, recorder: Option<Arc<Recorder>>) -> Self {
+        let points = Arc::new(Mutex::new(Vec::new()));
+        let out = points.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let server = server_pid.and_then(|p| Usage::read(Pid::Of(p)).ok());
+                let Ok(bench) = Usage::read(Pid::Current) else { continue };
+                out.lock().expect("sampler lock").push(Point {
+                    t_s: started.elapsed().as_secs_f64(),
+                    label: label.clone(),
+                    server_rss_kib: server.map(|u| u.rss_kib),
+                    server_cpu_s: server.map(|u| u.cpu_s),
+                    bench_rss_kib: bench.rss_kib,
+                    bench_cpu_s: bench.cpu_s,
+                    delivered: recorder.as_ref().map_or(0, |r| r.delivered()),
+                });
+            }
+        });
+        Self { points, task }
+    }
+
+    pub fn stop(self) -> Vec<Point> {
+        self.task.abort();
+        std::mem::take(&mut *self.points.lock().expect("sampler lock"))
+    }
+}
