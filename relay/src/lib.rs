@@ -1,4 +1,13 @@
 //! `sonde-relay`: a Pusher Channels v7 server and HTTP API with realtime metrics sessions.
+//!
+//! `server::run` takes an already-bound listener and a shutdown future, so tests bind
+//! port 0 and drive the real server.
 
+pub mod apps;
+pub mod cli;
 pub mod config;
+pub mod http;
 pub mod hub;
+pub mod metrics;
+pub mod server;
+pub mod ws;

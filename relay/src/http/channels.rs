@@ -1,0 +1,91 @@
+//! Channel queries and user termination.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, Uri};
+use axum::Json;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use sonde_protocol::{ChannelKind, ChannelName};
+
+use super::{auth, ApiError};
+use crate::server::AppState;
+
+fn info_attrs(signed: &auth::Signed) -> Result<(bool, bool), ApiError> {
+    let (mut users, mut subs) = (false, false);
+    for a in signed.param("info").unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match a {
+            "user_count" => users = true,
+            "subscription_count" => subs = true,
+            other => return Err(ApiError::bad_request(format!("unknown info attribute '{other}' (use user_count, subscription_count)"))),
+        }
+    }
+    Ok((users, subs))
+}
+
+fn channel(name: &str) -> Result<ChannelName, ApiError> {
+    ChannelName::parse_server(name).map_err(|e| ApiError::bad_request(format!("invalid channel name '{name}': {e}")))
+}
+
+/// `GET /apps/{id}/channels`
+pub async fn list(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let prefix = signed.param("filter_by_prefix").unwrap_or("");
+    let (users, subs) = info_attrs(&signed)?;
+    if users && !prefix.starts_with("presence-") {
+        return Err(ApiError::bad_request("info=user_count needs filter_by_prefix=presence-"));
+    }
+    let mut out = Map::new();
+    for (name, info) in signed.app.hub.channels(prefix) {
+        if name.kind() == ChannelKind::ServerToUser {
+            continue;
+        }
+        let mut attrs = Map::new();
+        if let (true, Some(u)) = (users, info.user_count) {
+            attrs.insert("user_count".into(), u.into());
+        }
+        if subs {
+            attrs.insert("subscription_count".into(), info.subscription_count.into());
+        }
+        out.insert(name.to_string(), Value::Object(attrs));
+    }
+    Ok(Json(json!({ "channels": out })))
+}
+
+/// `GET /apps/{id}/channels/{name}`
+pub async fn show(State(s): State<AppState>, Path((app_id, name)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let name = channel(&name)?;
+    let (users, subs) = info_attrs(&signed)?;
+    if users && name.kind() != ChannelKind::Presence {
+        return Err(ApiError::bad_request("user_count is only available for presence channels"));
+    }
+    let info = signed.app.hub.channel_info(&name);
+    let mut out = Map::new();
+    out.insert("occupied".into(), (info.subscription_count > 0).into());
+    if let (true, Some(u)) = (users, info.user_count) {
+        out.insert("user_count".into(), u.into());
+    }
+    if subs {
+        out.insert("subscription_count".into(), info.subscription_count.into());
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /apps/{id}/channels/{name}/users`
+pub async fn users(State(s): State<AppState>, Path((app_id, name)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let name = channel(&name)?;
+    if name.kind() != ChannelKind::Presence {
+        return Err(ApiError::bad_request("users are only available for presence channels"));
+    }
+    let users: Vec<Value> = signed.app.hub.presence_users(&name).iter().map(|u| json!({ "id": &**u })).collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+/// `POST /apps/{id}/users/{user_id}/terminate_connections`
+pub async fn terminate(State(s): State<AppState>, Path((app_id, user)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    signed.app.hub.terminate_user(&user);
+    Ok(Json(json!({})))
+}

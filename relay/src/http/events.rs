@@ -1,0 +1,171 @@
+//! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, Uri};
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use sonde_protocol::frame::json_string;
+use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
+
+use super::{auth, ApiError};
+use crate::apps::App;
+use crate::hub::Urgency;
+use crate::server::AppState;
+
+#[derive(Deserialize)]
+struct EventBody {
+    name: String,
+    data: Box<RawValue>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    socket_id: Option<String>,
+    #[serde(default)]
+    info: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    batch: Vec<EventBody>,
+}
+
+/// An event that passed every check, ready to fan out.
+struct Checked {
+    name: String,
+    data_json: String,
+    channels: Vec<ChannelName>,
+    except: Option<SocketId>,
+    info: Info,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Info {
+    user_count: bool,
+    subscription_count: bool,
+}
+
+fn parse_info(info: Option<&str>) -> Result<Info, ApiError> {
+    let mut out = Info::default();
+    for attr in info.unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match attr {
+            "user_count" => out.user_count = true,
+            "subscription_count" => out.subscription_count = true,
+            other => return Err(ApiError::bad_request(format!("unknown info attribute '{other}' (use user_count, subscription_count)"))),
+        }
+    }
+    Ok(out)
+}
+
+fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
+    let l = &app.config.limits;
+    if ev.name.is_empty() || ev.name.len() > l.max_event_name_len {
+        return Err(ApiError::bad_request(format!("event name must have 1 to {} characters", l.max_event_name_len)));
+    }
+    if ev.name.starts_with("pusher:") || ev.name.starts_with("pusher_internal:") {
+        return Err(ApiError::bad_request("event names starting with pusher: or pusher_internal: are reserved"));
+    }
+    let raw = ev.data.get();
+    let (data_json, data_len) = if raw.starts_with('"') {
+        let s: String = serde_json::from_str(raw).map_err(|_| ApiError::bad_request("data is not a valid JSON string"))?;
+        (raw.to_owned(), s.len())
+    } else {
+        (json_string(raw), raw.len())
+    };
+    if data_len > l.max_payload_bytes {
+        return Err(ApiError::too_large(format!("data is {data_len} bytes; the limit is {}", l.max_payload_bytes)));
+    }
+    let names = match (ev.channel, ev.channels) {
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) => cs,
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give either channel or channels, not both")),
+        (None, None) => return Err(ApiError::bad_request("channel or channels is required")),
+    };
+    if names.is_empty() || names.len() > l.max_channels_per_event {
+        return Err(ApiError::bad_request(format!("an event goes to 1 to {} channels", l.max_channels_per_event)));
+    }
+    let channels = names
+        .iter()
+        .map(|n| ChannelName::parse_server(n).map_err(|e| ApiError::bad_request(format!("invalid channel name '{n}': {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if channels.len() > 1 && channels.iter().any(|c| c.kind() == ChannelKind::PrivateEncrypted) {
+        return Err(ApiError::bad_request("an event to an encrypted channel must name exactly one channel"));
+    }
+    let except = ev.socket_id.map(|s| s.parse::<SocketId>().map_err(|e| ApiError::bad_request(e.to_string()))).transpose()?;
+    let info = parse_info(ev.info.as_deref())?;
+    Ok(Checked { name: ev.name, data_json, channels, except, info })
+}
+
+fn publish(app: &App, ev: &Checked) -> Option<Value> {
+    let started = Instant::now();
+    for ch in &ev.channels {
+        let frame = ServerFrame::Event { event: &ev.name, channel: Some(ch.as_str()), data_json: &ev.data_json, user_id: None }.encode();
+        let len = frame.len() as u64;
+        let d = app.hub.publish(ch, frame, ev.except, Urgency::Always);
+        app.metrics.messages_out.inc_by(d.delivered as u64);
+        app.metrics.bytes_out.inc_by(len * d.delivered as u64);
+    }
+    app.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
+    if !(ev.info.user_count || ev.info.subscription_count) {
+        return None;
+    }
+    let mut out = Map::new();
+    for ch in &ev.channels {
+        let i = app.hub.channel_info(ch);
+        let mut attrs = Map::new();
+        if ev.info.subscription_count {
+            attrs.insert("subscription_count".into(), i.subscription_count.into());
+        }
+        if let (true, Some(u)) = (ev.info.user_count, i.user_count) {
+            attrs.insert("user_count".into(), u.into());
+        }
+        out.insert(ch.to_string(), Value::Object(attrs));
+    }
+    Some(Value::Object(out))
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+pub async fn events(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let body = body?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
+    let ev = check(&signed.app, parse_json(&body)?)?;
+    Ok(Json(match publish(&signed.app, &ev) {
+        Some(channels) => json!({ "channels": channels }),
+        None => json!({}),
+    }))
+}
+
+pub async fn batch_events(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let body = body?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
+    let app: &Arc<App> = &signed.app;
+    let batch: BatchBody = parse_json(&body)?;
+    let max = app.config.limits.max_batch_events;
+    if batch.batch.is_empty() || batch.batch.len() > max {
+        return Err(ApiError::bad_request(format!("a batch holds 1 to {max} events")));
+    }
+    let mut checked = Vec::with_capacity(batch.batch.len());
+    for ev in batch.batch {
+        if ev.channels.is_some() {
+            return Err(ApiError::bad_request("each batch event names one channel"));
+        }
+        checked.push(check(app, ev)?);
+    }
+    let infos: Vec<Option<Value>> = checked.iter().map(|ev| publish(app, ev)).collect();
+    if infos.iter().all(Option::is_none) {
+        return Ok(Json(json!({})));
+    }
+    let batch: Vec<Value> = infos.into_iter().map(|i| i.and_then(|v| v.as_object().and_then(|m| m.values().next().cloned())).unwrap_or_else(|| json!({}))).collect();
+    Ok(Json(json!({ "batch": batch })))
+}

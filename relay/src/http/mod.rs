@@ -1,0 +1,81 @@
+//! The HTTP edge: the Pusher HTTP API, health, metrics.
+
+pub mod auth;
+mod channels;
+mod error;
+mod events;
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::metrics::{EndpointLabel, HttpLabel};
+use crate::server::AppState;
+
+/// Bodies larger than this are refused with 413 before they are read whole.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app_id}/events", post(events::events))
+        .route("/apps/{app_id}/batch_events", post(events::batch_events))
+        .route("/apps/{app_id}/channels", get(channels::list))
+        .route("/apps/{app_id}/channels/{channel}", get(channels::show))
+        .route("/apps/{app_id}/channels/{channel}/users", get(channels::users))
+        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(channels::terminate))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    if s.shutdown.is_cancelled() {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    "ready".into_response()
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], s.metrics.encode()).into_response()
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+}
+
+/// Counts API requests by app, endpoint and status, and times them.
+pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        return next.run(req).await;
+    };
+    if !path.starts_with("/apps/") {
+        return next.run(req).await;
+    }
+    let app = req.uri().path().split('/').nth(2).filter(|id| s.apps.by_id(id).is_some()).unwrap_or("unknown").to_owned();
+    let endpoint = endpoint_name(&path);
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    s.metrics.http_duration.get_or_create(&EndpointLabel { endpoint }).observe(started.elapsed().as_secs_f64());
+    s.metrics.http_requests.get_or_create(&HttpLabel { app, endpoint, status: resp.status().as_u16() }).inc();
+    resp
+}
+
+fn endpoint_name(route: &str) -> &'static str {
+    match route {
+        "/apps/{app_id}/events" => "events",
+        "/apps/{app_id}/batch_events" => "batch_events",
+        "/apps/{app_id}/channels" => "channels",
+        "/apps/{app_id}/channels/{channel}" => "channel",
+        "/apps/{app_id}/channels/{channel}/users" => "channel_users",
+        "/apps/{app_id}/users/{user_id}/terminate_connections" => "terminate_connections",
+        _ => "other",
+    }
+}

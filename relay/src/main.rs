@@ -1,0 +1,74 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use sonde_relay::cli::{Cli, Command};
+use sonde_relay::{config::Config, server};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Serve) => serve(&cli),
+    }
+}
+
+fn serve(cli: &Cli) -> ExitCode {
+    let (config, dev) = match cli.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sonde-relay: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = match TcpListener::bind(config.bind).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sonde-relay: cannot listen on {}: {e}", config.bind);
+                return ExitCode::from(1);
+            }
+        };
+        print_banner(&config, listener.local_addr().unwrap_or(config.bind), dev);
+        match server::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sonde-relay: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn print_banner(config: &Config, addr: std::net::SocketAddr, dev: bool) {
+    println!("Sonde relay listening on http://{addr}");
+    for app in &config.apps {
+        println!("  app {}: websocket ws://{addr}/app/{}  HTTP API http://{addr}/apps/{}", app.id, app.key, app.id);
+    }
+    if dev {
+        let app = &config.apps[0];
+        println!("  development app: id={} key={} secret={} (for local use only; configure your own with --app or --config)", app.id, app.key, app.secret);
+    }
+    println!("  health http://{addr}/healthz  metrics http://{addr}/metrics");
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SONDE_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

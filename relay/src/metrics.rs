@@ -1,0 +1,140 @@
+//! Prometheus metrics. Labelled by app, never by channel (unbounded cardinality).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use sonde_protocol::CloseCode;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabel {
+    pub app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub app: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabel {
+    pub app: String,
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    pub endpoint: &'static str,
+}
+
+fn histogram() -> Histogram {
+    // 10 µs .. ~5 s
+    Histogram::new(exponential_buckets(0.000_01, 2.5, 15))
+}
+
+/// Every metric family, registered once.
+pub struct Metrics {
+    pub registry: Registry,
+    connections: Family<AppLabel, Gauge>,
+    connections_total: Family<AppLabel, Counter>,
+    subscriptions: Family<AppLabel, Gauge>,
+    messages_in: Family<AppLabel, Counter>,
+    messages_out: Family<AppLabel, Counter>,
+    bytes_in: Family<AppLabel, Counter>,
+    bytes_out: Family<AppLabel, Counter>,
+    conflated: Family<AppLabel, Counter>,
+    errors: Family<CodeLabel, Counter>,
+    pub http_requests: Family<HttpLabel, Counter>,
+    pub http_duration: Family<EndpointLabel, Histogram, fn() -> Histogram>,
+    pub publish_duration: Family<AppLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sonde");
+        let m = Self {
+            connections: Family::default(),
+            connections_total: Family::default(),
+            subscriptions: Family::default(),
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            conflated: Family::default(),
+            errors: Family::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(histogram),
+            publish_duration: Family::new_with_constructor(histogram),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open websocket connections", m.connections.clone());
+        registry.register("connections_opened", "Websocket connections accepted", m.connections_total.clone());
+        registry.register("subscriptions", "Channel subscriptions held by connections", m.subscriptions.clone());
+        registry.register("messages_in", "Websocket messages received", m.messages_in.clone());
+        registry.register("messages_out", "Websocket messages queued to subscribers", m.messages_out.clone());
+        registry.register("bytes_in", "Websocket bytes received", m.bytes_in.clone());
+        registry.register("bytes_out", "Websocket bytes queued to subscribers", m.bytes_out.clone());
+        registry.register("conflated", "Sample frames replaced by a newer one for a slow subscriber", m.conflated.clone());
+        registry.register("errors", "Errors sent to clients, by Pusher code (0: HTTP or close codes below 4000)", m.errors.clone());
+        registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
+        registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());
+        Self { registry, ..m }
+    }
+}
+
+/// The handles of one app, resolved once so the hot path never hashes labels.
+#[derive(Clone)]
+pub struct AppMetrics {
+    app: String,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub subscriptions: Gauge,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub conflated: Counter,
+    pub publish_duration: Histogram,
+    errors: Family<CodeLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn for_app(&self, app: &str) -> AppMetrics {
+        let l = AppLabel { app: app.to_owned() };
+        AppMetrics {
+            app: app.to_owned(),
+            connections: self.connections.get_or_create(&l).clone(),
+            connections_total: self.connections_total.get_or_create(&l).clone(),
+            subscriptions: self.subscriptions.get_or_create(&l).clone(),
+            messages_in: self.messages_in.get_or_create(&l).clone(),
+            messages_out: self.messages_out.get_or_create(&l).clone(),
+            bytes_in: self.bytes_in.get_or_create(&l).clone(),
+            bytes_out: self.bytes_out.get_or_create(&l).clone(),
+            conflated: self.conflated.get_or_create(&l).clone(),
+            publish_duration: self.publish_duration.get_or_create(&l).clone(),
+            errors: self.errors.clone(),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+impl AppMetrics {
+    pub fn error(&self, code: Option<CloseCode>) {
+        let code = code.map_or(0, CloseCode::code);
+        self.errors.get_or_create(&CodeLabel { app: self.app.clone(), code }).inc();
+    }
+
+    pub fn error_code(&self, code: u16) {
+        self.errors.get_or_create(&CodeLabel { app: self.app.clone(), code }).inc();
+    }
+}

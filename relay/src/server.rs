@@ -1,0 +1,111 @@
+//! Wiring: the shared state, the router, and `run(listener, config, shutdown)`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use sonde_protocol::CloseCode;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::apps::Apps;
+use crate::config::Config;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::ws::conn::Timing;
+use crate::ws::upgrade;
+
+/// How often expired cache entries are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connections to say goodbye.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The state every handler shares: one `Clone` struct of `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub apps: Arc<Apps>,
+    pub metrics: Arc<Metrics>,
+    pub timing: Timing,
+    /// Cancelled when the relay stops: connections close with 4200.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Self {
+            apps: Arc::new(Apps::new(&config.apps, &metrics)),
+            metrics,
+            timing: Timing {
+                activity: Duration::from_secs(config.activity_timeout_s),
+                pong: Duration::from_secs(config.pong_timeout_s),
+                write: Duration::from_secs(30),
+            },
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/app/{key}", get(upgrade::app_socket))
+        .merge(http::api_routes())
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .fallback(upgrade::wrong_path)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::track))
+        .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then closes every client with 4200 and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let state = AppState::new(&config);
+    run_with_state(listener, state, shutdown).await
+}
+
+pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let cancel = state.shutdown.clone();
+    let sweeper = tokio::spawn(sweep(state.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = cancel.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
+            info!("shutting down: closing clients with 4200");
+            stop.cancel();
+        })
+        .await;
+    cancel.cancel();
+    for app in state.apps.iter() {
+        app.hub.close_all(CloseCode::Reconnect, "server is shutting down, reconnect");
+    }
+    state.tracker.close();
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, state.tracker.wait()).await;
+    sweeper.abort();
+    served
+}
+
+async fn sweep(state: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        for app in state.apps.iter() {
+            app.hub.sweep();
+        }
+    }
+}

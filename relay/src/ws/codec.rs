@@ -1,0 +1,330 @@
+//! RFC 6455 framing, server side, over any byte stream.
+//!
+//! Written for the relay's needs: the read buffer starts small and grows only for large
+//! messages (tungstenite's 128 KiB per connection is far too much for idle viewers), and
+//! outgoing frames are shared `Bytes` gathered into one write.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Bytes the read buffer starts with and shrinks back to.
+const READ_CHUNK: usize = 512;
+
+/// A complete message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    Text(Bytes),
+    Binary,
+    Ping(Bytes),
+    Pong,
+    Close(Option<u16>),
+}
+
+/// A violation that ends the connection, with the websocket close code to send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WsError {
+    #[error("websocket protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("message larger than {0} bytes")]
+    TooBig(usize),
+    #[error("text message is not valid UTF-8")]
+    BadUtf8,
+    #[error("connection closed without a close frame")]
+    Eof,
+    #[error("i/o error: {0}")]
+    Io(String),
+}
+
+impl WsError {
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::Protocol(_) => 1002,
+            Self::TooBig(_) => 1009,
+            Self::BadUtf8 => 1007,
+            Self::Eof | Self::Io(_) => 1006,
+        }
+    }
+}
+
+pub struct WsStream<S> {
+    io: S,
+    rbuf: BytesMut,
+    max_message: usize,
+    /// The opcode and payload of a fragmented message being assembled.
+    partial: Option<(u8, BytesMut)>,
+}
+
+struct Frame {
+    fin: bool,
+    opcode: u8,
+    payload: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    pub fn new(io: S, max_message: usize) -> Self {
+        Self { io, rbuf: BytesMut::new(), max_message, partial: None }
+    }
+
+    /// Reads the next complete message. Cancel safe: bytes read stay in the buffer.
+    pub async fn recv(&mut self) -> Result<Inbound, WsError> {
+        loop {
+            while let Some(frame) = self.parse_frame()? {
+                if let Some(msg) = self.assemble(frame)? {
+                    self.shrink();
+                    return Ok(msg);
+                }
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 64 {
+                self.rbuf.reserve(READ_CHUNK.max(self.rbuf.len()));
+            }
+            match self.io.read_buf(&mut self.rbuf).await {
+                Ok(0) => return Err(WsError::Eof),
+                Ok(_) => {}
+                Err(e) => return Err(WsError::Io(e.to_string())),
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > READ_CHUNK * 4 {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    fn parse_frame(&mut self) -> Result<Option<Frame>, WsError> {
+        let b = &self.rbuf[..];
+        if b.len() < 2 {
+            return Ok(None);
+        }
+        let fin = b[0] & 0x80 != 0;
+        if b[0] & 0x70 != 0 {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        let opcode = b[0] & 0x0f;
+        if b[1] & 0x80 == 0 {
+            return Err(WsError::Protocol("client frames must be masked"));
+        }
+        let (len, mut at) = match b[1] & 0x7f {
+            126 => {
+                if b.len() < 4 {
+                    return Ok(None);
+                }
+                (u64::from(u16::from_be_bytes([b[2], b[3]])), 4)
+            }
+            127 => {
+                if b.len() < 10 {
+                    return Ok(None);
+                }
+                (u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")), 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        let is_control = opcode >= 8;
+        if is_control && (len > 125 || !fin) {
+            return Err(WsError::Protocol("control frames must be short and unfragmented"));
+        }
+        let partial_len = self.partial.as_ref().map_or(0, |(_, p)| p.len() as u64);
+        if len + partial_len > self.max_message as u64 {
+            return Err(WsError::TooBig(self.max_message));
+        }
+        let len = len as usize;
+        if b.len() < at + 4 + len {
+            self.rbuf.reserve(at + 4 + len - b.len());
+            return Ok(None);
+        }
+        let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        at += 4;
+        self.rbuf.advance(at);
+        let mut payload = self.rbuf.split_to(len);
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= mask[i & 3];
+        }
+        Ok(Some(Frame { fin, opcode, payload }))
+    }
+
+    fn assemble(&mut self, f: Frame) -> Result<Option<Inbound>, WsError> {
+        match f.opcode {
+            0x0 => {
+                let Some((op, mut buf)) = self.partial.take() else {
+                    return Err(WsError::Protocol("continuation without a message"));
+                };
+                buf.extend_from_slice(&f.payload);
+                if f.fin {
+                    return finish(op, buf).map(Some);
+                }
+                self.partial = Some((op, buf));
+                Ok(None)
+            }
+            0x1 | 0x2 => {
+                if self.partial.is_some() {
+                    return Err(WsError::Protocol("new message inside a fragmented one"));
+                }
+                if f.fin {
+                    return finish(f.opcode, f.payload).map(Some);
+                }
+                self.partial = Some((f.opcode, f.payload));
+                Ok(None)
+            }
+            0x8 => {
+                let code = (f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]]));
+                Ok(Some(Inbound::Close(code)))
+            }
+            0x9 => Ok(Some(Inbound::Ping(f.payload.freeze()))),
+            0xA => Ok(Some(Inbound::Pong)),
+            _ => Err(WsError::Protocol("unknown opcode")),
+        }
+    }
+
+    /// Writes text frames, gathered into one write.
+    pub async fn send_texts(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
+        let total: usize = frames.iter().map(|f| f.len() + 10).sum();
+        let mut out = Vec::with_capacity(total);
+        for f in frames {
+            put_header(&mut out, 0x1, f.len());
+            out.extend_from_slice(f);
+        }
+        self.io.write_all(&out).await?;
+        self.io.flush().await
+    }
+
+    pub async fn send_pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 2);
+        put_header(&mut out, 0xA, payload.len());
+        out.extend_from_slice(payload);
+        self.io.write_all(&out).await?;
+        self.io.flush().await
+    }
+
+    /// Sends a close frame; the caller then waits briefly for the client's and drops.
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
+        let reason = truncate_utf8(reason, 123);
+        let mut out = Vec::with_capacity(reason.len() + 4);
+        put_header(&mut out, 0x8, reason.len() + 2);
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(reason.as_bytes());
+        self.io.write_all(&out).await?;
+        self.io.flush().await
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.io.shutdown().await;
+    }
+}
+
+fn finish(opcode: u8, payload: BytesMut) -> Result<Inbound, WsError> {
+    if opcode == 0x2 {
+        return Ok(Inbound::Binary);
+    }
+    if std::str::from_utf8(&payload).is_err() {
+        return Err(WsError::BadUtf8);
+    }
+    Ok(Inbound::Text(payload.freeze()))
+}
+
+fn put_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
+    out.push(0x80 | opcode);
+    if len < 126 {
+        out.push(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        if payload.len() < 126 {
+            out.push(0x80 | payload.len() as u8);
+        } else {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    async fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<Inbound, WsError>> {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        a.write_all(&bytes).await.unwrap();
+        drop(a);
+        let mut ws = WsStream::new(b, max);
+        let mut out = Vec::new();
+        loop {
+            let r = ws.recv().await;
+            let end = r.is_err();
+            out.push(r);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_fragments_and_control_frames() {
+        let mut bytes = client_frame(true, 1, b"hello");
+        bytes.extend(client_frame(false, 1, b"hel"));
+        bytes.extend(client_frame(true, 9, b"p"));
+        bytes.extend(client_frame(true, 0, b"lo"));
+        bytes.extend(client_frame(true, 1, &vec![b'x'; 300]));
+        bytes.extend(client_frame(true, 8, &1000u16.to_be_bytes()));
+        let got = read_all(bytes, 1000).await;
+        assert_eq!(got[0], Ok(Inbound::Text(Bytes::from_static(b"hello"))));
+        assert_eq!(got[1], Ok(Inbound::Ping(Bytes::from_static(b"p"))));
+        assert_eq!(got[2], Ok(Inbound::Text(Bytes::from_static(b"hello"))));
+        assert_eq!(got[3], Ok(Inbound::Text(Bytes::from(vec![b'x'; 300]))));
+        assert_eq!(got[4], Ok(Inbound::Close(Some(1000))));
+        assert_eq!(got[5], Err(WsError::Eof));
+    }
+
+    #[tokio::test]
+    async fn violations_end_the_connection_with_the_right_code() {
+        let unmasked = vec![0x81, 0x01, b'a'];
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (unmasked, 1002),
+            (client_frame(true, 1, &vec![b'x'; 200]), 1009),
+            (client_frame(true, 1, &[0xff, 0xfe]), 1007),
+            (client_frame(true, 3, b""), 1002),
+            (client_frame(true, 0, b"x"), 1002),
+            (client_frame(false, 9, b"x"), 1002),
+        ];
+        for (bytes, code) in cases {
+            let got = read_all(bytes, 100).await;
+            assert_eq!(got.last().unwrap().as_ref().unwrap_err().close_code(), code);
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_are_written_with_correct_headers() {
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut ws = WsStream::new(a, 100);
+        ws.send_texts(&[Bytes::from_static(b"ab"), Bytes::from(vec![b'z'; 200])]).await.unwrap();
+        ws.send_close(4200, "bye").await.unwrap();
+        drop(ws);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(&got[..4], &[0x81, 2, b'a', b'b']);
+        assert_eq!(&got[4..8], &[0x81, 126, 0, 200]);
+        let close = &got[8 + 200..];
+        assert_eq!(close, &[0x88, 5, 0x10, 0x68, b'b', b'y', b'e']);
+    }
+}

@@ -1,0 +1,156 @@
+//! The life of one websocket connection: one task that reads frames, drains the outbox in
+//! batched writes, and enforces the activity timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sonde_protocol::{CloseCode, ServerFrame, SocketId};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, Instrument};
+
+use super::codec::{Inbound, WsError, WsStream};
+use super::handler::{Flow, Handler};
+use crate::apps::App;
+use crate::hub::Conn;
+
+/// Timing of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Silence after which the server pings.
+    pub activity: Duration,
+    /// Wait for any frame after the server's ping before closing with 4201.
+    pub pong: Duration,
+    /// A write that takes longer than this means the peer is gone.
+    pub write: Duration,
+}
+
+/// Why a connection is refused right after the upgrade.
+pub struct Refusal {
+    pub code: CloseCode,
+    pub message: String,
+}
+
+/// Sends the error and the close code of a refused connection, then drops it.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: S, refusal: Refusal) {
+    let mut ws = WsStream::new(io, 1024);
+    let frame = ServerFrame::Error { code: Some(refusal.code), message: &refusal.message }.encode();
+    if ws.send_texts(&[frame]).await.is_ok() {
+        close(&mut ws, refusal.code.code(), &refusal.message).await;
+    }
+}
+
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, code: u16, reason: &str) {
+    if ws.send_close(code, reason).await.is_err() {
+        return;
+    }
+    // Give the client a moment to answer with its own close frame, so it sees a clean close.
+    let _ = timeout(Duration::from_secs(2), async {
+        loop {
+            match ws.recv().await {
+                Ok(Inbound::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    ws.shutdown().await;
+}
+
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, app: Arc<App>, socket_id: SocketId, timing: Timing, shutdown: CancellationToken) {
+    let span = tracing::debug_span!("conn", app = %app.id(), socket_id = %socket_id);
+    async move {
+        let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
+        app.hub.register(conn.clone());
+        app.metrics.connections.inc();
+        app.metrics.connections_total.inc();
+        let mut handler = Handler::new(app.clone(), conn.clone());
+        conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
+        let mut ws = WsStream::new(io, app.config.limits.max_message_bytes);
+        let reason = run(&mut ws, &conn, &mut handler, timing, &shutdown).await;
+        debug!(%reason, "connection ended");
+        handler.finish();
+        app.metrics.connections.dec();
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut deadline = Instant::now() + timing.activity;
+    let mut pinged = false;
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                conn.outbox.close(CloseCode::Reconnect, "server is shutting down, reconnect");
+            }
+            () = conn.outbox.ready() => {
+                let close_req = conn.outbox.drain(&mut batch);
+                if !batch.is_empty() {
+                    let wrote = timeout(timing.write, ws.send_texts(&batch)).await;
+                    batch.clear();
+                    if batch.capacity() > 256 {
+                        batch = Vec::new();
+                    }
+                    match wrote {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return format!("write failed: {e}"),
+                        Err(_) => return "write timed out".into(),
+                    }
+                }
+                if let Some(c) = close_req {
+                    close(ws, c.code.code(), &c.reason).await;
+                    return format!("closed by server with {}: {}", c.code.code(), c.reason);
+                }
+            }
+            msg = ws.recv() => {
+                deadline = Instant::now() + timing.activity;
+                pinged = false;
+                match msg {
+                    Ok(Inbound::Text(bytes)) => {
+                        // The codec has checked UTF-8 already.
+                        let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                        if let Flow::Close(code, reason) = handler.on_text(text) {
+                            conn.outbox.close(code, reason);
+                        }
+                    }
+                    Ok(Inbound::Binary) => {
+                        close(ws, 1003, "binary frames are not supported").await;
+                        return "binary frame".into();
+                    }
+                    Ok(Inbound::Ping(p)) => {
+                        if ws.send_pong(&p).await.is_err() {
+                            return "write failed".into();
+                        }
+                    }
+                    Ok(Inbound::Pong) => {}
+                    Ok(Inbound::Close(code)) => {
+                        let _ = ws.send_close(1000, "").await;
+                        ws.shutdown().await;
+                        return format!("closed by client ({code:?})");
+                    }
+                    Err(e @ (WsError::Eof | WsError::Io(_))) => return e.to_string(),
+                    Err(e) => {
+                        close(ws, e.close_code(), &e.to_string()).await;
+                        return e.to_string();
+                    }
+                }
+            }
+            () = sleep_until(deadline) => {
+                if pinged {
+                    conn.outbox.close(CloseCode::PongNotReceived, "Pong reply not received");
+                } else {
+                    pinged = true;
+                    deadline = Instant::now() + timing.pong;
+                    conn.outbox.push(ServerFrame::Ping.encode());
+                }
+            }
+        }
+    }
+}

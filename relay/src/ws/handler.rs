@@ -1,0 +1,309 @@
+//! What one connection's frames do: subscriptions, auth, client events, sign-in.
+//!
+//! Independent of the transport: frames come in as text, replies go to the connection's
+//! outbox, and the result says whether the connection goes on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sonde_protocol::frame::{ClientEvent, Subscribe};
+use sonde_protocol::sign::{channel_string, user_string, verify_auth};
+use sonde_protocol::{ChannelKind, ChannelName, ClientFrame, CloseCode, ServerFrame};
+
+use crate::apps::App;
+use crate::hub::{Conn, PresenceUser, SubscribeError, Urgency};
+
+/// Whether the connection goes on after a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close(CloseCode, String),
+}
+
+/// Most ids a sign-in watchlist may hold.
+const MAX_WATCHLIST: usize = 100;
+
+pub struct Handler {
+    app: Arc<App>,
+    conn: Arc<Conn>,
+    /// Subscribed channels, with the presence user id where there is one.
+    channels: HashMap<ChannelName, Option<Arc<str>>>,
+    limiter: TokenBucket,
+}
+
+impl Handler {
+    pub fn new(app: Arc<App>, conn: Arc<Conn>) -> Self {
+        let rate = app.config.limits.client_events_per_second;
+        Self { app, conn, channels: HashMap::new(), limiter: TokenBucket::new(rate) }
+    }
+
+    pub fn on_text(&mut self, text: &str) -> Flow {
+        self.app.metrics.messages_in.inc();
+        self.app.metrics.bytes_in.inc_by(text.len() as u64);
+        match ClientFrame::parse(text) {
+            Err(e) => {
+                self.error(None, &e.to_string());
+                Flow::Continue
+            }
+            Ok(ClientFrame::Ping) => {
+                self.conn.outbox.push(ServerFrame::Pong.encode());
+                Flow::Continue
+            }
+            Ok(ClientFrame::Pong) => Flow::Continue,
+            Ok(ClientFrame::Subscribe(s)) => {
+                self.subscribe(s);
+                Flow::Continue
+            }
+            Ok(ClientFrame::Unsubscribe { channel }) => {
+                if let Ok(name) = ChannelName::parse_server(&channel) {
+                    if self.channels.remove(&name).is_some() && self.app.hub.unsubscribe(&self.conn, &name) {
+                        self.app.metrics.subscriptions.dec();
+                    }
+                }
+                Flow::Continue
+            }
+            Ok(ClientFrame::Signin { auth, user_data }) => self.signin(&auth, &user_data),
+            Ok(ClientFrame::ClientEvent(ev)) => {
+                self.client_event(ev);
+                Flow::Continue
+            }
+        }
+    }
+
+    fn error(&self, code: Option<CloseCode>, message: &str) {
+        self.app.metrics.error(code);
+        self.conn.outbox.push(ServerFrame::Error { code, message }.encode());
+    }
+
+    fn sub_error(&self, channel: &str, status: u16, message: &str) {
+        self.app.metrics.error(None);
+        self.conn.outbox.push(ServerFrame::SubscriptionError { channel, message, status }.encode());
+    }
+
+    fn subscribe(&mut self, s: Subscribe) {
+        let name = match ChannelName::parse_server(&s.channel) {
+            Ok(n) => n,
+            Err(e) => return self.sub_error(&s.channel, 400, &format!("Invalid channel name '{}': {e}", s.channel)),
+        };
+        let kind = name.kind();
+        let presence = match kind {
+            ChannelKind::ServerToUser => {
+                let own = self.conn.user().and_then(|u| ChannelName::server_to_user(&u).ok());
+                if own.as_ref() == Some(&name) {
+                    // Already subscribed by sign-in; pusher-js asks again and expects success.
+                    self.conn.outbox.push(ServerFrame::SubscriptionSucceeded { channel: name.as_str() }.encode());
+                } else {
+                    self.sub_error(name.as_str(), 403, "server-to-user channels are subscribed by signing in as that user");
+                }
+                return;
+            }
+            ChannelKind::Public => None,
+            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => match self.authorize(&name, &s) {
+                Ok(p) => p,
+                Err(msg) => return self.sub_error(name.as_str(), 401, &msg),
+            },
+        };
+        let user = presence.as_ref().map(|p| p.user_id.clone());
+        match self.app.hub.subscribe(&self.conn, &name, presence) {
+            Ok(_) => {
+                self.app.metrics.subscriptions.inc();
+                self.channels.insert(name, user);
+            }
+            Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
+            Err(e) => self.sub_error(name.as_str(), 403, &e.to_string()),
+        }
+    }
+
+    /// Checks the HMAC of a private, encrypted or presence subscription.
+    fn authorize(&self, name: &ChannelName, s: &Subscribe) -> Result<Option<PresenceUser>, String> {
+        let auth = s.auth.as_deref().ok_or("auth is required for private and presence channels")?;
+        let presence = name.kind() == ChannelKind::Presence;
+        let data = if presence { Some(s.channel_data.as_deref().ok_or("channel_data is required for presence channels")?) } else { None };
+        let socket_id = self.conn.socket_id.to_string();
+        let signed = channel_string(&socket_id, name.as_str(), data);
+        verify_auth(auth, &self.app.config.key, &self.app.config.secret, &signed).map_err(|e| e.to_string())?;
+        match data {
+            None => Ok(None),
+            Some(d) => parse_channel_data(d, self.app.config.limits.max_presence_member_info_bytes).map(Some),
+        }
+    }
+
+    fn signin(&mut self, auth: &str, user_data: &str) -> Flow {
+        let fail = |this: &Self, msg: String| {
+            this.error(Some(CloseCode::Unauthorized), &msg);
+            Flow::Close(CloseCode::Unauthorized, msg)
+        };
+        if !self.app.config.user_authentication {
+            return fail(self, "user authentication is disabled for this app".into());
+        }
+        if self.conn.user().is_some() {
+            return fail(self, "this connection is already signed in".into());
+        }
+        let signed = user_string(&self.conn.socket_id.to_string(), user_data);
+        if let Err(e) = verify_auth(auth, &self.app.config.key, &self.app.config.secret, &signed) {
+            return fail(self, format!("sign-in refused: {e}"));
+        }
+        let (id, watchlist) = match parse_user_data(user_data) {
+            Ok(v) => v,
+            Err(e) => return fail(self, e),
+        };
+        if ChannelName::server_to_user(&id).is_err() {
+            return fail(self, "user id may only use [A-Za-z0-9_-=@,.;]".into());
+        }
+        self.conn.outbox.push(ServerFrame::SigninSuccess { user_data }.encode());
+        match self.app.hub.signin(&self.conn, id.into(), watchlist) {
+            Ok(channel) => {
+                self.app.metrics.subscriptions.inc();
+                self.channels.insert(channel, None);
+                Flow::Continue
+            }
+            Err(e) => fail(self, e.to_string()),
+        }
+    }
+
+    fn client_event(&mut self, ev: ClientEvent) {
+        let reject = |this: &Self, msg: &str| this.error(Some(CloseCode::ClientEventRejected), msg);
+        let limits = &self.app.config.limits;
+        if !self.app.config.client_events {
+            return reject(self, "client events are not enabled for this app");
+        }
+        if ev.event.len() > limits.max_event_name_len {
+            return reject(self, &format!("event name longer than {} characters", limits.max_event_name_len));
+        }
+        let Ok(name) = ChannelName::parse(&ev.channel) else {
+            return reject(self, &format!("invalid channel name '{}'", ev.channel));
+        };
+        if !name.kind().allows_client_events() {
+            return reject(self, "client events are only allowed on private and presence channels (not encrypted ones)");
+        }
+        let Some(user) = self.channels.get(&name) else {
+            return reject(self, &format!("not subscribed to channel {name}"));
+        };
+        if ev.data.len() > limits.max_payload_bytes {
+            return reject(self, &format!("payload larger than {} bytes", limits.max_payload_bytes));
+        }
+        if !self.limiter.take(Instant::now()) {
+            return reject(self, &format!("client event rate limit of {}/s exceeded", limits.client_events_per_second));
+        }
+        let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: user.as_deref() }.encode();
+        let len = frame.len() as u64;
+        let d = self.app.hub.publish(&name, frame, Some(self.conn.socket_id), Urgency::Always);
+        self.app.metrics.messages_out.inc_by(d.delivered as u64);
+        self.app.metrics.bytes_out.inc_by(len * d.delivered as u64);
+    }
+
+    /// Leaves every channel and the user registry.
+    pub fn finish(self) {
+        let n = self.channels.len() as i64;
+        self.app.hub.unregister(&self.conn, self.channels.into_keys());
+        self.app.metrics.subscriptions.dec_by(n);
+    }
+}
+
+#[derive(Deserialize)]
+struct ChannelData<'a> {
+    #[serde(borrow)]
+    user_id: &'a RawValue,
+    #[serde(default, borrow)]
+    user_info: Option<&'a RawValue>,
+}
+
+/// A presence `channel_data`: `user_id` (string or number) and an optional `user_info`.
+fn parse_channel_data(data: &str, max_info: usize) -> Result<PresenceUser, String> {
+    let d: ChannelData<'_> = serde_json::from_str(data).map_err(|_| "channel_data must be a JSON object with a user_id".to_owned())?;
+    let id = match serde_json::from_str::<serde_json::Value>(d.user_id.get()) {
+        Ok(serde_json::Value::String(s)) if !s.is_empty() => s,
+        Ok(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err("user_id must be a non-empty string or a number".into()),
+    };
+    let info = d.user_info.map(|r| r.get()).filter(|r| *r != "null");
+    if let Some(i) = info {
+        if i.len() > max_info {
+            return Err(format!("user_info is larger than {max_info} bytes"));
+        }
+    }
+    Ok(PresenceUser { user_id: id.into(), user_info: info.map(Arc::from) })
+}
+
+#[derive(Deserialize)]
+struct UserData {
+    id: serde_json::Value,
+    #[serde(default)]
+    watchlist: Vec<String>,
+}
+
+fn parse_user_data(data: &str) -> Result<(String, Vec<Arc<str>>), String> {
+    let d: UserData = serde_json::from_str(data).map_err(|_| "user_data must be a JSON object with an id".to_owned())?;
+    let id = match d.id {
+        serde_json::Value::String(s) if !s.is_empty() => s,
+        _ => return Err("user_data.id must be a non-empty string".into()),
+    };
+    if d.watchlist.len() > MAX_WATCHLIST {
+        return Err(format!("a watchlist holds at most {MAX_WATCHLIST} user ids"));
+    }
+    Ok((id, d.watchlist.into_iter().map(Arc::from).collect()))
+}
+
+/// Client-event rate limit: `rate` per second with a one-second burst.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        Self { rate: f64::from(rate), tokens: f64::from(rate), at: None }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if let Some(at) = self.at {
+            self.tokens = (self.tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.rate);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn token_bucket_allows_rate_per_second() {
+        let mut b = TokenBucket::new(10);
+        let t0 = Instant::now();
+        assert_eq!((0..20).filter(|_| b.take(t0)).count(), 10);
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn channel_data_table() {
+        let ok = parse_channel_data(r#"{"user_id":"1","user_info":{"n":"a"}}"#, 100).unwrap();
+        assert_eq!((&*ok.user_id, ok.user_info.as_deref()), ("1", Some(r#"{"n":"a"}"#)));
+        assert_eq!(&*parse_channel_data(r#"{"user_id":42}"#, 100).unwrap().user_id, "42");
+        for bad in [r#"{"user_id":""}"#, r#"{"user_info":{}}"#, "[]", r#"{"user_id":null}"#] {
+            assert!(parse_channel_data(bad, 100).is_err(), "{bad}");
+        }
+        assert!(parse_channel_data(r#"{"user_id":"1","user_info":"xxxxxxxxxx"}"#, 5).unwrap_err().contains("larger"));
+    }
+
+    #[test]
+    fn user_data_table() {
+        assert_eq!(parse_user_data(r#"{"id":"7","watchlist":["1"]}"#).unwrap().0, "7");
+        assert!(parse_user_data(r#"{"id":""}"#).is_err());
+        assert!(parse_user_data(r#"{"id":7}"#).is_err());
+        let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        assert!(parse_user_data(&serde_json::json!({"id":"1","watchlist":many}).to_string()).is_err());
+    }
+}

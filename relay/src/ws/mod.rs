@@ -1,0 +1,6 @@
+//! The websocket edge: upgrade, framing, one task per connection.
+
+pub mod codec;
+pub mod conn;
+pub mod handler;
+pub mod upgrade;

@@ -1,0 +1,123 @@
+//! The HTTP side of a websocket: checks the upgrade request, answers 101, then hands the
+//! upgraded stream to a connection task. App and protocol checks happen after the upgrade,
+//! because pusher-js only learns a close code from the websocket itself.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use sonde_protocol::{CloseCode, SocketId};
+
+use super::conn::{self, Refusal};
+use crate::http::ApiError;
+use crate::server::AppState;
+
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    header_has(headers, header::UPGRADE, "websocket")
+}
+
+pub fn accept_key(key: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// `GET /app/{key}`.
+pub async fn app_socket(State(state): State<AppState>, Path(key): Path<String>, RawQuery(query): RawQuery, req: Request) -> Response {
+    let refusal = check(&state, &key, query.as_deref());
+    let (timing, shutdown) = (state.timing, state.shutdown.clone());
+    upgrade(
+        req,
+        move |io| async move {
+            match refusal {
+                Err(r) => conn::refuse(io, r).await,
+                Ok(app) => {
+                    let id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
+                    conn::serve(io, app, id, timing, shutdown).await;
+                }
+            }
+        },
+        &state,
+    )
+}
+
+/// A websocket request on any other path: upgraded and closed with 4005.
+pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response {
+    if !is_upgrade(req.headers()) {
+        return ApiError::not_found("no such endpoint").into_response();
+    }
+    upgrade(req, |io| conn::refuse(io, Refusal { code: CloseCode::PathNotFound, message: "websocket path must be /app/{key}".into() }), &state)
+}
+
+fn check(state: &AppState, key: &str, query: Option<&str>) -> Result<std::sync::Arc<crate::apps::App>, Refusal> {
+    let app = state.apps.by_key(key).ok_or_else(|| Refusal { code: CloseCode::UnknownApp, message: format!("App key {key} not in this cluster") })?;
+    let protocol = query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "protocol").map(|(_, v)| v.into_owned()));
+    let refuse = |code: CloseCode, message: String| {
+        app.metrics.error(Some(code));
+        Err(Refusal { code, message })
+    };
+    match protocol.as_deref().map(str::parse::<u32>) {
+        None => return refuse(CloseCode::NoProtocol, "no protocol version supplied (use ?protocol=7)".into()),
+        Some(Ok(5..=7)) => {}
+        Some(_) => return refuse(CloseCode::UnsupportedProtocol, format!("unsupported protocol version {}", protocol.unwrap_or_default())),
+    }
+    if !app.config.enabled {
+        return refuse(CloseCode::AppDisabled, "app is disabled".into());
+    }
+    let max = app.config.limits.max_connections;
+    if max > 0 && app.hub.connection_count() >= max {
+        return refuse(CloseCode::OverQuota, format!("app is over its quota of {max} connections"));
+    }
+    Ok(app.clone())
+}
+
+fn upgrade<F, Fut>(mut req: Request, run: F, state: &AppState) -> Response
+where
+    F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let h = req.headers();
+    let version_ok = h.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let key = h.get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec());
+    let (true, true, Some(key)) = (is_upgrade(h), header_has(h, header::CONNECTION, "upgrade"), key) else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "expected a websocket upgrade").into_response();
+    };
+    if !version_ok {
+        let mut r = ApiError::new(StatusCode::UPGRADE_REQUIRED, "Sec-WebSocket-Version must be 13").into_response();
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
+    };
+    state.tracker.spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            run(TokioIo::new(upgraded)).await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key(&key))
+        .body(Body::empty())
+        .expect("static response")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc6455_accept_key() {
+        assert_eq!(super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYxzxzo+K63xOo=");
+    }
+}
