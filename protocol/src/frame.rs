@@ -138,8 +138,8 @@ pub fn json_string(s: &str) -> String {
 /// One presence member as it appears in `subscription_succeeded` and `member_added`.
 pub struct Member<'a> {
     pub user_id: &'a str,
-    /// Raw JSON of `user_info`, or `None`.
-    pub user_info: Option<&'a RawValue>,
+    /// Raw JSON text of `user_info` (already validated), or `None`.
+    pub user_info: Option<&'a str>,
 }
 
 /// A watchlist transition for `pusher_internal:watchlist_events`.
@@ -202,14 +202,14 @@ fn presence_json(members: &[Member<'_>]) -> String {
         }
         out.push_str(&json_string(m.user_id));
         out.push(':');
-        out.push_str(m.user_info.map_or("null", RawValue::get));
+        out.push_str(m.user_info.unwrap_or("null"));
     }
     out.push_str(&format!("}},\"count\":{}}}}}", members.len()));
     out
 }
 
 fn member_json(m: &Member<'_>) -> String {
-    format!("{{\"user_id\":{},\"user_info\":{}}}", json_string(m.user_id), m.user_info.map_or("null", RawValue::get))
+    format!("{{\"user_id\":{},\"user_info\":{}}}", json_string(m.user_id), m.user_info.unwrap_or("null"))
 }
 
 impl ServerFrame<'_> {
@@ -379,8 +379,7 @@ mod tests {
     fn server_frames_carry_string_data() {
         let f = ServerFrame::ConnectionEstablished { socket_id: SocketId::new(1, 2), activity_timeout_s: 120 }.encode();
         assert_eq!(&f[..], br#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":120}"}"#);
-        let info = RawValue::from_string(r#"{"name":"A"}"#.into()).unwrap();
-        let members = [Member { user_id: "1", user_info: Some(&info) }, Member { user_id: "2", user_info: None }];
+        let members = [Member { user_id: "1", user_info: Some(r#"{"name":"A"}"#) }, Member { user_id: "2", user_info: None }];
         let f = ServerFrame::PresenceSucceeded { channel: "presence-a", members: &members }.encode();
         let inc = Incoming::parse(std::str::from_utf8(&f).unwrap()).unwrap();
         assert_eq!(
