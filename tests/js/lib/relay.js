@@ -215,8 +215,8 @@ export class Relay {
   }
 
   /** A pusher-js client (see pusher-client.js for the options). */
-  pusher(options = {}) {
-    const a = this.app(options.app);
+  pusher({ app: appId, ...options } = {}) {
+    const a = this.app(appId);
     const client = pusherClient({ relay: this, app: a, server: this.server(a.id), ...options });
     this.track({ close: () => client.disconnect() });
     return client;

@@ -68,10 +68,18 @@ export class EventLog {
     return this.entries.some((e) => e.event === event);
   }
 
-  /** The first entry (seen already or still to come) named `event` that satisfies `where`. */
-  waitFor(event, { where = () => true, timeout = SOON } = {}) {
+  /** A cursor for `waitFor(..., { since })`: only what comes after this point. */
+  mark() {
+    return this.entries.length;
+  }
+
+  /**
+   * The first entry named `event` that satisfies `where`, seen already or still to come
+   * (with `since`, only entries after that mark).
+   */
+  waitFor(event, { where = () => true, timeout = SOON, since = 0 } = {}) {
     const match = (e) => e.event === event && where(e.data, e);
-    const seen = this.entries.find(match);
+    const seen = this.entries.slice(since).find(match);
     if (seen) return Promise.resolve(seen);
     const pending = new Promise((resolve) => this.waiters.push({ match, resolve }));
     return withTimeout(pending, timeout, `'${event}' on ${this.label} (saw: ${this.events().join(', ') || 'nothing'})`);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { SETTLE, app, connected, it, nextEvent, sleep, subscribe, subscribeLater, uniq, useRelay, waitUntil } from '../lib/index.js';
+import { SETTLE, app, connected, it, sleep, subscribe, subscribeLater, uniq, useRelay, waitUntil } from '../lib/index.js';
 
 const relay = useRelay({ apps: [app(1001)] });
 
@@ -15,7 +15,7 @@ describe('public channels', () => {
     const [a, b] = await Promise.all([subscribe(alice, name), subscribe(bob, name)]);
     const payload = { symbol: 'ACME', price: 12.5, tags: ['a', 'b'], nested: { ok: true }, text: 'ünïcødé "quoted"' };
     await relay.server().trigger(name, 'tick', payload);
-    const [ea, eb] = await Promise.all([nextEvent(a, 'tick'), nextEvent(b, 'tick')]);
+    const [ea, eb] = await Promise.all([a.log.waitFor('tick'), b.log.waitFor('tick')]);
     assert.deepEqual(ea.data, payload);
     assert.deepEqual(eb.data, payload);
   });
@@ -41,7 +41,7 @@ describe('public channels', () => {
     await waitUnoccupied(name);
     await relay.server().trigger(name, 'late', {});
     await relay.server().trigger(control, 'ping', {});
-    await nextEvent(ctl, 'ping');
+    await ctl.log.waitFor('ping');
     assert.equal(channel.log.has('late'), false);
   });
 
@@ -61,7 +61,7 @@ describe('private channels', () => {
     const client = relay.pusher();
     const channel = await subscribe(client, name);
     await relay.server().trigger(name, 'order-created', { id: 7 });
-    const { data } = await nextEvent(channel, 'order-created');
+    const { data } = await channel.log.waitFor('order-created');
     assert.deepEqual(data, { id: 7 });
   });
 
@@ -108,8 +108,8 @@ describe('a bad channel signature costs only that subscription', () => {
     const server = relay.server();
     await server.trigger(bad, 'leak', { n: 1 });
     await server.trigger([good, pub], 'still-here', { n: 2 });
-    assert.deepEqual((await nextEvent(goodChannel, 'still-here')).data, { n: 2 });
-    assert.deepEqual((await nextEvent(publicChannel, 'still-here')).data, { n: 2 });
+    assert.deepEqual((await goodChannel.log.waitFor('still-here')).data, { n: 2 });
+    assert.deepEqual((await publicChannel.log.waitFor('still-here')).data, { n: 2 });
     assert.equal(badChannel.log.has('leak'), false);
   });
 
@@ -175,11 +175,11 @@ describe('presence channels', () => {
     const room = await subscribe(alice, name);
     const bob = relay.pusher({ user: { id: 'bob', info: { name: 'Bob' } } });
     await subscribe(bob, name);
-    const added = await nextEvent(room, 'pusher:member_added');
+    const added = await room.log.waitFor('pusher:member_added');
     assert.equal(added.data.id, 'bob');
     assert.deepEqual(added.data.info, { name: 'Bob' });
     bob.disconnect();
-    const removed = await nextEvent(room, 'pusher:member_removed');
+    const removed = await room.log.waitFor('pusher:member_removed');
     assert.equal(removed.data.id, 'bob');
     assert.equal(room.members.count, 1);
   });
@@ -202,7 +202,7 @@ describe('private-encrypted channels', () => {
     await spy.join(name);
     const secret = { pin: '2468', note: 'plaintext-marker' };
     await relay.server().trigger(name, 'sealed', secret);
-    const { data } = await nextEvent(channel, 'sealed');
+    const { data } = await channel.log.waitFor('sealed');
     assert.deepEqual(data, secret, 'pusher-js decrypted what the SDK encrypted');
     const frame = await spy.next({ event: 'sealed', channel: name });
     assert.equal(frame.raw.includes('plaintext-marker'), false, 'the relay only sees ciphertext');
@@ -217,7 +217,7 @@ describe('private-encrypted channels', () => {
     const other = relay.server(undefined, { encryptionMasterKeyBase64: Buffer.alloc(32, 9).toString('base64') });
     await other.trigger(name, 'unreadable', { x: 1 });
     await relay.server().trigger(name, 'readable', { x: 2 });
-    assert.deepEqual((await nextEvent(channel, 'readable')).data, { x: 2 });
+    assert.deepEqual((await channel.log.waitFor('readable')).data, { x: 2 });
     assert.equal(channel.log.has('unreadable'), false);
   });
 });

@@ -27,12 +27,12 @@ describe('delivery', () => {
     const carol = relay.pusher();
     const [a, b, c] = await Promise.all([subscribe(alice, name), subscribe(bob, name), subscribe(carol, name)]);
     assert.equal(a.trigger('client-typing', { who: 'alice', n: 1 }), true);
-    const [atBob, atCarol] = await Promise.all([nextEvent(b, 'client-typing'), nextEvent(c, 'client-typing')]);
+    const [atBob, atCarol] = await Promise.all([b.log.waitFor('client-typing'), c.log.waitFor('client-typing')]);
     assert.deepEqual(atBob.data, { who: 'alice', n: 1 });
     assert.deepEqual(atCarol.data, { who: 'alice', n: 1 });
     // Control: an event published after the fan-out reaches alice; the echo would have come first.
     await relay.server().trigger(name, 'control', {});
-    await nextEvent(a, 'control');
+    await a.log.waitFor('control');
     assert.equal(a.log.has('client-typing'), false, 'the sender must not get its own client event');
   });
 

@@ -20,13 +20,15 @@ function echo(options = {}) {
 /** A promise for the next call of an Echo callback, and the callback to hand to Echo. */
 function callback(label) {
   const calls = [];
+  let consumed = 0;
   let wake = () => {};
   const fn = (...args) => {
     calls.push(args);
     wake();
   };
   fn.calls = calls;
-  fn.next = (n = calls.length + 1) =>
+  /** The next call not yet returned by `next` (made already or still to come). */
+  fn.next = (n = ++consumed) =>
     withTimeout(
       new Promise((resolve) => {
         const check = () => (calls.length >= n ? resolve(calls[n - 1]) : (wake = check));

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { describe } from 'node:test';
 
-import { app, it, nextEvent, rejectedWith, subscribe, uniq, useRelay, waitUntil } from '../lib/index.js';
+import { app, it, rejectedWith, subscribe, uniq, useRelay, waitUntil } from '../lib/index.js';
 
 const main = app(1001);
 const counted = app(1002, { subscription_count: true });
@@ -30,8 +30,8 @@ describe('publishing', () => {
     const [o1, o2] = [await subscribe(other, one), await subscribe(other, two)];
     const res = await relay.server().trigger([one, two], 'update', { v: 1 }, { socket_id: sender.connection.socket_id });
     assert.equal(res.status, 200);
-    assert.deepEqual((await nextEvent(o1, 'update')).data, { v: 1 });
-    assert.deepEqual((await nextEvent(o2, 'update')).data, { v: 1 });
+    assert.deepEqual((await o1.log.waitFor('update')).data, { v: 1 });
+    assert.deepEqual((await o2.log.waitFor('update')).data, { v: 1 });
     await relay.server().trigger([one, two], 'control', {});
     await Promise.all([s1.log.waitFor('control'), s2.log.waitFor('control')]);
     assert.equal(s1.log.has('update'), false, 'the excluded socket got the event on the first channel');
@@ -60,7 +60,7 @@ describe('publishing', () => {
       { channel: a, name: 'third', data: { n: 3 }, socket_id: alice.connection.socket_id },
     ]);
     assert.equal(res.status, 200);
-    assert.deepEqual((await nextEvent(aa, 'first')).data, { n: 1 });
+    assert.deepEqual((await aa.log.waitFor('first')).data, { n: 1 });
     assert.deepEqual((await ab.log.waitFor('second')).data, { n: 2 });
     assert.deepEqual((await ba.log.waitFor('third')).data, { n: 3 });
     await relay.server().trigger(a, 'control', {});

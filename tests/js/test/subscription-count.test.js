@@ -25,8 +25,9 @@ describe('on an app that opts in', () => {
     await b.log.waitFor('pusher:subscription_count', count(2));
     assert.equal(a.subscriptionCount, 2);
 
+    const since = a.log.mark();
     second.disconnect();
-    await a.log.waitFor('pusher:subscription_count', count(1));
+    await a.log.waitFor('pusher:subscription_count', { ...count(1), since });
     assert.equal(a.subscriptionCount, 1);
   });
 
