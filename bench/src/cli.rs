@@ -33,6 +33,9 @@ pub struct Common {
     /// Print the report as JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, global = true)]
+    pub save: Option<std::path::PathBuf>,
     /// On loopback, spread connections over 127.0.0.2, 127.0.0.3, … (each has its own
     /// ephemeral port range); 0 lets the kernel pick the source address.
     #[arg(long, global = true, default_value_t = 16)]

@@ -56,12 +56,16 @@ fn main() -> anyhow::Result<()> {
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,
         }
     })?;
-    // Tens of thousands of sockets close faster with the process than one by one.
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &cli.common.save {
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
     if cli.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{json}");
     } else {
         print!("{}", report.human());
     }
+    // Tens of thousands of sockets close faster with the process than one by one.
     rt.shutdown_background();
     Ok(())
 }

@@ -17,11 +17,21 @@ use crate::scan::{SENT_AT, SEQUENCE};
 /// How a scenario publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Via {
     /// `POST /apps/{id}/events`, signed with the app secret.
     Http,
     /// `client-*` events from a websocket subscribed to a private channel.
     Client,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Http => "http",
+            Self::Client => "client events",
+        })
+    }
 }
 
 /// Spreads `rate` publishes a second evenly: every millisecond tick says how many are due.
@@ -209,6 +219,25 @@ impl Publisher {
                 let mut frame = String::with_capacity(data.len() + 64);
                 outcome.done(c.publish(channel, event, &data, &mut frame).await);
             }
+        }
+    }
+
+    /// A few publishes before measuring, so that connection setup (HTTP keep-alive pool,
+    /// server-side first-use paths) is not counted. Sequence 0 is never recorded.
+    pub async fn warm_up(&self, channel: &Arc<str>, event: &Arc<str>) {
+        let outcome = Arc::new(Outcome::default());
+        let n = match self {
+            Self::Http { inflight, .. } => (*inflight).min(16),
+            Self::Client(_) => 1,
+        };
+        for _ in 0..n {
+            let mut data = String::new();
+            bench_data(0, 16, &mut data);
+            self.send(channel, event, data, &outcome).await;
+        }
+        self.settle().await;
+        if let Some(e) = outcome.first_error() {
+            eprintln!("  warm-up publish failed: {e}");
         }
     }
 

@@ -46,7 +46,7 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn record(&self, task: usize, sent_at_ns: u64, seq: u64) {
-        if seq < self.first_seq.load(Ordering::Relaxed) {
+        if seq == 0 || seq < self.first_seq.load(Ordering::Relaxed) {
             return;
         }
         let latency = now_ns().saturating_sub(sent_at_ns).clamp(1, MAX_NS);

@@ -34,12 +34,14 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
         Via::Client => Publisher::Client(ClientPublisher::open(&ctx.target, a.subscribers, &channel).await?),
     };
     let event: Arc<str> = publisher.event("bench").into();
+    publisher.warm_up(&channel, &event).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut sections = Vec::new();
     let mut series = Vec::new();
     let mut seq = 0u64;
     for &rate in &a.rate {
-        let label = format!("{rate} msg/s to {} subscribers ({stalled_n} stalled), via {:?}", readers.len(), a.via);
+        let label = format!("{rate} msg/s to {} subscribers ({stalled_n} stalled), via {}", readers.len(), a.via);
         eprintln!("broadcast: {label} for {} s", a.duration);
         recorder.reset(seq + 1);
         let outcome = Arc::new(Outcome::default());

@@ -72,7 +72,10 @@ pub async fn run(ctx: &Ctx, a: &MetricsArgs) -> anyhow::Result<Report> {
         }
     };
 
-    eprintln!("metrics: {hosts} hosts × {} viewers, via {:?}, for {} s", a.viewers, a.via, a.duration);
+    eprintln!("metrics: {hosts} hosts × {} viewers, via {}, for {} s", a.viewers, a.via, a.duration);
+    if let Some(p @ Publisher::Http { .. }) = publishers.first() {
+        p.warm_up(&channel(0).into(), &p.event("sonde-sample").into()).await;
+    }
     let outcome = Arc::new(Outcome::default());
     let seq = Arc::new(AtomicU64::new(1));
     let window = Window::start(ctx.server_pid);
@@ -104,7 +107,7 @@ pub async fn run(ctx: &Ctx, a: &MetricsArgs) -> anyhow::Result<Report> {
     let publishing = started.elapsed();
     super::drain(&recorder, outcome.ok() * a.viewers as u64, Duration::from_secs(a.drain)).await;
 
-    let mut s = Section::new(format!("{hosts} hosts × {} viewers + {} idle, via {:?}", a.viewers, a.idle, a.via));
+    let mut s = Section::new(format!("{hosts} hosts × {} viewers + {} idle, via {}", a.viewers, a.idle, a.via));
     s.row("publish failures", outcome.failed() as f64, "");
     if let Some(e) = outcome.first_error() {
         eprintln!("  first publish error: {e}");

@@ -37,7 +37,7 @@ pub fn deliveries(section: &mut Section, recorder: &Recorder, published: u64, re
     let delivered = recorder.delivered();
     let expected = published * receivers as u64;
     section.row("published", published as f64, "msgs");
-    section.row("receivers", receivers as f64, "conns");
+    section.row("receivers per message", receivers as f64, "conns");
     section.row("deliveries expected", expected as f64, "msgs");
     section.row("delivered", delivered as f64, "msgs");
     section.row("delivered per second", delivered as f64 / publishing.as_secs_f64().max(1e-9), "msgs/s");

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Builds the relay and sonde-bench in release, then runs every scenario of BENCHMARKS.md
+# against a fresh relay each (so RSS baselines are clean) on 127.0.0.x only, and writes one
+# JSON report and one table per scenario into a folder.
+#
+#   bench/run-all.sh [OUT_DIR]            # default: bench/results/<UTC timestamp>
+#   ONLY="idle churn" bench/run-all.sh    # a subset, by scenario name
+#   PERF=1 bench/run-all.sh               # also `perf record` the relay during each run
+#   RELAY="/path/to/other-server" …       # any binary taking --config FILE (see below)
+#
+# Each run takes 10-20 s of load; the whole suite takes about 5 minutes.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+OUT=${1:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+PORT=${SONDE_BENCH_PORT:-7601}
+ONLY=${ONLY:-}
+PERF=${PERF:-0}
+RELAY=${RELAY:-target/release/sonde-relay}
+BENCH=target/release/sonde-bench
+mkdir -p "$OUT"
+
+cargo build --release -p sonde-relay -p sonde-bench
+
+# Every connection is a file descriptor, in the relay and in the bench alike. A process may
+# raise its soft limit up to the hard one; raising the hard limit needs root with
+# CAP_SYS_RESOURCE (or `ulimit -Hn` / limits.conf set by an administrator).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+IDLE_N=${IDLE_N:-20000}
+if [ "$NOFILE" != unlimited ] && [ "$IDLE_N" -gt $((NOFILE - 100)) ]; then
+    echo "open files limit is $NOFILE: idle runs $((NOFILE - 100)) connections instead of $IDLE_N" >&2
+    IDLE_N=$((NOFILE - 100))
+fi
+
+# Client events at full speed need an app with them on and no per-connection rate limit.
+cat >"$OUT/relay.toml" <<EOF
+[[apps]]
+id = "1"
+key = "key"
+secret = "secret"
+client_events = true
+client_events_per_second = 100000
+max_connections = 0
+EOF
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
+    echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
+    echo "kernel: $(uname -r)"
+    echo "open files: $NOFILE"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+RELAY_PID=
+stop_relay() {
+    if [ -n "$RELAY_PID" ]; then
+        kill "$RELAY_PID" 2>/dev/null || true
+        wait "$RELAY_PID" 2>/dev/null || true
+        RELAY_PID=
+    fi
+}
+trap stop_relay EXIT
+
+start_relay() {
+    SONDE_LOG=${SONDE_LOG:-warn} "$RELAY" --config "$OUT/relay.toml" --bind "127.0.0.1:$PORT" >"$OUT/$1.relay.log" 2>&1 &
+    RELAY_PID=$!
+    for _ in $(seq 100); do
+        if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "relay did not come up; see $OUT/$1.relay.log" >&2
+    exit 1
+}
+
+# selected NAME: in $ONLY by full name or by scenario (the part before the first '-').
+selected() {
+    [ -z "$ONLY" ] && return 0
+    for w in $ONLY; do
+        if [ "$w" = "$1" ] || [ "$w" = "${1%%-*}" ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+# run NAME bench-args…: one scenario against a fresh relay.
+run() {
+    local name=$1
+    shift
+    selected "$name" || return 0
+    echo "== $name: sonde-bench $*"
+    start_relay "$name"
+    local perf_pid=
+    if [ "$PERF" = 1 ]; then
+        perf record -F 499 -g -p "$RELAY_PID" -o "$OUT/$name.perf.data" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
+    "$BENCH" --port "$PORT" --server-pid "$RELAY_PID" --save "$OUT/$name.json" "$@" \
+        >"$OUT/$name.txt" 2>"$OUT/$name.log" || echo "   $name failed: see $OUT/$name.log" >&2
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
+    stop_relay
+    cat "$OUT/$name.txt"
+    sleep 1
+}
+
+run idle -n "$IDLE_N" --channels 100 --hold 5
+run broadcast-1k-10 -n 1000 --rate 10 --duration 15
+run broadcast-1k-100 -n 1000 --rate 100 --duration 15
+run broadcast-1k-100-client -n 1000 --rate 100 --duration 15 --via client
+run broadcast-1k-100-stalled -n 1000 --rate 100 --duration 20 --stalled 10
+run broadcast-5k-max -n 5000 --rate 10,20,40,60,80,100,150,200,300 --duration 10
+run metrics-http --hosts 500 --viewers 2 --idle 1000 --duration 15 --via http
+run metrics-client --hosts 500 --viewers 2 --idle 1000 --duration 15 --via client
+run churn --rate 5000 --duration 10 --concurrency 512
+run http -c 32 --duration 10
+
+echo "results in $OUT"
