@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use crate::config::AppConfig;
 use crate::hub::{Hub, HubOptions};
+use crate::limits::Limiters;
 use crate::metrics::{AppMetrics, Metrics};
+use crate::tokens::Verifier;
 
 /// One app: its configuration, its fan-out core and its metric handles.
 pub struct App {
     pub config: AppConfig,
     pub hub: Hub,
     pub metrics: AppMetrics,
+    pub tokens: Verifier,
+    pub limiters: Limiters,
 }
 
 impl App {
@@ -23,7 +27,10 @@ impl App {
             cache_ttl: Duration::from_secs(config.limits.cache_ttl_s),
         });
         let metrics = metrics.for_app(&config.id);
-        Self { config, hub, metrics }
+        // Keys were checked by `Config::validate`.
+        let tokens = Verifier::new(&config).expect("validated config");
+        let limiters = Limiters::new(&config.limits);
+        Self { config, hub, metrics, tokens, limiters }
     }
 
     pub fn id(&self) -> &str {

@@ -33,6 +33,62 @@ pub struct Cli {
 pub enum Command {
     /// Run the relay (the default).
     Serve,
+    /// Print a signed token (JWT) for a viewer, an agent or a custom subject.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The app id the token is for.
+    #[arg(long = "app", env = "SONDE_TOKEN_APP")]
+    pub app: String,
+    /// The app secret (prefer SONDE_APP_SECRET or --secret-file to keep it out of shell history).
+    #[arg(long, env = "SONDE_APP_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// A file holding the app secret.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// viewer: subscribe to every host and the inventory, publish nothing; agent: its own host
+    /// channel only; custom: only what --subscribe and --publish say.
+    #[arg(long, default_value = "viewer")]
+    pub role: String,
+    /// The host of an agent token.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The subject (user id); defaults by role.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Extra channel pattern the token may subscribe to (exact, or prefix ending in *).
+    #[arg(long = "subscribe")]
+    pub subscribe: Vec<String>,
+    /// Extra channel pattern the token may publish client events on.
+    #[arg(long = "publish")]
+    pub publish: Vec<String>,
+    /// Presence user_info, as JSON.
+    #[arg(long)]
+    pub user_info: Option<String>,
+    /// Lifetime: 90s, 30m, 12h, 7d.
+    #[arg(long, default_value = "12h")]
+    pub ttl: String,
+}
+
+impl TokenArgs {
+    /// Builds and signs the token.
+    pub fn mint(&self) -> Result<String, String> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (_, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?.trim().to_owned(),
+            (Some(s), None) => s.clone(),
+            (None, None) => return Err("give the app secret with SONDE_APP_SECRET, --secret-file or --secret".into()),
+        };
+        let ttl = crate::tokens::parse_ttl(&self.ttl)?;
+        let mut claims = crate::tokens::role_claims(&self.app, &self.role, self.host.as_deref(), self.sub.as_deref(), ttl)?;
+        claims.subscribe.extend(self.subscribe.iter().cloned());
+        claims.publish.extend(self.publish.iter().cloned());
+        if let Some(info) = &self.user_info {
+            claims.user_info = Some(serde_json::from_str(info).map_err(|e| format!("--user-info is not JSON: {e}"))?);
+        }
+        Ok(crate::tokens::mint_hs256(&claims, &secret))
+    }
 }
 
 impl Cli {

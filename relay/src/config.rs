@@ -73,9 +73,53 @@ pub struct AppConfig {
     /// Whether subscribers receive `pusher_internal:subscription_count` (not on presence).
     #[serde(default)]
     pub subscription_count: bool,
+    /// Origins allowed to open websockets (the browser's `Origin`); empty allows any.
+    /// An entry `*.example.com` allows every subdomain.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Public keys that may sign tokens for this app (RS256, ES256, EdDSA).
+    #[serde(default)]
+    pub public_keys: Vec<PublicKeyConfig>,
+    /// Clock skew tolerated on token `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub token_leeway_s: u64,
     /// Limits; Pusher's defaults when omitted.
     #[serde(default, flatten)]
     pub limits: Limits,
+}
+
+/// Default clock skew tolerated on tokens.
+pub const DEFAULT_TOKEN_LEEWAY_S: u64 = 30;
+
+fn default_leeway() -> u64 {
+    DEFAULT_TOKEN_LEEWAY_S
+}
+
+/// A public key registered for an app, as PEM text or a PEM file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyConfig {
+    /// Key id matched against the token header's `kid`, when both are present.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `RS256`, `ES256` or `EdDSA`.
+    pub alg: String,
+    /// The PEM text.
+    #[serde(default)]
+    pub pem: Option<String>,
+    /// A file holding the PEM text.
+    #[serde(default)]
+    pub pem_file: Option<std::path::PathBuf>,
+}
+
+impl PublicKeyConfig {
+    pub fn pem_text(&self) -> Result<String, String> {
+        match (&self.pem, &self.pem_file) {
+            (Some(p), None) => Ok(p.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
+            _ => Err("a public key needs exactly one of pem or pem_file".into()),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -86,6 +130,8 @@ impl std::fmt::Debug for AppConfig {
             .field("secret", &"<redacted>")
             .field("enabled", &self.enabled)
             .field("client_events", &self.client_events)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("public_keys", &self.public_keys.len())
             .field("limits", &self.limits)
             .finish()
     }
@@ -121,6 +167,14 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Bytes of frames queued for one connection before it counts as hopelessly behind.
     pub max_outbox_bytes: usize,
+    /// Channels one connection may be subscribed to.
+    pub max_channels_per_connection: usize,
+    /// Client events per second on channels a token's publish capability covers.
+    pub token_client_events_per_second: u32,
+    /// New websocket connections per second from one client IP (0: unlimited); over it → 4100.
+    pub new_connections_per_second_per_ip: u32,
+    /// HTTP API requests per second for the app (0: unlimited); over it → 429.
+    pub http_requests_per_second: u32,
 }
 
 impl Default for Limits {
@@ -137,6 +191,10 @@ impl Default for Limits {
             cache_ttl_s: 30 * 60,
             max_message_bytes: 32 * 1024,
             max_outbox_bytes: 1024 * 1024,
+            max_channels_per_connection: 100,
+            token_client_events_per_second: 100,
+            new_connections_per_second_per_ip: 0,
+            http_requests_per_second: 0,
         }
     }
 }
@@ -190,6 +248,7 @@ impl Config {
             if !keys.insert(app.key.clone()) {
                 return Err(ConfigError::DuplicateKey(app.key.clone()));
             }
+            crate::tokens::Verifier::new(app).map_err(ConfigError::Invalid)?;
             let l = &app.limits;
             if l.max_message_bytes < l.max_payload_bytes {
                 return Err(ConfigError::Invalid(format!(
@@ -221,6 +280,9 @@ impl AppConfig {
             client_events: true,
             user_authentication: true,
             subscription_count: false,
+            allowed_origins: Vec::new(),
+            public_keys: Vec::new(),
+            token_leeway_s: DEFAULT_TOKEN_LEEWAY_S,
             limits: Limits::default(),
         })
     }

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod server;
+pub mod tokens;
 pub mod ws;

@@ -7,8 +7,18 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match &cli.command {
         None | Some(Command::Serve) => serve(&cli),
+        Some(Command::Token(args)) => match args.mint() {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sonde-relay token: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

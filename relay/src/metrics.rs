@@ -20,6 +20,12 @@ pub struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub app: String,
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabel {
     pub app: String,
     pub endpoint: &'static str,
@@ -48,6 +54,7 @@ pub struct Metrics {
     bytes_out: Family<AppLabel, Counter>,
     conflated: Family<AppLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
+    limits: Family<LimitLabel, Counter>,
     pub http_requests: Family<HttpLabel, Counter>,
     pub http_duration: Family<EndpointLabel, Histogram, fn() -> Histogram>,
     pub publish_duration: Family<AppLabel, Histogram, fn() -> Histogram>,
@@ -66,6 +73,7 @@ impl Default for Metrics {
             bytes_out: Family::default(),
             conflated: Family::default(),
             errors: Family::default(),
+            limits: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(histogram),
             publish_duration: Family::new_with_constructor(histogram),
@@ -80,6 +88,7 @@ impl Default for Metrics {
         registry.register("bytes_out", "Websocket bytes queued to subscribers", m.bytes_out.clone());
         registry.register("conflated", "Sample frames replaced by a newer one for a slow subscriber", m.conflated.clone());
         registry.register("errors", "Errors sent to clients, by Pusher code (0: HTTP or close codes below 4000)", m.errors.clone());
+        registry.register("limit_rejections", "Requests refused by an abuse limit, by limit", m.limits.clone());
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
         registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());
@@ -101,6 +110,7 @@ pub struct AppMetrics {
     pub conflated: Counter,
     pub publish_duration: Histogram,
     errors: Family<CodeLabel, Counter>,
+    limits: Family<LimitLabel, Counter>,
 }
 
 impl Metrics {
@@ -118,6 +128,7 @@ impl Metrics {
             conflated: self.conflated.get_or_create(&l).clone(),
             publish_duration: self.publish_duration.get_or_create(&l).clone(),
             errors: self.errors.clone(),
+            limits: self.limits.clone(),
         }
     }
 
@@ -132,6 +143,11 @@ impl AppMetrics {
     pub fn error(&self, code: Option<CloseCode>) {
         let code = code.map_or(0, CloseCode::code);
         self.errors.get_or_create(&CodeLabel { app: self.app.clone(), code }).inc();
+    }
+
+    /// Counts a rejection by the named abuse limit.
+    pub fn limit(&self, limit: &'static str) {
+        self.limits.get_or_create(&LimitLabel { app: self.app.clone(), limit }).inc();
     }
 
     pub fn error_code(&self, code: u16) {

@@ -106,6 +106,7 @@ async fn sweep(state: AppState) {
         tick.tick().await;
         for app in state.apps.iter() {
             app.hub.sweep();
+            app.limiters.sweep(std::time::Instant::now());
         }
     }
 }

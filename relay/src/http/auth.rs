@@ -35,6 +35,10 @@ fn now_s() -> i64 {
 
 pub fn verify_at(apps: &Apps, app_id: &str, method: &Method, uri: &Uri, body: &[u8], now: i64) -> Result<Signed, ApiError> {
     let app = apps.by_id(app_id).ok_or_else(|| ApiError::not_found(format!("unknown app id {app_id}")))?.clone();
+    if !app.limiters.http_request(std::time::Instant::now()) {
+        app.metrics.limit("http_requests");
+        return Err(ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "too many API requests for this app; retry later"));
+    }
     let params: Vec<(String, String)> = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let key = get("auth_key").ok_or_else(|| ApiError::unauthorized("auth_key is missing"))?;

@@ -43,7 +43,7 @@ impl Conn {
 }
 
 /// A presence member as a subscriber declares it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PresenceUser {
     pub user_id: Arc<str>,
     /// Raw JSON text of `user_info`, already validated by the edge.

@@ -15,6 +15,7 @@ use super::codec::{Inbound, WsError, WsStream};
 use super::handler::{Flow, Handler};
 use crate::apps::App;
 use crate::hub::Conn;
+use crate::tokens::Grant;
 
 /// Timing of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -59,14 +60,23 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, code: u1
     ws.shutdown().await;
 }
 
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, app: Arc<App>, socket_id: SocketId, timing: Timing, shutdown: CancellationToken) {
+/// What a connection starts with.
+pub struct Start {
+    pub app: Arc<App>,
+    pub socket_id: SocketId,
+    /// The token given on the websocket URL.
+    pub grant: Option<Arc<Grant>>,
+}
+
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, start: Start, timing: Timing, shutdown: CancellationToken) {
+    let Start { app, socket_id, grant } = start;
     let span = tracing::debug_span!("conn", app = %app.id(), socket_id = %socket_id);
     async move {
         let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
         app.hub.register(conn.clone());
         app.metrics.connections.inc();
         app.metrics.connections_total.inc();
-        let mut handler = Handler::new(app.clone(), conn.clone());
+        let mut handler = Handler::new(app.clone(), conn.clone(), grant);
         conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
         let mut ws = WsStream::new(io, app.config.limits.max_message_bytes);
         let reason = run(&mut ws, &conn, &mut handler, timing, &shutdown).await;
@@ -83,7 +93,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
     let mut deadline = Instant::now() + timing.activity;
     let mut pinged = false;
     let mut shutting_down = false;
+    let mut expired = false;
     loop {
+        let expiry = handler.expiry().map(|at| Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default());
         tokio::select! {
             biased;
             () = shutdown.cancelled(), if !shutting_down => {
@@ -141,6 +153,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                         return e.to_string();
                     }
                 }
+            }
+            () = sleep_until(expiry.unwrap_or(deadline)), if expiry.is_some() && !expired => {
+                // pusher-js reconnects at once on 42xx and asks its authorizer for fresh tokens.
+                expired = true;
+                conn.outbox.close(CloseCode::Reconnect, "token expired: reconnect with a fresh token");
             }
             () = sleep_until(deadline) => {
                 if pinged {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,6 +15,8 @@ use sonde_protocol::{ChannelKind, ChannelName, ClientFrame, CloseCode, ServerFra
 
 use crate::apps::App;
 use crate::hub::{Conn, PresenceUser, SubscribeError, Urgency};
+use crate::limits::TokenBucket;
+use crate::tokens::{looks_like_jwt, Grant};
 
 /// Whether the connection goes on after a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,21 +25,58 @@ pub enum Flow {
     Close(CloseCode, String),
 }
 
+/// Per-second samples: a newer one may replace a queued one for a viewer that falls behind.
+const SAMPLE_EVENT: &str = "client-sonde-sample";
+
 /// Most ids a sign-in watchlist may hold.
 const MAX_WATCHLIST: usize = 100;
+
+/// One subscription of this connection.
+struct Sub {
+    /// The presence user id, on presence channels.
+    user: Option<Arc<str>>,
+    /// Authorised by a token (which then decides about client events too).
+    by_token: bool,
+    /// The token's publish capability covers the channel.
+    token_publish: bool,
+}
+
+/// How a subscription was authorised.
+struct Access {
+    presence: Option<PresenceUser>,
+    by_token: bool,
+    token_publish: bool,
+}
 
 pub struct Handler {
     app: Arc<App>,
     conn: Arc<Conn>,
-    /// Subscribed channels, with the presence user id where there is one.
-    channels: HashMap<ChannelName, Option<Arc<str>>>,
+    /// The token given on the websocket URL, if any.
+    grant: Option<Arc<Grant>>,
+    channels: HashMap<ChannelName, Sub>,
     limiter: TokenBucket,
+    token_limiter: TokenBucket,
+    /// The earliest expiry of a token this connection relies on.
+    expiry: Option<SystemTime>,
 }
 
 impl Handler {
-    pub fn new(app: Arc<App>, conn: Arc<Conn>) -> Self {
-        let rate = app.config.limits.client_events_per_second;
-        Self { app, conn, channels: HashMap::new(), limiter: TokenBucket::new(rate) }
+    pub fn new(app: Arc<App>, conn: Arc<Conn>, grant: Option<Arc<Grant>>) -> Self {
+        let l = &app.config.limits;
+        let limiter = TokenBucket::new(l.client_events_per_second, l.client_events_per_second);
+        // Agents burst when they send a backfill: twice the rate may queue up.
+        let token_limiter = TokenBucket::new(l.token_client_events_per_second, l.token_client_events_per_second.saturating_mul(2));
+        let expiry = grant.as_ref().map(|g| g.expires_at);
+        Self { app, conn, grant, channels: HashMap::new(), limiter, token_limiter, expiry }
+    }
+
+    /// When the connection must end because a token it relies on expires.
+    pub fn expiry(&self) -> Option<SystemTime> {
+        self.expiry
+    }
+
+    fn note_expiry(&mut self, at: SystemTime) {
+        self.expiry = Some(self.expiry.map_or(at, |e| e.min(at)));
     }
 
     pub fn on_text(&mut self, text: &str) -> Flow {
@@ -88,8 +127,13 @@ impl Handler {
             Ok(n) => n,
             Err(e) => return self.sub_error(&s.channel, 400, &format!("Invalid channel name '{}': {e}", s.channel)),
         };
+        if self.channels.len() >= self.app.config.limits.max_channels_per_connection && !self.channels.contains_key(&name) {
+            self.app.metrics.limit("channels_per_connection");
+            let max = self.app.config.limits.max_channels_per_connection;
+            return self.sub_error(name.as_str(), 403, &format!("a connection may subscribe to at most {max} channels"));
+        }
         let kind = name.kind();
-        let presence = match kind {
+        let access = match kind {
             ChannelKind::ServerToUser => {
                 let own = self.conn.user().and_then(|u| ChannelName::server_to_user(&u).ok());
                 if own.as_ref() == Some(&name) {
@@ -100,25 +144,54 @@ impl Handler {
                 }
                 return;
             }
-            ChannelKind::Public => None,
+            ChannelKind::Public => Access { presence: None, by_token: false, token_publish: false },
             ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => match self.authorize(&name, &s) {
-                Ok(p) => p,
+                Ok(a) => a,
                 Err(msg) => return self.sub_error(name.as_str(), 401, &msg),
             },
         };
-        let user = presence.as_ref().map(|p| p.user_id.clone());
-        match self.app.hub.subscribe(&self.conn, &name, presence) {
+        let user = access.presence.as_ref().map(|p| p.user_id.clone());
+        match self.app.hub.subscribe(&self.conn, &name, access.presence) {
             Ok(_) => {
                 self.app.metrics.subscriptions.inc();
-                self.channels.insert(name, user);
+                self.channels.insert(name, Sub { user, by_token: access.by_token, token_publish: access.token_publish });
             }
             Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
             Err(e) => self.sub_error(name.as_str(), 403, &e.to_string()),
         }
     }
 
-    /// Checks the HMAC of a private, encrypted or presence subscription.
-    fn authorize(&self, name: &ChannelName, s: &Subscribe) -> Result<Option<PresenceUser>, String> {
+    /// Authorises a private, encrypted or presence subscription: by a token given with the
+    /// subscription, by the connection's token, or by Pusher's HMAC.
+    fn authorize(&mut self, name: &ChannelName, s: &Subscribe) -> Result<Access, String> {
+        let grant = match s.auth.as_deref() {
+            Some(a) if looks_like_jwt(a) => Some(Arc::new(self.app.tokens.verify(a).map_err(|e| e.to_string())?)),
+            Some(_) => None,
+            None => Some(self.grant.clone().ok_or("auth is required for private and presence channels")?),
+        };
+        match grant {
+            Some(g) => self.authorize_token(name, &g),
+            None => self.authorize_hmac(name, s).map(|presence| Access { presence, by_token: false, token_publish: false }),
+        }
+    }
+
+    fn authorize_token(&mut self, name: &ChannelName, g: &Grant) -> Result<Access, String> {
+        if !g.may_subscribe(name.as_str()) {
+            self.app.metrics.limit("token_capability");
+            return Err(format!("token does not allow subscribing to {name}"));
+        }
+        self.note_expiry(g.expires_at);
+        let presence = (name.kind() == ChannelKind::Presence).then(|| PresenceUser { user_id: g.sub.clone(), user_info: g.user_info.clone() });
+        if let Some(info) = presence.as_ref().and_then(|p| p.user_info.as_ref()) {
+            let max = self.app.config.limits.max_presence_member_info_bytes;
+            if info.len() > max {
+                return Err(format!("user_info is larger than {max} bytes"));
+            }
+        }
+        Ok(Access { presence, by_token: true, token_publish: g.may_publish(name.as_str()) })
+    }
+
+    fn authorize_hmac(&self, name: &ChannelName, s: &Subscribe) -> Result<Option<PresenceUser>, String> {
         let auth = s.auth.as_deref().ok_or("auth is required for private and presence channels")?;
         let presence = name.kind() == ChannelKind::Presence;
         let data = if presence { Some(s.channel_data.as_deref().ok_or("channel_data is required for presence channels")?) } else { None };
@@ -142,14 +215,27 @@ impl Handler {
         if self.conn.user().is_some() {
             return fail(self, "this connection is already signed in".into());
         }
-        let signed = user_string(&self.conn.socket_id.to_string(), user_data);
-        if let Err(e) = verify_auth(auth, &self.app.config.key, &self.app.config.secret, &signed) {
-            return fail(self, format!("sign-in refused: {e}"));
-        }
-        let (id, watchlist) = match parse_user_data(user_data) {
+        let (id, mut watchlist) = match parse_user_data(user_data) {
             Ok(v) => v,
             Err(e) => return fail(self, e),
         };
+        if looks_like_jwt(auth) {
+            let g = match self.app.tokens.verify(auth) {
+                Ok(g) => g,
+                Err(e) => return fail(self, format!("sign-in refused: {e}")),
+            };
+            if *g.sub != *id {
+                return fail(self, format!("sign-in refused: the token is for user {}, not {id}", g.sub));
+            }
+            // A token vouches for the identity only; the watchlist comes from its claims.
+            watchlist = g.watchlist.clone();
+            self.note_expiry(g.expires_at);
+        } else {
+            let signed = user_string(&self.conn.socket_id.to_string(), user_data);
+            if let Err(e) = verify_auth(auth, &self.app.config.key, &self.app.config.secret, &signed) {
+                return fail(self, format!("sign-in refused: {e}"));
+            }
+        }
         if ChannelName::server_to_user(&id).is_err() {
             return fail(self, "user id may only use [A-Za-z0-9_-=@,.;]".into());
         }
@@ -157,7 +243,7 @@ impl Handler {
         match self.app.hub.signin(&self.conn, id.into(), watchlist) {
             Ok(channel) => {
                 self.app.metrics.subscriptions.inc();
-                self.channels.insert(channel, None);
+                self.channels.insert(channel, Sub { user: None, by_token: false, token_publish: false });
                 Flow::Continue
             }
             Err(e) => fail(self, e.to_string()),
@@ -167,9 +253,6 @@ impl Handler {
     fn client_event(&mut self, ev: ClientEvent) {
         let reject = |this: &Self, msg: &str| this.error(Some(CloseCode::ClientEventRejected), msg);
         let limits = &self.app.config.limits;
-        if !self.app.config.client_events {
-            return reject(self, "client events are not enabled for this app");
-        }
         if ev.event.len() > limits.max_event_name_len {
             return reject(self, &format!("event name longer than {} characters", limits.max_event_name_len));
         }
@@ -179,18 +262,32 @@ impl Handler {
         if !name.kind().allows_client_events() {
             return reject(self, "client events are only allowed on private and presence channels (not encrypted ones)");
         }
-        let Some(user) = self.channels.get(&name) else {
+        let Some(sub) = self.channels.get(&name) else {
             return reject(self, &format!("not subscribed to channel {name}"));
         };
         if ev.data.len() > limits.max_payload_bytes {
             return reject(self, &format!("payload larger than {} bytes", limits.max_payload_bytes));
         }
-        if !self.limiter.take(Instant::now()) {
-            return reject(self, &format!("client event rate limit of {}/s exceeded", limits.client_events_per_second));
+        let allowed = if sub.token_publish {
+            self.token_limiter.take(Instant::now()).then_some(()).ok_or(limits.token_client_events_per_second)
+        } else if sub.by_token {
+            self.app.metrics.limit("token_capability");
+            return reject(self, &format!("token does not allow publishing on {name}"));
+        } else if !self.app.config.client_events {
+            return reject(self, "client events are not enabled for this app");
+        } else {
+            self.limiter.take(Instant::now()).then_some(()).ok_or(limits.client_events_per_second)
+        };
+        if let Err(rate) = allowed {
+            self.app.metrics.limit("client_events");
+            return reject(self, &format!("client event rate limit of {rate}/s exceeded"));
         }
-        let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: user.as_deref() }.encode();
+        let urgency = if ev.event == SAMPLE_EVENT { Urgency::Conflatable } else { Urgency::Always };
+        let sub = &self.channels[&name];
+        let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: sub.user.as_deref() }.encode();
         let len = frame.len() as u64;
-        let d = self.app.hub.publish(&name, frame, Some(self.conn.socket_id), Urgency::Always);
+        let d = self.app.hub.publish(&name, frame, Some(self.conn.socket_id), urgency);
+        self.app.metrics.conflated.inc_by(d.conflated as u64);
         self.app.metrics.messages_out.inc_by(d.delivered as u64);
         self.app.metrics.bytes_out.inc_by(len * d.delivered as u64);
     }
@@ -247,45 +344,9 @@ fn parse_user_data(data: &str) -> Result<(String, Vec<Arc<str>>), String> {
     Ok((id, d.watchlist.into_iter().map(Arc::from).collect()))
 }
 
-/// Client-event rate limit: `rate` per second with a one-second burst.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl TokenBucket {
-    fn new(rate: u32) -> Self {
-        Self { rate: f64::from(rate), tokens: f64::from(rate), at: None }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        if let Some(at) = self.at {
-            self.tokens = (self.tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.rate);
-        }
-        self.at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn token_bucket_allows_rate_per_second() {
-        let mut b = TokenBucket::new(10);
-        let t0 = Instant::now();
-        assert_eq!((0..20).filter(|_| b.take(t0)).count(), 10);
-        assert!(b.take(t0 + Duration::from_millis(100)));
-        assert!(!b.take(t0 + Duration::from_millis(100)));
-    }
 
     #[test]
     fn channel_data_table() {

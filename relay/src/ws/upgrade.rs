@@ -2,8 +2,12 @@
 //! upgraded stream to a connection task. App and protocol checks happen after the upgrade,
 //! because pusher-js only learns a close code from the websocket itself.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -12,7 +16,9 @@ use sha1::{Digest, Sha1};
 use sonde_protocol::{CloseCode, SocketId};
 
 use super::conn::{self, Refusal};
+use crate::apps::App;
 use crate::http::ApiError;
+use crate::tokens::Grant;
 use crate::server::AppState;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -33,17 +39,24 @@ pub fn accept_key(key: &[u8]) -> String {
 }
 
 /// `GET /app/{key}`.
-pub async fn app_socket(State(state): State<AppState>, Path(key): Path<String>, RawQuery(query): RawQuery, req: Request) -> Response {
-    let refusal = check(&state, &key, query.as_deref());
+pub async fn app_socket(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
+    let refusal = check(&state, &key, query.as_deref(), origin.as_deref(), peer.ip());
     let (timing, shutdown) = (state.timing, state.shutdown.clone());
     upgrade(
         req,
         move |io| async move {
             match refusal {
                 Err(r) => conn::refuse(io, r).await,
-                Ok(app) => {
-                    let id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
-                    conn::serve(io, app, id, timing, shutdown).await;
+                Ok((app, grant)) => {
+                    let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
+                    conn::serve(io, conn::Start { app, socket_id, grant }, timing, shutdown).await;
                 }
             }
         },
@@ -59,26 +72,62 @@ pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response
     upgrade(req, |io| conn::refuse(io, Refusal { code: CloseCode::PathNotFound, message: "websocket path must be /app/{key}".into() }), &state)
 }
 
-fn check(state: &AppState, key: &str, query: Option<&str>) -> Result<std::sync::Arc<crate::apps::App>, Refusal> {
+type Accepted = (Arc<App>, Option<Arc<Grant>>);
+
+fn check(state: &AppState, key: &str, query: Option<&str>, origin: Option<&str>, ip: IpAddr) -> Result<Accepted, Refusal> {
     let app = state.apps.by_key(key).ok_or_else(|| Refusal { code: CloseCode::UnknownApp, message: format!("App key {key} not in this cluster") })?;
-    let protocol = query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "protocol").map(|(_, v)| v.into_owned()));
+    let params: Vec<(String, String)> = query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let refuse = |code: CloseCode, message: String| {
         app.metrics.error(Some(code));
         Err(Refusal { code, message })
     };
-    match protocol.as_deref().map(str::parse::<u32>) {
+    match param("protocol").map(str::parse::<u32>) {
         None => return refuse(CloseCode::NoProtocol, "no protocol version supplied (use ?protocol=7)".into()),
         Some(Ok(5..=7)) => {}
-        Some(_) => return refuse(CloseCode::UnsupportedProtocol, format!("unsupported protocol version {}", protocol.unwrap_or_default())),
+        Some(_) => return refuse(CloseCode::UnsupportedProtocol, format!("unsupported protocol version {}", param("protocol").unwrap_or_default())),
     }
     if !app.config.enabled {
         return refuse(CloseCode::AppDisabled, "app is disabled".into());
     }
+    if !origin_allowed(&app.config.allowed_origins, origin) {
+        app.metrics.limit("allowed_origins");
+        return refuse(CloseCode::Unauthorized, format!("origin {} is not allowed for this app", origin.unwrap_or("(none)")));
+    }
+    if !app.limiters.connection(ip, Instant::now()) {
+        app.metrics.limit("connections_per_ip");
+        return refuse(CloseCode::OverCapacity, "too many new connections from this address; retry later".into());
+    }
     let max = app.config.limits.max_connections;
     if max > 0 && app.hub.connection_count() >= max {
+        app.metrics.limit("connections");
         return refuse(CloseCode::OverQuota, format!("app is over its quota of {max} connections"));
     }
-    Ok(app.clone())
+    let grant = match param("token") {
+        None => None,
+        Some(t) => match app.tokens.verify(t) {
+            Ok(g) => Some(Arc::new(g)),
+            Err(e) => return refuse(CloseCode::Unauthorized, format!("token refused: {e}")),
+        },
+    };
+    Ok((app.clone(), grant))
+}
+
+/// Exact origins, or `*.example.com` for any subdomain (scheme and port included in the
+/// comparison for exact entries).
+fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = origin else { return false };
+    allowed.iter().any(|a| match a.strip_prefix("*.") {
+        Some(domain) => {
+            let host = origin.split("://").nth(1).unwrap_or(origin);
+            let host = host.split(':').next().unwrap_or(host);
+            host.ends_with(&format!(".{domain}"))
+        }
+        None => a == origin,
+    })
 }
 
 fn upgrade<F, Fut>(mut req: Request, run: F, state: &AppState) -> Response
@@ -117,7 +166,18 @@ where
 #[cfg(test)]
 mod tests {
     #[test]
+    fn origins() {
+        let list = vec!["https://app.example.com".to_owned(), "*.trusted.io".to_owned()];
+        assert!(super::origin_allowed(&[], None));
+        assert!(super::origin_allowed(&list, Some("https://app.example.com")));
+        assert!(!super::origin_allowed(&list, Some("http://app.example.com")));
+        assert!(super::origin_allowed(&list, Some("https://a.trusted.io:8443")));
+        assert!(!super::origin_allowed(&list, Some("https://eviltrusted.io")));
+        assert!(!super::origin_allowed(&list, None));
+    }
+
+    #[test]
     fn rfc6455_accept_key() {
-        assert_eq!(super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYxzxzo+K63xOo=");
+        assert_eq!(super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }
