@@ -88,7 +88,7 @@ selected() {
     return 1
 }
 
-# run NAME bench-args…: one scenario against a fresh relay.
+# run NAME args…: the scenario named before the first - of NAME, against a fresh relay.
 run() {
     local name=$1
     shift
@@ -100,7 +100,7 @@ run() {
         perf record -F 499 -g -p "$RELAY_PID" -o "$OUT/$name.perf.data" >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    "$BENCH" --port "$PORT" --server-pid "$RELAY_PID" --save "$OUT/$name.json" "$@" \
+    "$BENCH" --port "$PORT" --server-pid "$RELAY_PID" --save "$OUT/$name.json" "${name%%-*}" "$@" \
         >"$OUT/$name.txt" 2>"$OUT/$name.log" || echo "   $name failed: see $OUT/$name.log" >&2
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true

@@ -6,18 +6,23 @@
 //! The `data` of a server frame is a JSON string (`"{\"_bt\":1,…}"`), but some servers send an
 //! object instead; both spellings are accepted.
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 /// Send time in nanoseconds since the Unix epoch, written by the publisher.
 pub const SENT_AT: &str = "_bt";
 /// Sequence number of a publish within a run.
 pub const SEQUENCE: &str = "_bs";
 
+static SENT_AT_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SENT_AT));
+static SEQUENCE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SEQUENCE));
+
 /// The unsigned integer that follows `"key":` or `\"key\":` in `frame`.
-pub fn find_u64(frame: &[u8], key: &str) -> Option<u64> {
-    let k = key.as_bytes();
+pub fn find_u64(frame: &[u8], key: &Finder<'_>) -> Option<u64> {
+    let k = key.needle();
     let mut from = 0;
-    while let Some(pos) = memmem::find(&frame[from..], k) {
+    while let Some(pos) = key.find(&frame[from..]) {
         let start = from + pos;
         let after = start + k.len();
         if start > 0 && frame[start - 1] == b'"' {
@@ -40,10 +45,12 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
     Some(bytes[..digits].iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')))
 }
 
+/// Built once: a `Finder` precomputes its search tables.
+static EVENT_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"event\":\""));
+
 /// The `event` of a server frame, without decoding the rest.
 pub fn event_name(frame: &[u8]) -> Option<&[u8]> {
-    const KEY: &[u8] = b"\"event\":\"";
-    let start = memmem::find(frame, KEY)? + KEY.len();
+    let start = EVENT_KEY.find(frame)? + EVENT_KEY.needle().len();
     let len = memchr::memchr(b'"', &frame[start..])?;
     Some(&frame[start..start + len])
 }
@@ -71,7 +78,7 @@ pub fn classify(frame: &[u8]) -> Kind {
             _ => Kind::Other,
         };
     }
-    match (find_u64(frame, SENT_AT), find_u64(frame, SEQUENCE)) {
+    match (find_u64(frame, &SENT_AT_KEY), find_u64(frame, &SEQUENCE_KEY)) {
         (Some(sent_at_ns), Some(seq)) => Kind::Payload { sent_at_ns, seq },
         _ => Kind::Other,
     }
@@ -93,10 +100,10 @@ mod tests {
     fn ignores_lookalikes() {
         // `x_bt` is another key; `_bt` inside a value is not a key.
         let f = br#"{"event":"e","data":"{\"x_bt\":1,\"v\":\"_bt\",\"_bt\":7,\"_bs\":8}"}"#;
-        assert_eq!(find_u64(f, SENT_AT), Some(7));
-        assert_eq!(find_u64(br#"{"_bt":-1}"#, SENT_AT), None);
-        assert_eq!(find_u64(br#"{"_bt":"1"}"#, SENT_AT), None);
-        assert_eq!(find_u64(br#"{"_bt":123456789012345678901}"#, SENT_AT), None);
+        assert_eq!(find_u64(f, &SENT_AT_KEY), Some(7));
+        assert_eq!(find_u64(br#"{"_bt":-1}"#, &SENT_AT_KEY), None);
+        assert_eq!(find_u64(br#"{"_bt":"1"}"#, &SENT_AT_KEY), None);
+        assert_eq!(find_u64(br#"{"_bt":123456789012345678901}"#, &SENT_AT_KEY), None);
         assert_eq!(classify(br#"{"event":"e","data":"{\"_bt\":1}"}"#), Kind::Other);
     }
 
