@@ -8,15 +8,19 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
 
+fail() {
+  echo "$*" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+}
+
 if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
+  python3 -m venv "$venv" || fail "could not create the venv at $venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" \
+  || fail "could not install the Python SDK (pip install -r requirements.txt)"
 
 export SONDE_RELAY_BIN="${SONDE_RELAY_BIN:-$repo/target/debug/sonde-relay}"
-if [[ ! -x "$SONDE_RELAY_BIN" ]]; then
-  echo "sonde-relay not found at $SONDE_RELAY_BIN (cargo build -p sonde-relay)" >&2
-  exit 1
-fi
+[[ -x "$SONDE_RELAY_BIN" ]] || fail "sonde-relay not found at $SONDE_RELAY_BIN (cargo build -p sonde-relay)"
 
 exec "$venv/bin/python" "$here/check_sdk.py"

@@ -9,7 +9,7 @@ const hmac = (secret, s) => crypto.createHmac('sha256', secret).update(s).digest
 /**
  * Options: `method`, `path` (after /apps/{id}), `params` (query), `body` (object or string),
  * and the knobs to break it: `timestamp` (unix seconds), `bodyMd5` (sent instead of the real
- * one), `secret`, `signature`.
+ * one; null sends none), `secret`, `signature`.
  * Resolves with `{ status, body, text }`, `body` being the decoded JSON (or null).
  */
 export async function signedRequest({
@@ -28,8 +28,8 @@ export async function signedRequest({
   const fullPath = `/apps/${appId}${path}`;
   const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   const query = { ...params, auth_key: key, auth_timestamp: String(timestamp), auth_version: '1.0' };
-  if (bodyMd5 !== undefined) query.body_md5 = bodyMd5;
-  else if (text) query.body_md5 = md5(text);
+  if (bodyMd5 === undefined && text) query.body_md5 = md5(text);
+  else if (bodyMd5 !== undefined && bodyMd5 !== null) query.body_md5 = bodyMd5;
   const ordered = Object.keys(query)
     .map((k) => [k.toLowerCase(), query[k]])
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

@@ -5,7 +5,10 @@ import { describe } from 'node:test';
 
 import { SETTLE, app, connected, it, sleep, subscribe, subscribeLater, uniq, useRelay, waitUntil } from '../lib/index.js';
 
-const relay = useRelay({ apps: [app(1001)] });
+const main = app(1001);
+const shortCache = app(1002, { cache_ttl_s: 1 });
+
+const relay = useRelay({ apps: [main, shortCache] });
 
 describe('public channels', () => {
   it('delivers a server event with its data intact to every subscriber', async () => {
@@ -52,6 +55,30 @@ describe('public channels', () => {
     await relay.server().trigger(name, 'plain', 'just text');
     const frame = await sock.next({ event: 'plain', channel: name });
     assert.equal(JSON.parse(frame.raw).data, 'just text');
+  });
+});
+
+describe('apps are isolated', () => {
+  it('does not deliver one app\'s event to another app\'s subscriber of the same channel name', async () => {
+    const name = uniq('shared-name');
+    const theirs = await relay.connect({ app: shortCache.id });
+    await theirs.join(name);
+    const ours = await relay.connect({ app: main.id });
+    await ours.join(name);
+    await relay.server(main.id).trigger(name, 'for-main', {});
+    await ours.next({ event: 'for-main', channel: name });
+    await relay.server(shortCache.id).trigger(name, 'control', {});
+    await theirs.next({ event: 'control', channel: name });
+    assert.deepEqual(theirs.seen('for-main'), []);
+  });
+
+  it('refuses a channel signature made with another app\'s secret', async () => {
+    const name = uniq('private-tenant');
+    const sock = await relay.connect({ app: main.id });
+    const { auth } = relay.server(shortCache.id).authorizeChannel(sock.socketId, name);
+    sock.subscribe(name, { auth: `${main.key}:${auth.split(':')[1]}` });
+    const err = await sock.next({ event: 'pusher:subscription_error', channel: name });
+    assert.equal(err.data.type, 'AuthError');
   });
 });
 
@@ -267,6 +294,52 @@ describe('cache channels', () => {
     const channel = subscribeLater(client, name);
     const { data } = await channel.log.waitFor('config');
     assert.deepEqual(data, { level: 3 });
+  });
+
+  it('replays on presence-cache- channels to a joining member', async () => {
+    const name = uniq('presence-cache-board');
+    await relay.server().trigger(name, 'board', { cells: [1, 2] });
+    const client = relay.pusher({ user: { id: 'viewer' } });
+    const channel = subscribeLater(client, name);
+    const { data } = await channel.log.waitFor('board');
+    assert.deepEqual(data, { cells: [1, 2] });
+    assert.equal(channel.members.count, 1);
+  });
+
+  it('replays the ciphertext on private-encrypted-cache- channels, and pusher-js decrypts it', async () => {
+    const name = uniq('private-encrypted-cache-keys');
+    await relay.server().trigger(name, 'key', { k: 'sealed-value' });
+    const client = relay.pusher();
+    const channel = subscribeLater(client, name);
+    const { data } = await channel.log.waitFor('key');
+    assert.deepEqual(data, { k: 'sealed-value' });
+    const spy = await relay.connect();
+    await spy.join(name);
+    const replay = await spy.next({ event: 'key', channel: name });
+    assert.equal(replay.raw.includes('sealed-value'), false);
+  });
+
+  it('forgets the cached event after the app\'s cache_ttl_s', async () => {
+    const name = uniq('cache-short');
+    await relay.server(shortCache.id).trigger(name, 'value', { v: 1 });
+    const fresh = await relay.connect({ app: shortCache.id });
+    fresh.subscribe(name);
+    const replay = await fresh.next({ channel: name, event: 'value' });
+    assert.deepEqual(replay.data, { v: 1 }, 'cached within the TTL');
+    await sleep(2200);
+    const late = await relay.connect({ app: shortCache.id });
+    await late.join(name);
+    await late.next({ event: 'pusher:cache_miss', channel: name });
+    assert.deepEqual(late.seen('value'), []);
+  });
+
+  it('keeps caches per app', async () => {
+    const name = uniq('cache-tenant');
+    await relay.server(main.id).trigger(name, 'mine', { app: main.id });
+    const other = await relay.connect({ app: shortCache.id });
+    await other.join(name);
+    await other.next({ event: 'pusher:cache_miss', channel: name });
+    assert.deepEqual(other.seen('mine'), []);
   });
 
   it('does not cache on a plain channel', async () => {

@@ -133,6 +133,7 @@ describe('refusals', () => {
     for (let i = 0; i < 40; i++) sender.trigger(name, 'client-flood', { i });
     const error = await sender.next('pusher:error');
     assert.equal(error.data.code, 4301);
+    await sender.roundTrip(); // every one of the 40 has been handled
     await relay.server().trigger(name, 'control', {});
     await receiver.next({ event: 'control', channel: name });
     const got = receiver.seen('client-flood').length;
@@ -149,11 +150,26 @@ describe('refusals', () => {
     for (let i = 0; i < 6; i++) sender.trigger(name, 'client-tick', { i });
     const error = await sender.next('pusher:error');
     assert.equal(error.data.code, 4301);
+    await sender.roundTrip();
     await relay.server(slow.id).trigger(name, 'control', {});
     await receiver.next({ event: 'control', channel: name });
     const got = receiver.seen('client-tick').map((f) => f.data.i);
     assert.ok(got.length >= 1 && got.length <= 4, `delivered ${JSON.stringify(got)}`);
     assert.deepEqual(got, [...got].sort((x, y) => x - y));
+  });
+
+  it('limits each connection on its own: a second sender is not slowed by the first', async () => {
+    const name = uniq('private-per-connection');
+    const flooder = await relay.connect({ app: slow.id });
+    const polite = await relay.connect({ app: slow.id });
+    const receiver = await relay.connect({ app: slow.id });
+    for (const s of [flooder, polite, receiver]) await s.join(name);
+    for (let i = 0; i < 6; i++) flooder.trigger(name, 'client-flood', { i });
+    await flooder.next('pusher:error');
+    polite.trigger(name, 'client-polite', { ok: 1 });
+    const got = await receiver.next({ event: 'client-polite', channel: name });
+    assert.deepEqual(got.data, { ok: 1 });
+    assert.deepEqual(polite.seen('pusher:error'), []);
   });
 
   it('lets a rate-limited connection send again after a pause', async () => {

@@ -74,6 +74,9 @@ describe('refused connections', () => {
     assert.equal(code, 4004);
     assert.ok(first.isOpen, 'the connection within quota stays open');
     await first.roundTrip();
+    const otherApp = await relay.connect({ app: main.id });
+    await otherApp.roundTrip();
+    assert.ok(otherApp.isOpen, 'another app is not limited by this app\'s quota');
     await first.leave();
     const third = await waitUntil(
       async () => {

@@ -64,7 +64,7 @@ describe('publishing', () => {
     assert.deepEqual((await ab.log.waitFor('second')).data, { n: 2 });
     assert.deepEqual((await ba.log.waitFor('third')).data, { n: 3 });
     await relay.server().trigger(a, 'control', {});
-    await aa.log.waitFor('control');
+    await Promise.all([aa.log.waitFor('control'), ba.log.waitFor('control')]);
     assert.equal(aa.log.has('third'), false, 'the excluded socket got the batch item');
     assert.deepEqual(ba.log.events().filter((e) => !e.startsWith('pusher')), ['first', 'third', 'control']);
   });
@@ -233,6 +233,26 @@ describe('authentication failures', () => {
     assertErrorBody(res.body);
   });
 
+  it('refuses a POST whose body is not covered by a body_md5', async () => {
+    const res = await relay.request({ method: 'POST', path: '/events', body: { name: 'ev', channels: ['x'], data: '{}' }, bodyMd5: null });
+    assert.ok([400, 401].includes(res.status), `${res.status} ${res.text}`);
+    assertErrorBody(res.body);
+  });
+
+  it('accepts a GET that carries the body_md5 of the empty body (as the Python SDK sends it)', async () => {
+    const emptyMd5 = crypto.createHash('md5').update('').digest('hex');
+    const res = await relay.request({ path: '/channels', bodyMd5: emptyMd5 });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(typeof res.body.channels, 'object');
+  });
+
+  it('refuses a signature over different query parameters', async () => {
+    const good = await relay.request({ path: '/channels', params: { filter_by_prefix: 'a' } });
+    assert.equal(good.status, 200, good.text);
+    const forged = await relay.request({ path: '/channels', params: { filter_by_prefix: 'a' }, signature: 'f'.repeat(64) });
+    assert.equal(forged.status, 401, forged.text);
+  });
+
   it('refuses a request with no signature at all with 401', async () => {
     const res = await fetch(`${relay.httpBase}/apps/${main.id}/channels`, { signal: AbortSignal.timeout(5000) });
     assert.equal(res.status, 401);
@@ -292,6 +312,27 @@ describe('limits and bad requests', () => {
       assertErrorBody(res.body);
     });
   }
+
+  it('accepts an event name of exactly 200 characters', async () => {
+    const name = uniq('longevent');
+    const sock = await relay.connect();
+    await sock.join(name);
+    const event = 'e'.repeat(200);
+    const res = await relay.request({ method: 'POST', path: '/events', body: { name: event, channels: [name], data: '{}' } });
+    assert.equal(res.status, 200, res.text);
+    await sock.next({ event, channel: name });
+  });
+
+  it('refuses an invalid channel name in a channel query with 400', async () => {
+    const res = await relay.request({ path: '/channels/bad*name' });
+    assert.equal(res.status, 400, res.text);
+    assertErrorBody(res.body);
+  });
+
+  it('answers terminate_connections for a user with no connections with 200', async () => {
+    const res = await relay.server().terminateUserConnections(uniq('nobody'));
+    assert.equal(res.status, 200);
+  });
 
   it('refuses an event name over 200 characters with 400', async () => {
     const res = await relay.request({ method: 'POST', path: '/events', body: { name: 'e'.repeat(201), channels: ['ok'], data: '{}' } });
