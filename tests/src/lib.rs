@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod relay;
+pub mod tokens;
 
 pub use client::{Client, Frame};
 pub use relay::{Api, TestRelay};
