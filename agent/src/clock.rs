@@ -28,9 +28,11 @@ impl Clock {
         }
     }
 
-    /// The tokio instant at which this clock reads `unix_ms` (now, if that is in the past).
+    /// The tokio instant at which this clock reads `unix_ms` (now, if that is in the past; at
+    /// most a year ahead, so an absurd deadline from the wire cannot overflow).
     pub fn instant_at(&self, unix_ms: u64) -> Instant {
-        Instant::now() + Duration::from_millis(unix_ms.saturating_sub(self.now_ms()))
+        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+        Instant::now() + Duration::from_millis(unix_ms.saturating_sub(self.now_ms()).min(YEAR_MS))
     }
 
     /// Sleeps until the clock reads `unix_ms`.

@@ -1,0 +1,165 @@
+//! The relay connection: one persistent websocket, re-made with backoff whenever it ends.
+
+mod conn;
+mod frames;
+mod pacer;
+mod policy;
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sonde_protocol::ChannelName;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use conn::{drive, Link, Transport, HANDSHAKE_TIMEOUT, PONG_TIMEOUT};
+pub use frames::RelayFrame;
+pub use pacer::Pacer;
+pub use policy::{Backoff, Ended, Retry, SLOW_RETRY};
+
+use crate::core::{LinkEvent, Outbound};
+use crate::Shutdown;
+
+/// Largest message accepted from the relay: directives are tiny, so this only bounds memory.
+const MAX_MESSAGE: usize = 64 * 1024;
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Where to connect. The URL holds the token, so it never appears in `Debug` output or logs.
+pub struct Target {
+    /// The full websocket URL, token included.
+    pub url: String,
+    /// The relay's base URL, for logs.
+    pub relay: String,
+    pub channel: ChannelName,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target").field("relay", &self.relay).field("channel", &self.channel).finish_non_exhaustive()
+    }
+}
+
+/// `{relay}/app/{key}?protocol=7&client=sonde-agent&version=X&token=JWT`.
+pub fn connect_url(relay: &str, key: &str, token: &str) -> String {
+    format!(
+        "{}/app/{}?protocol={}&client=sonde-agent&version={}&token={}",
+        relay.trim_end_matches('/'),
+        encode(key),
+        sonde_protocol::PROTOCOL_VERSION,
+        env!("CARGO_PKG_VERSION"),
+        encode(token)
+    )
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters (JWTs pass through unchanged).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+struct Ws(WebSocketStream<MaybeTlsStream<TcpStream>>);
+
+impl Transport for Ws {
+    type Error = tungstenite::Error;
+
+    async fn send(&mut self, msg: Message) -> Result<(), tungstenite::Error> {
+        self.0.send(msg).await
+    }
+
+    async fn recv(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+        self.0.next().await
+    }
+}
+
+async fn connect(url: &str) -> Result<Ws, Ended> {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
+    match timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async_with_config(url, Some(config), true)).await {
+        Err(_) => Err(Ended::Handshake("connecting timed out".into())),
+        Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_client_error() => Err(Ended::Refused(resp.status().as_u16())),
+        Ok(Err(e)) => Err(Ended::Handshake(e.to_string())),
+        Ok(Ok((ws, _))) => Ok(Ws(ws)),
+    }
+}
+
+/// Keeps a connection to the relay until shutdown, reporting to the core through `events` and
+/// sending what it queues on `outbound`.
+pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: mpsc::Receiver<Outbound>, mut shutdown: Shutdown) {
+    let mut backoff = Backoff::default();
+    let mut pacer = Pacer::default();
+    loop {
+        // Whatever was queued for a connection that is gone is stale by now.
+        while outbound.try_recv().is_ok() {}
+        let conn = tokio::select! {
+            c = connect(&target.url) => c,
+            () = shutdown.wait() => Err(Ended::Shutdown),
+        };
+        let mut link = Link { channel: &target.channel, events: &events, outbound: &mut outbound, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
+        let ended = match conn {
+            Ok(mut ws) => drive(&mut ws, &mut link).await,
+            Err(e) => e,
+        };
+        let subscribed = link.subscribed;
+        if subscribed {
+            let _ = events.send(LinkEvent::Down).await;
+            backoff.reset();
+        }
+        let Some(retry) = ended.retry() else {
+            tracing::info!(relay = %target.relay, "disconnected from the relay");
+            return;
+        };
+        let delay = match retry {
+            Retry::Now if subscribed => Duration::ZERO,
+            Retry::Now | Retry::Backoff => backoff.next_delay(),
+            Retry::Slow => SLOW_RETRY,
+        };
+        log_end(&target, &ended, retry, delay);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+fn log_end(target: &Target, ended: &Ended, retry: Retry, delay: Duration) {
+    let relay = &target.relay;
+    let delay_ms = delay.as_millis() as u64;
+    match retry {
+        Retry::Slow => tracing::error!(
+            %relay, ?ended, delay_ms,
+            "the relay refused this agent; check --key, --token and --host (retrying slowly)"
+        ),
+        Retry::Now | Retry::Backoff => tracing::info!(%relay, ?ended, delay_ms, "connection to the relay ended; reconnecting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_url_shape() {
+        assert_eq!(
+            connect_url("ws://127.0.0.1:6001/", "app-key", "a.b-c_d"),
+            format!("ws://127.0.0.1:6001/app/app-key?protocol=7&client=sonde-agent&version={}&token=a.b-c_d", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn target_debug_hides_the_token() {
+        let t = Target { url: connect_url("ws://r", "k", "SECRET"), relay: "ws://r".into(), channel: ChannelName::parse("private-sonde-host.a").unwrap() };
+        assert!(!format!("{t:?}").contains("SECRET"));
+    }
+}

@@ -1,0 +1,112 @@
+//! How a connection ended, and how soon to try again.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The agent is stopping.
+    Shutdown,
+    /// The relay closed the socket with this code.
+    Closed { code: u16, reason: String },
+    /// The socket failed or ended without a close frame.
+    Lost(String),
+    /// No reply to our ping in time.
+    PongTimeout,
+    /// The relay refused the subscription (token or channel wrong).
+    Rejected(String),
+    /// Connecting or the Pusher handshake failed.
+    Handshake(String),
+    /// The HTTP upgrade was refused with a client error (4xx): a configuration problem.
+    Refused(u16),
+}
+
+/// When to reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// At once (the relay asked for it: 4200-4299).
+    Now,
+    /// After an exponential backoff with jitter.
+    Backoff,
+    /// Slowly: the same request would fail the same way until the configuration changes.
+    Slow,
+}
+
+/// Retry interval for errors only a configuration change can fix.
+pub const SLOW_RETRY: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+impl Ended {
+    /// `None`: do not reconnect.
+    pub fn retry(&self) -> Option<Retry> {
+        match self {
+            Self::Shutdown => None,
+            // Pusher's ranges: 4000-4099 do not reconnect unchanged, 4100-4199 back off,
+            // 4200-4299 reconnect at once.
+            Self::Closed { code: 4000..=4099, .. } | Self::Rejected(_) | Self::Refused(_) => Some(Retry::Slow),
+            Self::Closed { code: 4200..=4299, .. } => Some(Retry::Now),
+            Self::Closed { .. } | Self::Lost(_) | Self::PongTimeout | Self::Handshake(_) => Some(Retry::Backoff),
+        }
+    }
+}
+
+/// Exponential backoff from 1 s to 60 s with "equal jitter": a random delay between half and
+/// all of the current step, so agents restarted together do not reconnect in lockstep.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn next_delay(&mut self) -> Duration {
+        let step = BACKOFF_MIN.saturating_mul(1 << self.attempt.min(6)).min(BACKOFF_MAX);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = step / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_code_ranges() {
+        let closed = |code| Ended::Closed { code, reason: String::new() };
+        assert_eq!(closed(4001).retry(), Some(Retry::Slow));
+        assert_eq!(closed(4009).retry(), Some(Retry::Slow));
+        assert_eq!(closed(4100).retry(), Some(Retry::Backoff));
+        assert_eq!(closed(4200).retry(), Some(Retry::Now));
+        assert_eq!(closed(4201).retry(), Some(Retry::Now));
+        assert_eq!(closed(1000).retry(), Some(Retry::Backoff));
+        assert_eq!(closed(4301).retry(), Some(Retry::Backoff));
+        assert_eq!(Ended::Rejected("no".into()).retry(), Some(Retry::Slow));
+        assert_eq!(Ended::Refused(401).retry(), Some(Retry::Slow));
+        assert_eq!(Ended::PongTimeout.retry(), Some(Retry::Backoff));
+        assert_eq!(Ended::Shutdown.retry(), None);
+    }
+
+    #[test]
+    fn backoff_grows_to_a_minute_with_jitter() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!((Duration::from_millis(500)..=Duration::from_secs(1)).contains(&first), "{first:?}");
+        let second = b.next_delay();
+        assert!((Duration::from_secs(1)..=Duration::from_secs(2)).contains(&second), "{second:?}");
+        let steps: Vec<Duration> = (0..4).map(|_| b.next_delay()).collect();
+        assert!(steps.windows(2).all(|w| w[1] >= w[0] / 2 && w[1] <= w[0] * 4), "{steps:?}");
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= BACKOFF_MAX && d >= BACKOFF_MAX / 2, "{d:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,54 @@
+//! The TOML config file: the same settings as the flags, all optional.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// `--config FILE`. Unknown keys are errors, so a typo does not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub relay: Option<String>,
+    pub key: Option<String>,
+    pub token: Option<String>,
+    pub host: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    /// An address, or "off".
+    pub statsd: Option<String>,
+    #[serde(default)]
+    pub anonymous: bool,
+    #[serde(default)]
+    pub disable_usage_statistics: bool,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml { path: path.to_owned(), message: e.to_string() })
+    }
+
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: path.to_owned(), source: e })?;
+        Self::parse(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_keys_and_rejects_unknown_ones() {
+        let f = FileConfig::parse(
+            "relay = \"ws://r:6001\"\nkey = \"k\"\ntoken = \"t\"\nhost = \"web1\"\nstate_dir = \"/tmp/s\"\nstatsd = \"off\"\nanonymous = true\ndisable_usage_statistics = true\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(f.relay.as_deref(), Some("ws://r:6001"));
+        assert_eq!(f.state_dir.as_deref(), Some(Path::new("/tmp/s")));
+        assert!(f.anonymous && f.disable_usage_statistics);
+        assert!(FileConfig::parse("relya = \"x\"", Path::new("a.toml")).is_err());
+        assert!(FileConfig::parse("", Path::new("a.toml")).unwrap().relay.is_none());
+    }
+}

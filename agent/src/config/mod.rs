@@ -1,0 +1,154 @@
+//! The agent's configuration: plain data, assembled from flags, `SONDE_AGENT_*` variables, a
+//! TOML file and defaults, in that order of precedence. The sources are passed in
+//! ([`Sources`]), so tests never touch the process environment.
+
+mod cli;
+mod file;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use cli::{Cli, Env};
+pub use file::FileConfig;
+
+/// Where the install id lives when `--state-dir` is not given.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sonde-agent";
+/// The StatsD listener's default address: loopback only, the standard StatsD port.
+pub const DEFAULT_STATSD: &str = "127.0.0.1:8125";
+
+/// A value that must never reach logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Relay base URL, `ws://HOST:PORT` (a path prefix is allowed).
+    pub relay: String,
+    /// The app key in the relay.
+    pub key: String,
+    /// The agent token (a JWT) authorising this agent for its host channel.
+    pub token: Secret,
+    /// The host name reported and used in the channel name (unless `anonymous`).
+    pub host: String,
+    /// Directories to keep the install id in, tried in order.
+    pub state_dirs: Vec<PathBuf>,
+    /// Where the StatsD listener binds; `None` turns it off.
+    pub statsd: Option<SocketAddr>,
+    /// Report the host by its install id only.
+    pub anonymous: bool,
+    /// Send the minute snapshot. Off with `--disable-usage-statistics` or `DO_NOT_TRACK`.
+    pub usage_statistics: bool,
+}
+
+/// The inputs configuration is read from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Command-line arguments, program name first.
+    pub args: Vec<OsString>,
+    pub env: Env,
+}
+
+impl Sources {
+    /// This process's arguments and environment.
+    pub fn process() -> Self {
+        Self { args: std::env::args_os().collect(), env: Env::Process }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Includes `--help` and `--version`, which clap reports as errors: show and exit.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("cannot read {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("--{0} is required (or SONDE_AGENT_{upper}, or `{0}` in the config file)", upper = .0.to_uppercase())]
+    Missing(&'static str),
+    #[error("--relay must be a ws:// URL, got {0:?} (for TLS, run behind a proxy that terminates it)")]
+    BadRelay(String),
+    #[error("host name {0:?} cannot be used in a channel name (allowed: letters, digits, _-=@,.;)")]
+    BadHost(String),
+    #[error("--statsd must be an address like 127.0.0.1:8125 or \"off\", got {0:?}")]
+    BadStatsd(String),
+}
+
+/// Reads the configuration from `src`.
+pub fn load(src: &Sources) -> Result<Config, ConfigError> {
+    let cli = cli::parse(&src.args, &src.env)?;
+    let file = match &cli.config {
+        Some(path) => FileConfig::read(path)?,
+        None => FileConfig::default(),
+    };
+    let relay = cli.relay.or(file.relay).ok_or(ConfigError::Missing("relay"))?;
+    if !relay.starts_with("ws://") || relay.len() <= "ws://".len() {
+        return Err(ConfigError::BadRelay(relay));
+    }
+    let key = cli.key.or(file.key).ok_or(ConfigError::Missing("key"))?;
+    let token = cli.token.or(file.token).ok_or(ConfigError::Missing("token"))?;
+    let host = cli.host.or(file.host).unwrap_or_else(system_host_name);
+    if sonde_protocol::sonde::host_channel(&host).is_err() {
+        return Err(ConfigError::BadHost(host));
+    }
+    let state_dirs = match cli.state_dir.or(file.state_dir) {
+        Some(dir) => vec![dir],
+        None => default_state_dirs(&src.env),
+    };
+    let statsd = match cli.statsd.or(file.statsd).as_deref().unwrap_or(DEFAULT_STATSD) {
+        "off" => None,
+        addr => Some(addr.parse().map_err(|_| ConfigError::BadStatsd(addr.to_owned()))?),
+    };
+    let do_not_track = src.env.var("DO_NOT_TRACK").is_some_and(|v| cli::truthy(&v));
+    Ok(Config {
+        relay,
+        key,
+        token: Secret::new(token),
+        host,
+        state_dirs,
+        statsd,
+        anonymous: cli.anonymous || file.anonymous,
+        usage_statistics: !(cli.disable_usage_statistics || file.disable_usage_statistics || do_not_track),
+    })
+}
+
+/// The system directory, then the user's state directory, then the temp directory.
+fn default_state_dirs(env: &Env) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from(DEFAULT_STATE_DIR)];
+    if let Some(x) = env.var("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        dirs.push(PathBuf::from(x).join("sonde-agent"));
+    } else if let Some(home) = env.var("HOME").filter(|h| !h.is_empty()) {
+        dirs.push(PathBuf::from(home).join(".local/state/sonde-agent"));
+    }
+    dirs.push(std::env::temp_dir().join("sonde-agent"));
+    dirs
+}
+
+fn system_host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy();
+    // The short name: `web1.example.com` shows as `web1`, as most dashboards do.
+    name.split('.').next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn sources(args: &[&str], vars: &[(&str, &str)]) -> Sources {
+    Sources {
+        args: std::iter::once("sonde-agent").chain(args.iter().copied()).map(OsString::from).collect(),
+        env: Env::Map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()),
+    }
+}
+
+const REQUIRED: [&str; 6] = ["--relay", "ws://127.0.0.1:6001", "--key", "k", "--token", "jwt"];
+
+#[test]
+fn defaults() {
+    let c = load(&sources(&REQUIRED, &[("HOME", "/home/u")])).unwrap();
+    assert_eq!(c.relay, "ws://127.0.0.1:6001");
+    assert_eq!(c.token.expose(), "jwt");
+    assert!(!c.host.is_empty());
+    assert_eq!(c.state_dirs[..2], [PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from("/home/u/.local/state/sonde-agent")]);
+    assert_eq!(c.statsd, Some(DEFAULT_STATSD.parse().unwrap()));
+    assert!(!c.anonymous && c.usage_statistics);
+    assert!(!format!("{c:?}").contains("jwt"), "the token stays out of Debug output");
+}
+
+#[test]
+fn env_file_and_flags_in_order_of_precedence() {
+    let dir = std::env::temp_dir().join(format!("sonde-agent-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, "relay = \"ws://file:1\"\nkey = \"filekey\"\ntoken = \"filetoken\"\nhost = \"filehost\"\nstatsd = \"off\"\nanonymous = true\n").unwrap();
+    let vars = [("SONDE_AGENT_CONFIG", path.to_str().unwrap()), ("SONDE_AGENT_KEY", "envkey"), ("SONDE_AGENT_HOST", "envhost")];
+    let c = load(&sources(&["--host", "flaghost", "--state-dir", "/srv/state"], &vars)).unwrap();
+    assert_eq!(c.relay, "ws://file:1");
+    assert_eq!(c.key, "envkey");
+    assert_eq!(c.token.expose(), "filetoken");
+    assert_eq!(c.host, "flaghost");
+    assert_eq!(c.state_dirs, [PathBuf::from("/srv/state")]);
+    assert_eq!(c.statsd, None);
+    assert!(c.anonymous);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn usage_statistics_switches() {
+    let mut args = REQUIRED.to_vec();
+    assert!(load(&sources(&args, &[("DO_NOT_TRACK", "1")])).unwrap().usage_statistics.eq(&false));
+    assert!(load(&sources(&args, &[("DO_NOT_TRACK", "0")])).unwrap().usage_statistics);
+    assert!(!load(&sources(&args, &[("SONDE_AGENT_DISABLE_USAGE_STATISTICS", "true")])).unwrap().usage_statistics);
+    args.push("--disable-usage-statistics");
+    assert!(!load(&sources(&args, &[])).unwrap().usage_statistics);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let err = |args: &[&str]| load(&sources(args, &[])).unwrap_err().to_string();
+    assert!(err(&["--key", "k", "--token", "t"]).contains("--relay is required"));
+    assert!(err(&["--relay", "ws://r", "--token", "t"]).contains("SONDE_AGENT_KEY"));
+    assert!(err(&["--relay", "http://r", "--key", "k", "--token", "t"]).contains("ws://"));
+    assert!(err(&[&REQUIRED[..], &["--host", "bad host"]].concat()).contains("bad host"));
+    assert!(err(&[&REQUIRED[..], &["--statsd", "nowhere"]].concat()).contains("--statsd"));
+    assert!(err(&[&REQUIRED[..], &["--config", "/does/not/exist.toml"]].concat()).contains("/does/not/exist.toml"));
+    assert!(matches!(load(&sources(&["--help"], &[])), Err(ConfigError::Cli(_))));
+}

@@ -1,0 +1,216 @@
+use std::time::Duration;
+
+use sonde_protocol::sonde::{Backfill, Sample, SessionId, SessionState, Snapshot};
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::custom::MinuteTotals;
+use crate::install::InstallId;
+use crate::tick::{Key, Tick};
+use crate::ShutdownTrigger;
+
+const START_MS: u64 = 1_700_000_000_000;
+
+struct Harness {
+    ring: SharedRing,
+    latest: watch::Sender<u64>,
+    link: mpsc::Sender<LinkEvent>,
+    out: mpsc::Receiver<Outbound>,
+    clock: Clock,
+    seq: u64,
+    trigger: ShutdownTrigger,
+    task: JoinHandle<()>,
+}
+
+impl Harness {
+    fn spawn(with_snapshots: bool) -> Self {
+        let ring: SharedRing = Arc::new(Mutex::new(Ring::new(crate::ring::RING_CAPACITY)));
+        let (latest, latest_rx) = watch::channel(0);
+        let (link, link_rx) = mpsc::channel(16);
+        let (out_tx, out) = mpsc::channel(1024);
+        let clock = Clock::virtual_at(START_MS);
+        let snapshots = with_snapshots.then(|| {
+            SnapshotSource::new(InstallId::random(), Some("web1".into()), crate::snapshot::host_facts(), MinuteTotals::default())
+        });
+        let core = Core { ring: ring.clone(), latest: latest_rx, out: out_tx, clock: clock.clone(), snapshots };
+        let (trigger, shutdown) = crate::shutdown_channel();
+        let task = tokio::spawn(core.run(link_rx, shutdown));
+        Self { ring, latest, link, out, clock, seq: 0, trigger, task }
+    }
+
+    /// Records one tick for the current second, as the sampler would.
+    fn record_tick(&mut self) {
+        self.seq += 1;
+        let mut t = Tick { ts: self.clock.now_ms() / 1000 * 1000, seq: self.seq, ..Tick::default() };
+        t.push(&Key::from("cpu.idle_pct"), 90.0);
+        t.push(&Key::from("mem.used_pct"), 40.0);
+        lock(&self.ring).record(t);
+        self.latest.send_replace(self.seq);
+    }
+
+    /// Lets one second pass: a tick, then whatever the core sends.
+    async fn second(&mut self) -> Vec<Outbound> {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        self.record_tick();
+        self.settle().await
+    }
+
+    async fn send(&mut self, ev: LinkEvent) -> Vec<Outbound> {
+        self.link.send(ev).await.unwrap();
+        self.settle().await
+    }
+
+    /// Runs the core until it waits again, and collects what it sent.
+    async fn settle(&mut self) -> Vec<Outbound> {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let mut got = Vec::new();
+        while let Ok(o) = self.out.try_recv() {
+            got.push(o);
+        }
+        got
+    }
+
+    fn directive(&self, state: SessionState, id: &str, lease_s: u64) -> LinkEvent {
+        let lease_until = self.clock.now_ms() + lease_s * 1000;
+        LinkEvent::Directive(SessionDirective { state, id: SessionId(id.into()), interval_ms: 1000, lease_until })
+    }
+
+    async fn stop(self) {
+        self.trigger.fire();
+        self.task.await.unwrap();
+    }
+}
+
+fn samples(out: &[Outbound]) -> Vec<u64> {
+    out.iter()
+        .filter(|o| o.event == EVENT_SAMPLE)
+        .map(|o| serde_json::from_str::<Sample>(&o.data).unwrap().seq)
+        .collect()
+}
+
+fn backfilled(out: &[Outbound]) -> Vec<u64> {
+    out.iter()
+        .filter(|o| o.event == EVENT_BACKFILL)
+        .flat_map(|o| serde_json::from_str::<Backfill>(&o.data).unwrap().samples)
+        .map(|s| s.seq)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_sends_backfill_then_live_samples() {
+    let mut h = Harness::spawn(false);
+    for _ in 0..10 {
+        h.second().await;
+    }
+    assert!(h.send(LinkEvent::Subscribed).await.is_empty(), "nothing leaves outside a session");
+    assert!(h.second().await.is_empty());
+    let out = h.send(h.directive(SessionState::Started, "s1", 30)).await;
+    assert_eq!(backfilled(&out), (1..=11).collect::<Vec<_>>());
+    assert!(samples(&out).is_empty());
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.extend(samples(&h.second().await));
+    }
+    assert_eq!(live, [12, 13, 14]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewed_extends_and_stopped_stops() {
+    let mut h = Harness::spawn(false);
+    h.send(LinkEvent::Subscribed).await;
+    h.send(h.directive(SessionState::Started, "s1", 10)).await;
+    let mut sent = 0;
+    for i in 0..30 {
+        if i % 5 == 0 {
+            h.send(h.directive(SessionState::Renewed, "s1", 10)).await;
+        }
+        sent += samples(&h.second().await).len();
+    }
+    assert_eq!(sent, 30, "renewals keep the session alive past its first lease");
+    let out = h.send(h.directive(SessionState::Stopped, "s1", 0)).await;
+    assert!(out.is_empty());
+    for _ in 0..5 {
+        assert!(h.second().await.is_empty(), "no samples after stopped");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_expiry_without_renewal_stops_by_itself() {
+    let mut h = Harness::spawn(false);
+    h.send(LinkEvent::Subscribed).await;
+    h.send(h.directive(SessionState::Started, "s1", 10)).await;
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        seen.push(samples(&h.second().await).len());
+    }
+    assert_eq!(seen[..9], [1; 9]);
+    assert_eq!(seen[10..], [0; 10], "stopped once the lease passed: {seen:?}");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_start_does_not_backfill_twice() {
+    let mut h = Harness::spawn(false);
+    for _ in 0..5 {
+        h.second().await;
+    }
+    h.send(LinkEvent::Subscribed).await;
+    let first = h.send(h.directive(SessionState::Started, "s1", 30)).await;
+    assert_eq!(backfilled(&first).len(), 5);
+    h.second().await;
+    let again = h.send(h.directive(SessionState::Started, "s1", 30)).await;
+    assert!(again.is_empty());
+    assert_eq!(samples(&h.second().await), [7]);
+    let other = h.send(h.directive(SessionState::Started, "s2", 30)).await;
+    assert_eq!(backfilled(&other).len(), 7, "a new session id gets its own backfill");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_sends_nothing_and_resumes_after_resubscribe() {
+    let mut h = Harness::spawn(false);
+    h.send(LinkEvent::Subscribed).await;
+    h.send(h.directive(SessionState::Started, "s1", 60)).await;
+    assert_eq!(samples(&h.second().await).len(), 1);
+    h.send(LinkEvent::Down).await;
+    assert!(h.second().await.is_empty());
+    h.send(LinkEvent::Subscribed).await;
+    assert_eq!(samples(&h.second().await), [3]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshots_once_a_minute_outside_sessions_only() {
+    let mut h = Harness::spawn(true);
+    h.second().await;
+    let out = h.send(LinkEvent::Subscribed).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].event, EVENT_SNAPSHOT);
+    let snap: Snapshot = serde_json::from_str(&out[0].data).unwrap();
+    assert_eq!(snap.host.as_deref(), Some("web1"));
+    assert_eq!(snap.summary.cpu_pct, 10.0);
+    let mut snapshots = 0;
+    for _ in 0..120 {
+        snapshots += h.second().await.iter().filter(|o| o.event == EVENT_SNAPSHOT).count();
+    }
+    assert_eq!(snapshots, 2);
+    h.send(h.directive(SessionState::Started, "s1", 600)).await;
+    for _ in 0..120 {
+        assert!(h.second().await.iter().all(|o| o.event == EVENT_SAMPLE), "no snapshot during a session");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_statistics_off_means_no_snapshots() {
+    let mut h = Harness::spawn(false);
+    assert!(h.send(LinkEvent::Subscribed).await.is_empty());
+    for _ in 0..130 {
+        assert!(h.second().await.is_empty());
+    }
+    h.stop().await;
+}
