@@ -40,6 +40,20 @@ describe('handshake', () => {
   });
 });
 
+/** A connection to an app with a quota, once a slot is free (earlier tests' sockets may still
+ * be closing). */
+function admitted(appId) {
+  return waitUntil(
+    async () => {
+      const s = await relay.raw({ app: appId });
+      const frame = await Promise.race([s.next('pusher:connection_established').catch(() => null), s.closed.then(() => null)]);
+      if (frame) s.socketId = frame.data.socket_id;
+      return frame ? s : null;
+    },
+    { what: `a connection to app ${appId} to be admitted` },
+  );
+}
+
 describe('refused connections', () => {
   it('closes an unknown app key with 4001', async () => {
     const sock = await relay.raw({ key: 'no-such-key' });
@@ -48,16 +62,30 @@ describe('refused connections', () => {
     assert.equal(sock.seen('pusher:connection_established').length, 0);
   });
 
-  it('pusher-js does not reconnect after 4001', async () => {
-    const client = relay.pusher({ key: 'no-such-key' });
+  /** pusher-js must give up (no reconnect loop) on a 4000-4099 close. */
+  async function assertGivesUp(client, code) {
     await waitUntil(() => client.states.has('disconnected') || client.states.has('failed'), { what: 'pusher-js to give up' });
     const errors = client.states.all('error');
     const codes = errors.map((e) => e.data?.error?.data?.code);
-    assert.ok(codes.includes(4001), `connection errors: ${JSON.stringify(errors)}`);
+    assert.ok(codes.includes(code), `connection errors: ${JSON.stringify(errors)}`);
     const attempts = client.states.all('connecting').length;
     await sleep(2500);
     assert.equal(client.states.all('connecting').length, attempts, `reconnected: ${client.states.events().join(' → ')}`);
     assert.notEqual(client.connection.state, 'connected');
+  }
+
+  it('pusher-js does not reconnect after 4001 (unknown key)', async () => {
+    await assertGivesUp(relay.pusher({ key: 'no-such-key' }), 4001);
+  });
+
+  it('pusher-js does not reconnect after 4003 (disabled app)', async () => {
+    await assertGivesUp(relay.pusher({ app: disabled.id }), 4003);
+  });
+
+  it('pusher-js does not reconnect after 4004 (over quota)', async () => {
+    const holder = await admitted(quota.id);
+    await assertGivesUp(relay.pusher({ app: quota.id }), 4004);
+    assert.ok(holder.isOpen);
   });
 
   it('closes a disabled app with 4003', async () => {
@@ -68,7 +96,7 @@ describe('refused connections', () => {
   });
 
   it('closes a connection over the app quota with 4004, and admits one again when a slot frees', async () => {
-    const first = await relay.connect({ app: quota.id });
+    const first = await admitted(quota.id);
     const second = await relay.raw({ app: quota.id });
     const { code } = await second.closedWithin();
     assert.equal(code, 4004);
@@ -78,14 +106,7 @@ describe('refused connections', () => {
     await otherApp.roundTrip();
     assert.ok(otherApp.isOpen, 'another app is not limited by this app\'s quota');
     await first.leave();
-    const third = await waitUntil(
-      async () => {
-        const s = await relay.raw({ app: quota.id });
-        const frame = await Promise.race([s.next('pusher:connection_established').catch(() => null), s.closed.then(() => null)]);
-        return frame ? s : null;
-      },
-      { what: 'a connection to be admitted after the first left' },
-    );
+    const third = await admitted(quota.id);
     assert.ok(third.isOpen);
   });
 });
