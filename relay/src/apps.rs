@@ -6,7 +6,19 @@ use std::time::Duration;
 
 use crate::config::AppConfig;
 use crate::hub::{Hub, HubOptions};
+use bytes::Bytes;
+use sonde_protocol::frame::json_string;
+use sonde_protocol::sonde::{host_channel, EVENT_SESSION};
+use sonde_protocol::{ChannelName, ServerFrame};
+
+use crate::hub::Urgency;
 use crate::limits::Limiters;
+use crate::sessions::inventory::{pages, Inventory};
+use crate::sessions::{Action, SessionTiming, Sessions};
+use crate::tokens::INVENTORY_CHANNEL;
+
+/// The event dashboards receive inventory pages as.
+pub const EVENT_INVENTORY: &str = "sonde:inventory";
 use crate::metrics::{AppMetrics, Metrics};
 use crate::tokens::Verifier;
 
@@ -17,10 +29,16 @@ pub struct App {
     pub metrics: AppMetrics,
     pub tokens: Verifier,
     pub limiters: Limiters,
+    pub sessions: Sessions,
+    pub inventory: Inventory,
 }
 
 impl App {
     pub fn new(config: AppConfig, metrics: &Metrics) -> Self {
+        Self::with_timing(config, metrics, SessionTiming::default())
+    }
+
+    pub fn with_timing(config: AppConfig, metrics: &Metrics, timing: SessionTiming) -> Self {
         let hub = Hub::new(HubOptions {
             subscription_count: config.subscription_count,
             max_presence_members: config.limits.max_presence_members,
@@ -30,7 +48,59 @@ impl App {
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
-        Self { config, hub, metrics, tokens, limiters }
+        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default() }
+    }
+
+    /// Sends what the session controller asked for. Directives are control frames: they are
+    /// never conflated or dropped (a connection that cannot take one is closed instead).
+    pub fn apply(&self, actions: Vec<Action>) {
+        for action in actions {
+            let (host, to, directive) = match &action {
+                Action::Publish { host, directive } => (host.clone(), None, directive),
+                Action::Send { host, to, directive } => (host.clone(), Some(*to), directive),
+            };
+            let Ok(channel) = host_channel(&host) else { continue };
+            let data = json_string(&serde_json::to_string(directive).expect("directive serialises"));
+            let frame = ServerFrame::Event { event: EVENT_SESSION, channel: Some(channel.as_str()), data_json: &data, user_id: None }.encode();
+            match to {
+                None => {
+                    let d = self.hub.publish(&channel, frame, None, Urgency::Always);
+                    self.metrics.messages_out.inc_by(d.delivered as u64);
+                }
+                Some(socket) => {
+                    if let Some(conn) = self.hub.connection(socket) {
+                        conn.outbox.push(frame);
+                        self.metrics.messages_out.inc();
+                    }
+                }
+            }
+        }
+        self.metrics.sessions.set(self.sessions.count() as i64);
+    }
+
+    /// Inventory pages as frames of the inventory channel.
+    pub fn inventory_frames(entries: &[String], full: bool) -> Vec<Bytes> {
+        pages(entries, full)
+            .iter()
+            .map(|page| {
+                let data = json_string(page);
+                ServerFrame::Event { event: EVENT_INVENTORY, channel: Some(INVENTORY_CHANNEL), data_json: &data, user_id: None }.encode()
+            })
+            .collect()
+    }
+
+    /// Publishes the inventory changes since the last flush to every dashboard.
+    pub fn flush_inventory(&self) {
+        let changes = self.inventory.take_changes();
+        self.metrics.agents_online.set(self.inventory.online_count() as i64);
+        if changes.is_empty() {
+            return;
+        }
+        let Ok(channel) = ChannelName::parse(INVENTORY_CHANNEL) else { return };
+        for frame in Self::inventory_frames(&changes, false) {
+            let d = self.hub.publish(&channel, frame, None, Urgency::Always);
+            self.metrics.messages_out.inc_by(d.delivered as u64);
+        }
     }
 
     pub fn id(&self) -> &str {

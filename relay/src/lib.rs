@@ -11,5 +11,6 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod server;
+pub mod sessions;
 pub mod tokens;
 pub mod ws;

@@ -53,6 +53,8 @@ pub struct Metrics {
     bytes_in: Family<AppLabel, Counter>,
     bytes_out: Family<AppLabel, Counter>,
     conflated: Family<AppLabel, Counter>,
+    sessions: Family<AppLabel, Gauge>,
+    agents_online: Family<AppLabel, Gauge>,
     errors: Family<CodeLabel, Counter>,
     limits: Family<LimitLabel, Counter>,
     pub http_requests: Family<HttpLabel, Counter>,
@@ -72,6 +74,8 @@ impl Default for Metrics {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             conflated: Family::default(),
+            sessions: Family::default(),
+            agents_online: Family::default(),
             errors: Family::default(),
             limits: Family::default(),
             http_requests: Family::default(),
@@ -87,6 +91,8 @@ impl Default for Metrics {
         registry.register("bytes_in", "Websocket bytes received", m.bytes_in.clone());
         registry.register("bytes_out", "Websocket bytes queued to subscribers", m.bytes_out.clone());
         registry.register("conflated", "Sample frames replaced by a newer one for a slow subscriber", m.conflated.clone());
+        registry.register("sessions", "Realtime sessions running", m.sessions.clone());
+        registry.register("agents_online", "Agents connected to their host channel", m.agents_online.clone());
         registry.register("errors", "Errors sent to clients, by Pusher code (0: HTTP or close codes below 4000)", m.errors.clone());
         registry.register("limit_rejections", "Requests refused by an abuse limit, by limit", m.limits.clone());
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
@@ -108,6 +114,8 @@ pub struct AppMetrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub conflated: Counter,
+    pub sessions: Gauge,
+    pub agents_online: Gauge,
     pub publish_duration: Histogram,
     errors: Family<CodeLabel, Counter>,
     limits: Family<LimitLabel, Counter>,
@@ -126,6 +134,8 @@ impl Metrics {
             bytes_in: self.bytes_in.get_or_create(&l).clone(),
             bytes_out: self.bytes_out.get_or_create(&l).clone(),
             conflated: self.conflated.get_or_create(&l).clone(),
+            sessions: self.sessions.get_or_create(&l).clone(),
+            agents_online: self.agents_online.get_or_create(&l).clone(),
             publish_duration: self.publish_duration.get_or_create(&l).clone(),
             errors: self.errors.clone(),
             limits: self.limits.clone(),

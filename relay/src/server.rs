@@ -18,11 +18,14 @@ use crate::apps::Apps;
 use crate::config::Config;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::sessions::Clock;
 use crate::ws::conn::Timing;
 use crate::ws::upgrade;
 
 /// How often expired cache entries are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Resolution of session timers (renewals, grace periods).
+const SESSION_TICK: Duration = Duration::from_millis(250);
 /// How long shutdown waits for connections to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,6 +81,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let cancel = state.shutdown.clone();
     let sweeper = tokio::spawn(sweep(state.clone()));
+    let ticker = tokio::spawn(tick_sessions(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = cancel.clone();
     let served = axum::serve(listener, app)
@@ -97,7 +101,29 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     state.tracker.close();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, state.tracker.wait()).await;
     sweeper.abort();
+    ticker.abort();
     served
+}
+
+/// Drives session leases and grace periods, and flushes inventory changes once a second.
+async fn tick_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(SESSION_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let clock = Clock::now();
+        for app in state.apps.iter() {
+            app.apply(app.sessions.tick(clock));
+            if n % 4 == 0 {
+                app.flush_inventory();
+            }
+            if n % 240 == 0 {
+                app.inventory.prune(clock.now_ms);
+            }
+        }
+    }
 }
 
 async fn sweep(state: AppState) {

@@ -70,8 +70,8 @@ fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
     if ev.name.is_empty() || ev.name.len() > l.max_event_name_len {
         return Err(ApiError::bad_request(format!("event name must have 1 to {} characters", l.max_event_name_len)));
     }
-    if ev.name.starts_with("pusher:") || ev.name.starts_with("pusher_internal:") {
-        return Err(ApiError::bad_request("event names starting with pusher: or pusher_internal: are reserved"));
+    if ["pusher:", "pusher_internal:", "sonde:"].iter().any(|p| ev.name.starts_with(p)) {
+        return Err(ApiError::bad_request("event names starting with pusher:, pusher_internal: or sonde: are reserved"));
     }
     let raw = ev.data.get();
     let (data_json, data_len) = if raw.starts_with('"') {

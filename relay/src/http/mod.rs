@@ -4,6 +4,7 @@ pub mod auth;
 mod channels;
 mod error;
 mod events;
+mod sessions;
 
 use std::time::Instant;
 
@@ -30,6 +31,9 @@ pub fn api_routes() -> Router<AppState> {
         .route("/apps/{app_id}/channels/{channel}", get(channels::show))
         .route("/apps/{app_id}/channels/{channel}/users", get(channels::users))
         .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(channels::terminate))
+        .route("/apps/{app_id}/sessions", get(sessions::list).post(sessions::start))
+        .route("/apps/{app_id}/sessions/{host}", axum::routing::delete(sessions::stop))
+        .route("/apps/{app_id}/agents", get(sessions::agents))
 }
 
 pub async fn healthz() -> &'static str {
@@ -76,6 +80,9 @@ fn endpoint_name(route: &str) -> &'static str {
         "/apps/{app_id}/channels/{channel}" => "channel",
         "/apps/{app_id}/channels/{channel}/users" => "channel_users",
         "/apps/{app_id}/users/{user_id}/terminate_connections" => "terminate_connections",
+        "/apps/{app_id}/sessions" => "sessions",
+        "/apps/{app_id}/sessions/{host}" => "session",
+        "/apps/{app_id}/agents" => "agents",
         _ => "other",
     }
 }

@@ -16,7 +16,9 @@ use sonde_protocol::{ChannelKind, ChannelName, ClientFrame, CloseCode, ServerFra
 use crate::apps::App;
 use crate::hub::{Conn, PresenceUser, SubscribeError, Urgency};
 use crate::limits::TokenBucket;
-use crate::tokens::{looks_like_jwt, Grant};
+use crate::sessions::Clock;
+use crate::tokens::{looks_like_jwt, Grant, INVENTORY_CHANNEL};
+use sonde_protocol::sonde::{host_of, EVENT_SAMPLE, EVENT_SNAPSHOT};
 
 /// Whether the connection goes on after a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,14 +27,22 @@ pub enum Flow {
     Close(CloseCode, String),
 }
 
-/// Per-second samples: a newer one may replace a queued one for a viewer that falls behind.
-const SAMPLE_EVENT: &str = "client-sonde-sample";
-
 /// Most ids a sign-in watchlist may hold.
 const MAX_WATCHLIST: usize = 100;
 
+/// What a subscription means to the session controller.
+#[derive(Debug, Clone)]
+enum Role {
+    Plain,
+    /// A viewer of a host channel.
+    Viewer(Arc<str>),
+    /// The host's own agent: its token may publish on the host channel.
+    Agent(Arc<str>),
+}
+
 /// One subscription of this connection.
 struct Sub {
+    role: Role,
     /// The presence user id, on presence channels.
     user: Option<Arc<str>>,
     /// Authorised by a token (which then decides about client events too).
@@ -98,8 +108,11 @@ impl Handler {
             }
             Ok(ClientFrame::Unsubscribe { channel }) => {
                 if let Ok(name) = ChannelName::parse_server(&channel) {
-                    if self.channels.remove(&name).is_some() && self.app.hub.unsubscribe(&self.conn, &name) {
-                        self.app.metrics.subscriptions.dec();
+                    if let Some(sub) = self.channels.remove(&name) {
+                        if self.app.hub.unsubscribe(&self.conn, &name) {
+                            self.app.metrics.subscriptions.dec();
+                        }
+                        self.left(&sub.role);
                     }
                 }
                 Flow::Continue
@@ -154,7 +167,13 @@ impl Handler {
         match self.app.hub.subscribe(&self.conn, &name, access.presence) {
             Ok(_) => {
                 self.app.metrics.subscriptions.inc();
-                self.channels.insert(name, Sub { user, by_token: access.by_token, token_publish: access.token_publish });
+                let role = match host_of(name.as_str()) {
+                    Some(h) if access.token_publish => Role::Agent(h.into()),
+                    Some(h) => Role::Viewer(h.into()),
+                    None => Role::Plain,
+                };
+                self.joined(&name, &role);
+                self.channels.insert(name, Sub { role, user, by_token: access.by_token, token_publish: access.token_publish });
             }
             Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
             Err(e) => self.sub_error(name.as_str(), 403, &e.to_string()),
@@ -243,7 +262,7 @@ impl Handler {
         match self.app.hub.signin(&self.conn, id.into(), watchlist) {
             Ok(channel) => {
                 self.app.metrics.subscriptions.inc();
-                self.channels.insert(channel, Sub { user: None, by_token: false, token_publish: false });
+                self.channels.insert(channel, Sub { role: Role::Plain, user: None, by_token: false, token_publish: false });
                 Flow::Continue
             }
             Err(e) => fail(self, e.to_string()),
@@ -282,8 +301,14 @@ impl Handler {
             self.app.metrics.limit("client_events");
             return reject(self, &format!("client event rate limit of {rate}/s exceeded"));
         }
-        let urgency = if ev.event == SAMPLE_EVENT { Urgency::Conflatable } else { Urgency::Always };
+        let urgency = if ev.event == EVENT_SAMPLE { Urgency::Conflatable } else { Urgency::Always };
         let sub = &self.channels[&name];
+        if let (Role::Agent(host), EVENT_SNAPSHOT) = (&sub.role, ev.event.as_str()) {
+            let text: String = serde_json::from_str(&ev.data).unwrap_or_default();
+            if let Err(e) = self.app.inventory.snapshot(host, &text, Clock::now().now_ms) {
+                return reject(self, &format!("invalid snapshot: {e}"));
+            }
+        }
         let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: sub.user.as_deref() }.encode();
         let len = frame.len() as u64;
         let d = self.app.hub.publish(&name, frame, Some(self.conn.socket_id), urgency);
@@ -292,11 +317,43 @@ impl Handler {
         self.app.metrics.bytes_out.inc_by(len * d.delivered as u64);
     }
 
+    /// Tells the session controller and the inventory about a new subscription.
+    fn joined(&self, name: &ChannelName, role: &Role) {
+        match role {
+            Role::Plain if name.as_str() == INVENTORY_CHANNEL => {
+                for frame in App::inventory_frames(&self.app.inventory.all(), true) {
+                    self.conn.outbox.push(frame);
+                }
+            }
+            Role::Plain => {}
+            Role::Viewer(host) => self.app.apply(self.app.sessions.viewer_joined(host, Clock::now())),
+            Role::Agent(host) => {
+                self.app.inventory.online(host, Clock::now().now_ms);
+                self.app.apply(self.app.sessions.agent_joined(host, self.conn.socket_id));
+            }
+        }
+    }
+
+    fn left(&self, role: &Role) {
+        match role {
+            Role::Plain => {}
+            Role::Viewer(host) => self.app.sessions.viewer_left(host, Clock::now()),
+            Role::Agent(host) => {
+                self.app.sessions.agent_left(host, self.conn.socket_id);
+                self.app.inventory.offline(host, Clock::now().now_ms);
+            }
+        }
+    }
+
     /// Leaves every channel and the user registry.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
         let n = self.channels.len() as i64;
-        self.app.hub.unregister(&self.conn, self.channels.into_keys());
+        let channels = std::mem::take(&mut self.channels);
+        self.app.hub.unregister(&self.conn, channels.keys().cloned().collect::<Vec<_>>());
         self.app.metrics.subscriptions.dec_by(n);
+        for sub in channels.values() {
+            self.left(&sub.role);
+        }
     }
 }
 

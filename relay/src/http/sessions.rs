@@ -1,0 +1,80 @@
+//! Sonde's own endpoints, signed like the rest of the HTTP API: server-side session
+//! directives and the agent inventory.
+
+use std::time::Duration;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, Uri};
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sonde_protocol::sonde::host_channel;
+
+use super::{auth, ApiError};
+use crate::server::AppState;
+use crate::sessions::{Clock, SessionInfo};
+
+/// Duration of a server-side session when the request gives none.
+pub const DEFAULT_DURATION_S: u64 = 60;
+/// Longest server-side session one request may ask for.
+pub const MAX_DURATION_S: u64 = 24 * 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    host: String,
+    #[serde(default)]
+    duration_s: Option<u64>,
+}
+
+fn info_json(i: &SessionInfo) -> Value {
+    json!({
+        "host": &*i.host,
+        "id": i.id,
+        "started": i.started_ms,
+        "viewers": i.viewers,
+        "lease_until": i.lease_until_ms,
+        "until": i.until_ms,
+    })
+}
+
+/// `POST /apps/{id}/sessions` `{"host": …, "duration_s": …}`
+pub async fn start(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let body = body?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
+    let req: StartBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    host_channel(&req.host).map_err(|e| ApiError::bad_request(format!("invalid host '{}': {e}", req.host)))?;
+    let secs = req.duration_s.unwrap_or(DEFAULT_DURATION_S);
+    if secs == 0 || secs > MAX_DURATION_S {
+        return Err(ApiError::bad_request(format!("duration_s must be 1 to {MAX_DURATION_S}")));
+    }
+    let app = &signed.app;
+    let (info, actions) = app.sessions.start_for(&req.host, Duration::from_secs(secs), Clock::now());
+    app.apply(actions);
+    Ok(Json(info_json(&info)))
+}
+
+/// `GET /apps/{id}/sessions`
+pub async fn list(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let list: Vec<Value> = signed.app.sessions.list(Clock::now()).iter().map(info_json).collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+/// `DELETE /apps/{id}/sessions/{host}`
+pub async fn stop(State(s): State<AppState>, Path((app_id, host)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let action = signed.app.sessions.stop(&host).ok_or_else(|| ApiError::not_found(format!("no session for host {host}")))?;
+    signed.app.apply(vec![action]);
+    Ok(Json(json!({})))
+}
+
+/// `GET /apps/{id}/agents`
+pub async fn agents(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let entries = signed.app.inventory.all();
+    let agents: Vec<Value> = entries.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    Ok(Json(json!({ "agents": agents })))
+}

@@ -1,0 +1,146 @@
+//! The agent inventory: which agents are online and their latest minute snapshot.
+//!
+//! Dashboards follow it on one channel. Changes are batched: each flush publishes only the
+//! agents that changed since the last one, and a new dashboard gets the full list once, in
+//! pages. So 10,000 agents cost each dashboard a few frames a second, never n² traffic.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+
+/// Agents per inventory frame.
+pub const PAGE: usize = 100;
+/// Offline agents are forgotten after this long.
+pub const FORGET_AFTER_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEntry {
+    pub connections: u32,
+    pub last_seen_ms: u64,
+    pub since_ms: u64,
+    /// Raw JSON of the latest snapshot.
+    pub snapshot: Option<Arc<str>>,
+}
+
+impl AgentEntry {
+    /// `{"host":…,"online":…,"last_seen":…,"since":…,"snapshot":…}`
+    pub fn to_json(&self, host: &str) -> String {
+        format!(
+            "{{\"host\":{},\"online\":{},\"last_seen\":{},\"since\":{},\"snapshot\":{}}}",
+            serde_json::to_string(host).expect("str"),
+            self.connections > 0,
+            self.last_seen_ms,
+            self.since_ms,
+            self.snapshot.as_deref().unwrap_or("null")
+        )
+    }
+}
+
+#[derive(Default)]
+struct State {
+    agents: BTreeMap<Arc<str>, AgentEntry>,
+    dirty: HashSet<Arc<str>>,
+}
+
+#[derive(Default)]
+pub struct Inventory {
+    state: Mutex<State>,
+}
+
+impl Inventory {
+    fn touch(&self, host: &str, now_ms: u64, f: impl FnOnce(&mut AgentEntry)) {
+        let mut st = self.state.lock();
+        let key: Arc<str> = st.agents.get_key_value(host).map_or_else(|| Arc::from(host), |(k, _)| k.clone());
+        let e = st.agents.entry(key.clone()).or_insert(AgentEntry { connections: 0, last_seen_ms: now_ms, since_ms: now_ms, snapshot: None });
+        f(e);
+        e.last_seen_ms = now_ms;
+        st.dirty.insert(key);
+    }
+
+    pub fn online(&self, host: &str, now_ms: u64) {
+        self.touch(host, now_ms, |e| {
+            if e.connections == 0 {
+                e.since_ms = now_ms;
+            }
+            e.connections += 1;
+        });
+    }
+
+    pub fn offline(&self, host: &str, now_ms: u64) {
+        self.touch(host, now_ms, |e| {
+            e.connections = e.connections.saturating_sub(1);
+            if e.connections == 0 {
+                e.since_ms = now_ms;
+            }
+        });
+    }
+
+    /// Records a snapshot; `json` must be a JSON object (checked here).
+    pub fn snapshot(&self, host: &str, json: &str, now_ms: u64) -> Result<(), String> {
+        let raw: Box<RawValue> = serde_json::from_str(json).map_err(|_| "snapshot is not JSON".to_owned())?;
+        if !raw.get().starts_with('{') {
+            return Err("snapshot must be a JSON object".into());
+        }
+        self.touch(host, now_ms, |e| e.snapshot = Some(Arc::from(raw.get())));
+        Ok(())
+    }
+
+    /// Entries changed since the last call, as JSON.
+    pub fn take_changes(&self) -> Vec<String> {
+        let mut st = self.state.lock();
+        let dirty: Vec<Arc<str>> = st.dirty.drain().collect();
+        dirty.iter().filter_map(|h| st.agents.get(h).map(|e| e.to_json(h))).collect()
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.state.lock().agents.iter().map(|(h, e)| e.to_json(h)).collect()
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.state.lock().agents.values().filter(|e| e.connections > 0).count()
+    }
+
+    pub fn prune(&self, now_ms: u64) {
+        self.state.lock().agents.retain(|_, e| e.connections > 0 || now_ms.saturating_sub(e.last_seen_ms) < FORGET_AFTER_MS);
+    }
+}
+
+/// Frames' `data` for a list of entries: `{"full":…,"agents":[…]}` in pages of `PAGE`.
+pub fn pages(entries: &[String], full: bool) -> Vec<String> {
+    if entries.is_empty() && full {
+        return vec!["{\"full\":true,\"agents\":[]}".to_owned()];
+    }
+    entries.chunks(PAGE).map(|chunk| format!("{{\"full\":{full},\"agents\":[{}]}}", chunk.join(","))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_batched_and_the_full_list_is_paged() {
+        let inv = Inventory::default();
+        inv.online("web1", 10);
+        inv.snapshot("web1", r#"{"install_id":"ab"}"#, 11).unwrap();
+        inv.online("web2", 12);
+        let changes = inv.take_changes();
+        assert_eq!(changes.len(), 2, "each changed agent once per flush");
+        assert!(inv.take_changes().is_empty());
+        inv.offline("web2", 20);
+        let v: serde_json::Value = serde_json::from_str(&inv.take_changes()[0]).unwrap();
+        assert_eq!(v, serde_json::json!({"host":"web2","online":false,"last_seen":20,"since":20,"snapshot":null}));
+        assert!(inv.snapshot("web1", "[1]", 30).is_err());
+        for i in 0..250 {
+            inv.online(&format!("h{i}"), 40);
+        }
+        let p = pages(&inv.all(), true);
+        assert_eq!(p.len(), 3);
+        let first: serde_json::Value = serde_json::from_str(&p[0]).unwrap();
+        assert_eq!(first["agents"].as_array().unwrap().len(), PAGE);
+        assert_eq!(inv.online_count(), 251);
+        inv.prune(40 + FORGET_AFTER_MS + 1);
+        assert_eq!(inv.all().len(), 251, "web2 was seen at 20: forgotten; online ones stay");
+    }
+}
