@@ -116,9 +116,13 @@ pub struct Apps {
 
 impl Apps {
     pub fn new(configs: &[AppConfig], metrics: &Metrics) -> Self {
+        Self::with_timing(configs, metrics, SessionTiming::default())
+    }
+
+    pub fn with_timing(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming) -> Self {
         let mut apps = Self::default();
         for c in configs {
-            let app = Arc::new(App::new(c.clone(), metrics));
+            let app = Arc::new(App::with_timing(c.clone(), metrics, timing));
             apps.by_key.insert(c.key.clone(), app.clone());
             apps.by_id.insert(c.id.clone(), app);
         }

@@ -25,9 +25,44 @@ pub struct Config {
     /// How long the server waits for any frame after its own ping.
     #[serde(default = "default_pong_timeout")]
     pub pong_timeout_s: u64,
+    /// Realtime session timing.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     /// The apps (accounts) this relay serves.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+}
+
+/// Timing of realtime sessions, in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// How long a session outlives its last viewer.
+    pub grace_ms: u64,
+    /// How far ahead each lease runs.
+    pub lease_ms: u64,
+    /// How often leases are renewed (must be well below `lease_ms`).
+    pub renew_ms: u64,
+    /// The sampling interval agents are asked for.
+    pub interval_ms: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self { grace_ms: 10_000, lease_ms: 30_000, renew_ms: 10_000, interval_ms: 1000 }
+    }
+}
+
+impl SessionsConfig {
+    pub fn timing(&self) -> crate::sessions::SessionTiming {
+        use std::time::Duration;
+        crate::sessions::SessionTiming {
+            grace: Duration::from_millis(self.grace_ms),
+            lease: Duration::from_millis(self.lease_ms),
+            renew_every: Duration::from_millis(self.renew_ms),
+            interval_ms: self.interval_ms,
+        }
+    }
 }
 
 fn default_bind() -> SocketAddr {
@@ -46,6 +81,7 @@ impl Default for Config {
             bind: default_bind(),
             activity_timeout_s: DEFAULT_ACTIVITY_TIMEOUT_S,
             pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
+            sessions: SessionsConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -256,6 +292,10 @@ impl Config {
                     app.id, l.max_message_bytes, l.max_payload_bytes
                 )));
             }
+        }
+        let t = &self.sessions;
+        if t.interval_ms == 0 || t.renew_ms == 0 || t.renew_ms * 2 > t.lease_ms {
+            return Err(ConfigError::Invalid("sessions: interval_ms and renew_ms must be positive and renew_ms at most half of lease_ms".into()));
         }
         if self.activity_timeout_s == 0 || self.pong_timeout_s == 0 {
             return Err(ConfigError::Invalid("activity_timeout_s and pong_timeout_s must be positive".into()));

@@ -45,7 +45,7 @@ impl AppState {
     pub fn new(config: &Config) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self {
-            apps: Arc::new(Apps::new(&config.apps, &metrics)),
+            apps: Arc::new(Apps::with_timing(&config.apps, &metrics, config.sessions.timing())),
             metrics,
             timing: Timing {
                 activity: Duration::from_secs(config.activity_timeout_s),

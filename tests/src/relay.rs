@@ -26,6 +26,11 @@ impl TestRelay {
         Self::with_config(Config { apps, ..Config::default() }).await
     }
 
+    /// Shortened session timing, for tests of grace periods and leases.
+    pub async fn with_session_timing(apps: Vec<AppConfig>, sessions: sonde_relay::config::SessionsConfig) -> Self {
+        Self::with_config(Config { apps, sessions, ..Config::default() }).await
+    }
+
     pub async fn with_config(mut config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
