@@ -96,12 +96,19 @@ pub struct BroadcastArgs {
     /// Percentage of subscribers that subscribe and then never read their socket.
     #[arg(long, default_value_t = 0.0)]
     pub stalled: f64,
+    /// Receive buffer (SO_RCVBUF) of the stalled subscribers' sockets, bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub stalled_rcvbuf: u32,
     /// HTTP publishes in flight at most.
     #[arg(long, default_value_t = 64)]
     pub http_inflight: usize,
     /// Seconds to wait after a step for late deliveries.
     #[arg(long, default_value_t = 3)]
     pub drain: u64,
+    /// A step is sustained when nothing is lost and the deliveries still queued when
+    /// publishing stops arrive within this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub max_drain_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         key: c.key.clone(),
         secret: c.secret.clone(),
         sources: Target::loopback_sources(server, c.source_addrs),
+        recv_buffer: None,
     };
     let ctx = Ctx { target, server_pid: c.server_pid, connect_concurrency: c.connect_concurrency };
     let mut rt = tokio::runtime::Builder::new_multi_thread();

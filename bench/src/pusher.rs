@@ -21,6 +21,8 @@ pub struct Target {
     pub secret: String,
     /// Local addresses that connections are spread over (empty: let the kernel choose).
     pub sources: Vec<IpAddr>,
+    /// SO_RCVBUF for new sockets (None: the kernel's default, autotuned).
+    pub recv_buffer: Option<u32>,
 }
 
 /// How long the bench waits for each step of a handshake.
@@ -38,7 +40,7 @@ impl Target {
 
     pub fn endpoint(&self, n: usize) -> Endpoint {
         let source = (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()]);
-        Endpoint { server: self.server, source }
+        Endpoint { server: self.server, source, recv_buffer: self.recv_buffer }
     }
 
     pub fn base_url(&self) -> String {
@@ -140,6 +142,7 @@ mod tests {
             key: "278d425bdf160c739803".into(),
             secret: "7ad3773142a6692b25b8".into(),
             sources: Vec::new(),
+            recv_buffer: None,
         }
     }
 

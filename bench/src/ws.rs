@@ -90,6 +90,7 @@ fn invalid(msg: &'static str) -> io::Error {
 pub struct Endpoint {
     pub server: SocketAddr,
     pub source: Option<IpAddr>,
+    pub recv_buffer: Option<u32>,
 }
 
 pub struct WsConn {
@@ -109,6 +110,9 @@ impl WsConn {
         let socket = if ep.server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(ip) = ep.source {
             socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        if let Some(bytes) = ep.recv_buffer {
+            socket.set_recv_buffer_size(bytes)?;
         }
         let stream = socket.connect(ep.server).await?;
         stream.set_nodelay(true)?;
@@ -305,7 +309,7 @@ mod tests {
             assert_eq!(pong[0], 0x8A);
             assert_eq!(pong[6] ^ pong[2], b'p');
         });
-        let ep = Endpoint { server, source: Some("127.0.0.2".parse().unwrap()) };
+        let ep = Endpoint { server, source: Some("127.0.0.2".parse().unwrap()), recv_buffer: Some(4096) };
         let mut c = WsConn::connect(ep, "x", "/app/k").await.unwrap();
         assert_eq!(c.read().await.unwrap(), Message::Text(b"hi"));
         assert_eq!(c.read().await.unwrap(), Message::Text(b"ab"));

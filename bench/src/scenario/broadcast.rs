@@ -10,6 +10,7 @@ use crate::cli::BroadcastArgs;
 use crate::fleet::{self, Readers, Stalled};
 use crate::monitor::{Sampler, Window};
 use crate::publish::{bench_data, ClientPublisher, Outcome, Pacer, Publisher, Via};
+use crate::pusher::Target;
 use crate::recorder::Recorder;
 use crate::report::{Report, Section};
 use crate::Ctx;
@@ -25,10 +26,14 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
 
     eprintln!("broadcast: opening {} subscribers on {channel} ({stalled_n} stalled)", a.subscribers);
     let ch = channel.clone();
-    let opened = fleet::open(&ctx.target, 0, a.subscribers, ctx.connect_concurrency, Arc::new(move |_| Some(ch.to_string()))).await;
-    let (stalled, active): (Vec<_>, Vec<_>) = opened.conns.into_iter().partition(|(n, _)| *n < stalled_n);
-    let _stalled = Stalled::hold(stalled);
-    let readers = Readers::spawn(active, &recorder);
+    let channel_for: fleet::ChannelFor = Arc::new(move |_| Some(ch.to_string()));
+    // A small receive buffer makes a stalled socket back up into the server within seconds
+    // instead of first filling megabytes of kernel buffer.
+    let stalled_target = Target { recv_buffer: Some(a.stalled_rcvbuf), ..ctx.target.clone() };
+    let stalled = fleet::open(&stalled_target, 0, stalled_n, ctx.connect_concurrency, channel_for.clone()).await;
+    let _stalled = Stalled::hold(stalled.conns);
+    let active = fleet::open(&ctx.target, stalled_n, a.subscribers - stalled_n, ctx.connect_concurrency, channel_for).await;
+    let readers = Readers::spawn(active.conns, &recorder);
     let publisher = match a.via {
         Via::Http => Publisher::http(&ctx.target, a.http_inflight)?,
         Via::Client => Publisher::Client(ClientPublisher::open(&ctx.target, a.subscribers, &channel).await?),
@@ -59,7 +64,8 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
         }
         publisher.settle().await;
         let publishing = started.elapsed();
-        super::drain(&recorder, outcome.ok() * readers.len() as u64, Duration::from_secs(a.drain)).await;
+        let expected = outcome.ok() * readers.len() as u64;
+        let drained = super::drain(&recorder, expected, Duration::from_secs(a.drain)).await;
 
         let mut s = Section::new(label);
         s.row("rate asked", rate, "msg/s");
@@ -68,15 +74,19 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
             eprintln!("  first publish error: {e}");
         }
         let delivered = super::deliveries(&mut s, &recorder, outcome.ok(), readers.len(), publishing);
+        drained.rows(&mut s, expected);
         s.row("connections lost", readers.finished() as f64, "conns");
         let m = window.finish(&mut s);
         s.row("server cpu per million deliveries", m.server_cpu_per(delivered, 1e-6), "s");
         s.row("server cpu per publish", m.server_cpu_per(outcome.ok(), 1e-6), "µs");
         series.extend(sampler.stop());
-        let lossy = s.get("lost").unwrap_or(0.0) > 0.0 || outcome.failed() > 0;
+        // Sustained: nothing lost, and the backlog left when publishing stopped cleared quickly.
+        let lag_ms = a.max_drain_ms as f64;
+        let sustained = s.get("lost") == Some(0.0) && outcome.failed() == 0 && drained.took.as_secs_f64() * 1e3 <= lag_ms;
+        s.row("sustained", f64::from(u8::from(sustained)), "yes=1");
         sections.push(s);
-        if lossy && a.rate.len() > 1 {
-            eprintln!("broadcast: loss at {rate} msg/s, stopping");
+        if !sustained && a.rate.len() > 1 {
+            eprintln!("broadcast: not sustained at {rate} msg/s (loss, failures or drain over {lag_ms} ms), stopping");
             break;
         }
     }

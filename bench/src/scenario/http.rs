@@ -77,7 +77,8 @@ pub async fn run(ctx: &Ctx, a: &HttpArgs) -> anyhow::Result<Report> {
         }
     }
     let publishing = started.elapsed();
-    super::drain(&recorder, ok * readers.len() as u64, Duration::from_secs(a.drain)).await;
+    let expected = ok * readers.len() as u64;
+    let drained = super::drain(&recorder, expected, Duration::from_secs(a.drain)).await;
 
     let mut s = Section::new(format!("signed HTTP publishes, {workers} in flight"));
     s.row("publishes", ok as f64, "reqs");
@@ -88,6 +89,7 @@ pub async fn run(ctx: &Ctx, a: &HttpArgs) -> anyhow::Result<Report> {
     s.row("request p99", req.p99_ms, "ms");
     s.row("request max", req.max_ms, "ms");
     super::deliveries(&mut s, &recorder, ok, readers.len(), publishing);
+    drained.rows(&mut s, expected);
     let m = window.finish(&mut s);
     s.row("server cpu per publish", m.server_cpu_per(ok, 1e-6), "µs");
     Ok(super::report("http", ctx, params, vec![s], sampler.stop()))

@@ -105,7 +105,8 @@ pub async fn run(ctx: &Ctx, a: &MetricsArgs) -> anyhow::Result<Report> {
         t.await?;
     }
     let publishing = started.elapsed();
-    super::drain(&recorder, outcome.ok() * a.viewers as u64, Duration::from_secs(a.drain)).await;
+    let expected = outcome.ok() * a.viewers as u64;
+    let drained = super::drain(&recorder, expected, Duration::from_secs(a.drain)).await;
 
     let mut s = Section::new(format!("{hosts} hosts × {} viewers + {} idle, via {}", a.viewers, a.idle, a.via));
     s.row("publish failures", outcome.failed() as f64, "");
@@ -114,6 +115,7 @@ pub async fn run(ctx: &Ctx, a: &MetricsArgs) -> anyhow::Result<Report> {
     }
     // Each publish reaches its own host's viewers only.
     let delivered = super::deliveries(&mut s, &recorder, outcome.ok(), a.viewers, publishing);
+    drained.rows(&mut s, expected);
     s.row("idle connections", (a.idle - idle.failed) as f64, "conns");
     s.row("connections lost", readers.finished() as f64, "conns");
     let m = window.finish(&mut s);

@@ -24,11 +24,29 @@ pub fn report(scenario: &'static str, ctx: &Ctx, params: serde_json::Value, sect
     }
 }
 
-/// Waits until `expected` deliveries arrived or `timeout` passed.
-pub async fn drain(recorder: &Recorder, expected: u64, timeout: Duration) {
-    let until = Instant::now() + timeout;
-    while recorder.delivered() < expected && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits until `expected` deliveries arrived or `timeout` passed; returns how long it took
+/// and how many had arrived when it started.
+pub async fn drain(recorder: &Recorder, expected: u64, timeout: Duration) -> Drained {
+    let started = Instant::now();
+    let at_start = recorder.delivered();
+    while recorder.delivered() < expected && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Drained { at_start, took: started.elapsed() }
+}
+
+/// What was still in flight when publishing stopped.
+pub struct Drained {
+    pub at_start: u64,
+    pub took: Duration,
+}
+
+impl Drained {
+    /// Rows telling whether receivers kept up during the window or caught up afterwards.
+    pub fn rows(&self, section: &mut Section, expected: u64) {
+        let share = if expected > 0 { self.at_start as f64 / expected as f64 * 100.0 } else { 100.0 };
+        section.row("delivered by end of publishing", share, "%");
+        section.row("drain time after publishing", self.took.as_secs_f64(), "s");
     }
 }
 
