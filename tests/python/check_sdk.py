@@ -380,17 +380,22 @@ def send_to_user_reaches_only_that_user(relay, sockets):
 @check
 def terminate_user_connections(relay, sockets):
     # pusher 3.3.4's terminate_user_connections() posts to /users/{id}/terminate_connections,
-    # without the /apps/{app_id} prefix every other method uses; sign the documented path with
-    # the SDK's own request signing instead.
+    # without the /apps/{app_id} prefix every other method uses; the relay accepts that path too
+    # (the app is the one whose key signed it), so the SDK call works unchanged.
     sdk = relay.sdk()
     s = signed_in_socket(relay, sockets, "py-leaver")
     bystander = signed_in_socket(relay, sockets, "py-stayer")
-    path = "/apps/%s/users/py-leaver/terminate_connections" % MAIN["id"]
-    request = pusher.http.Request(sdk._pusher_client, pusher.http.POST, path, {})
-    assert sdk._pusher_client.http.send_request(request) == {}
+    assert sdk.terminate_user_connections("py-leaver") == {}
     code = s.wait_closed()
     assert 4000 <= code < 4100, "closed with %s" % code
     bystander.round_trip()
+    # The documented path works as well.
+    other = signed_in_socket(relay, sockets, "py-leaver2")
+    path = "/apps/%s/users/py-leaver2/terminate_connections" % MAIN["id"]
+    request = pusher.http.Request(sdk._pusher_client, pusher.http.POST, path, {})
+    assert sdk._pusher_client.http.send_request(request) == {}
+    code = other.wait_closed()
+    assert 4000 <= code < 4100, "closed with %s" % code
 
 
 @check

@@ -31,6 +31,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/apps/{app_id}/channels/{channel}", get(channels::show))
         .route("/apps/{app_id}/channels/{channel}/users", get(channels::users))
         .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(channels::terminate))
+        .route("/users/{user_id}/terminate_connections", post(channels::terminate_unprefixed))
         .route("/apps/{app_id}/sessions", get(sessions::list).post(sessions::start))
         .route("/apps/{app_id}/sessions/{host}", axum::routing::delete(sessions::stop))
         .route("/apps/{app_id}/agents", get(sessions::agents))
