@@ -114,10 +114,81 @@ async fn read_loop(n: usize, mut conn: PusherConn, recorder: Arc<Recorder>) {
 }
 
 /// Connections that subscribed and then stopped reading: the server's queues for them fill.
-pub struct Stalled(#[allow(dead_code)] Vec<TcpStream>);
+pub struct Stalled(Vec<TcpStream>);
+
+/// What the server did with stalled connections, seen by reading them at last.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StalledFate {
+    /// Closed or reset by the server.
+    pub closed: usize,
+    /// Bytes that were waiting for the stalled readers (kernel buffers and server queues).
+    pub backlog_bytes: u64,
+}
 
 impl Stalled {
     pub fn hold(conns: Vec<(usize, PusherConn)>) -> Self {
         Self(conns.into_iter().map(|(_, c)| c.ws.into_stream()).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Reads every stalled connection until it has been quiet for `quiet`: how much was
+    /// queued for it, and whether the server had closed it.
+    pub async fn probe(self, quiet: Duration) -> StalledFate {
+        let mut fate = StalledFate::default();
+        let mut open = self.0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut last_data = Instant::now();
+        while !open.is_empty() && last_data.elapsed() < quiet {
+            let before = fate.backlog_bytes;
+            open.retain(|s| {
+                let (n, still_open) = read_available(s, &mut buf);
+                fate.backlog_bytes += n;
+                fate.closed += usize::from(!still_open);
+                still_open
+            });
+            if fate.backlog_bytes > before {
+                last_data = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fate
+    }
+}
+
+/// Reads what is there without waiting: (bytes, still open).
+fn read_available(s: &TcpStream, buf: &mut [u8]) -> (u64, bool) {
+    let mut total = 0u64;
+    loop {
+        match s.try_read(buf) {
+            Ok(0) => return (total, false),
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (total, true),
+            Err(_) => return (total, false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn probe_tells_closed_from_open() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let a = TcpStream::connect(addr).await.unwrap();
+        let (mut sa, _) = listener.accept().await.unwrap();
+        let b = TcpStream::connect(addr).await.unwrap();
+        let (mut sb, _) = listener.accept().await.unwrap();
+        sa.write_all(&[7; 1000]).await.unwrap();
+        drop(sa);
+        sb.write_all(&[7; 24]).await.unwrap();
+        let fate = Stalled(vec![a, b]).probe(Duration::from_millis(100)).await;
+        assert_eq!(fate, StalledFate { closed: 1, backlog_bytes: 1024 });
+        drop(sb);
     }
 }

@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
     // instead of first filling megabytes of kernel buffer.
     let stalled_target = Target { recv_buffer: Some(a.stalled_rcvbuf), ..ctx.target.clone() };
     let stalled = fleet::open(&stalled_target, 0, stalled_n, ctx.connect_concurrency, channel_for.clone()).await;
-    let _stalled = Stalled::hold(stalled.conns);
+    let stalled = Stalled::hold(stalled.conns);
     let active = fleet::open(&ctx.target, stalled_n, a.subscribers - stalled_n, ctx.connect_concurrency, channel_for).await;
     let readers = Readers::spawn(active.conns, &recorder);
     let publisher = match a.via {
@@ -89,6 +89,14 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
             eprintln!("broadcast: not sustained at {rate} msg/s (loss, failures or drain over {lag_ms} ms), stopping");
             break;
         }
+    }
+    if stalled.len() > 0 {
+        let fate = stalled.probe(Duration::from_millis(500)).await;
+        let mut s = Section::new(format!("{} stalled subscribers, read at the end", stalled_n));
+        s.row("stalled connections", stalled_n as f64, "conns");
+        s.row("closed by the server", fate.closed as f64, "conns");
+        s.row("backlog per stalled connection", fate.backlog_bytes as f64 / stalled_n as f64 / 1024.0, "KiB");
+        sections.push(s);
     }
     Ok(super::report("broadcast", ctx, params, sections, series))
 }
