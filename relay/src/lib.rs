@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod hub;
 pub mod limits;

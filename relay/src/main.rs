@@ -53,6 +53,13 @@ fn serve(cli: &Cli) -> ExitCode {
 
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev: bool) {
     println!("Sonde relay listening on http://{addr}");
+    if let Some(app) = config.apps.first() {
+        let viewer = sonde_relay::tokens::role_claims(&app.id, "viewer", None, None, std::time::Duration::from_secs(12 * 3600))
+            .map(|c| sonde_relay::tokens::mint_hs256(&c, &app.secret));
+        if let Ok(token) = viewer {
+            println!("  dashboard: http://{addr}/#key={}&token={token}", app.key);
+        }
+    }
     for app in &config.apps {
         println!("  app {}: websocket ws://{addr}/app/{}  HTTP API http://{addr}/apps/{}", app.id, app.key, app.id);
     }

@@ -16,6 +16,7 @@ use tracing::info;
 
 use crate::apps::Apps;
 use crate::config::Config;
+use crate::dashboard;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::sessions::Clock;
@@ -61,6 +62,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/app/{key}", get(upgrade::app_socket))
+        .route("/", get(dashboard::index))
+        .route("/app.js", get(dashboard::app_js))
+        .route("/app.css", get(dashboard::app_css))
         .merge(http::api_routes())
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
