@@ -8,13 +8,13 @@ use std::process::Command;
 const ASSETS: [&str; 3] = ["index.html", "app.js", "app.css"];
 
 fn newest(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
+    let mut latest = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let p = entry.path();
         let t = if p.is_dir() { newest(&p) } else { entry.metadata().ok().and_then(|m| m.modified().ok()) };
-        newest = newest.max(t);
+        latest = latest.max(t);
     }
-    newest
+    latest
 }
 
 fn run(dir: &Path, args: &[&str]) -> bool {
