@@ -115,10 +115,10 @@ run idle -n "$IDLE_N" --channels 100 --hold 5
 run broadcast-1k-10 -n 1000 --rate 10 --duration 15
 run broadcast-1k-100 -n 1000 --rate 100 --duration 15
 run broadcast-1k-100-client -n 1000 --rate 100 --duration 15 --via client
-# Slow consumers: 1 KB messages, so that a stalled socket's backlog passes the relay's
+# Slow consumers: 2 KB messages, so that a stalled socket's backlog passes the relay's
 # per-connection bound within the run; compared with the same run without stalled readers.
-run broadcast-1k-100-1kb -n 1000 --rate 100 --duration 20 --payload 1000
-run broadcast-1k-100-stalled -n 1000 --rate 100 --duration 20 --payload 1000 --stalled 10
+run broadcast-1k-100-2kb -n 1000 --rate 100 --duration 20 --payload 2000
+run broadcast-1k-100-stalled -n 1000 --rate 100 --duration 20 --payload 2000 --stalled 10
 # Steps up until a step loses messages or leaves more than 1 s of backlog.
 run broadcast-5k-max -n 5000 --rate 10,20,40,60,80,100,150,200,300,400 --duration 10
 run metrics-http --hosts 500 --viewers 2 --idle 1000 --duration 15 --via http

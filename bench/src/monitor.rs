@@ -77,6 +77,8 @@ pub struct Point {
     pub server_cpu_s: Option<f64>,
     pub bench_rss_kib: u64,
     pub bench_cpu_s: f64,
+    /// TCP socket buffers of the whole machine (both ends of every loopback connection).
+    pub tcp_buffers_kib: Option<u64>,
     pub delivered: u64,
 }
 
@@ -104,6 +106,7 @@ impl Sampler {
                     server_cpu_s: server.map(|u| u.cpu_s),
                     bench_rss_kib: bench.rss_kib,
                     bench_cpu_s: bench.cpu_s,
+                    tcp_buffers_kib: crate::procstat::tcp_buffers_kib(),
                     delivered: recorder.as_ref().map_or(0, |r| r.delivered()),
                 });
             }

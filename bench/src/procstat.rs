@@ -93,6 +93,20 @@ pub fn vm_rss_kib(status: &str) -> anyhow::Result<u64> {
     Ok(kib.parse()?)
 }
 
+/// Memory held in TCP socket buffers by the whole machine, KiB (`/proc/net/sockstat`,
+/// "TCP: … mem PAGES"): where a backlog lives that no process's RSS shows.
+pub fn tcp_buffers_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    tcp_mem_pages(&text).map(|pages| pages * 4)
+}
+
+fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "mem")?;
+    words.next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +123,13 @@ mod tests {
         let status = "Name:\tsonde-relay\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(vm_rss_kib(status).unwrap(), 12345);
         assert!(vm_rss_kib("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn parses_sockstat() {
+        let text = "sockets: used 35\nTCP: inuse 11 orphan 0 tw 830 alloc 11 mem 450\nUDP: inuse 1 mem 0\n";
+        assert_eq!(tcp_mem_pages(text), Some(450));
+        assert_eq!(tcp_mem_pages("UDP: inuse 1 mem 0\n"), None);
     }
 
     #[test]

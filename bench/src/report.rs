@@ -87,6 +87,10 @@ impl Report {
         if !rss.is_empty() {
             let _ = writeln!(out, "\n  server RSS each second (MiB): {}", rss.join(" "));
         }
+        let tcp: Vec<String> = self.series.iter().filter_map(|p| p.tcp_buffers_kib).map(|k| format!("{:.1}", k as f64 / 1024.0)).collect();
+        if !tcp.is_empty() {
+            let _ = writeln!(out, "  kernel TCP buffers each second (MiB): {}", tcp.join(" "));
+        }
         out
     }
 }
