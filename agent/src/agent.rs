@@ -29,6 +29,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
 /// Runs the agent with a recorder the embedding application also writes to.
 pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // rustls needs its cryptography chosen once per process; an embedding application may
+    // have done so already, which is fine.
+    #[cfg(feature = "tls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (install_id, state_dir) = install::load_or_create(&config.state_dirs)?;
     let channel_host = if config.anonymous { install_id.to_string() } else { config.host.clone() };
     let channel = host_channel(&channel_host).with_context(|| format!("host {channel_host:?}"))?;

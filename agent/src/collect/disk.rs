@@ -59,7 +59,11 @@ impl Disks {
             }
             reported += 1;
             let now = Prev::of(d);
-            let Some(prev) = self.prev.insert(d.name.clone(), now) else { continue };
+            let Some(slot) = self.prev.get_mut(&d.name) else {
+                self.prev.insert(d.name.clone(), now);
+                continue;
+            };
+            let prev = std::mem::replace(slot, now);
             let keys = self.keys.keys(&d.name);
             let util = rate(prev.io_ms, now.io_ms, secs) / 10.0; // ms busy per s → %
             let values = [

@@ -11,7 +11,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 #[derive(Debug, Default, Parser)]
 #[command(name = "sonde-agent", version, about)]
 pub struct Cli {
-    /// Relay websocket URL, e.g. ws://relay.example.com:6001
+    /// Relay websocket URL: ws://HOST:PORT, or wss://HOST with the tls feature
     #[arg(long, env = "SONDE_AGENT_RELAY", value_name = "URL")]
     pub relay: Option<String>,
     /// The app key the relay knows this account by

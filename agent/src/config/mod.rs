@@ -41,7 +41,8 @@ impl fmt::Debug for Secret {
 /// Everything the agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Relay base URL, `ws://HOST:PORT` (a path prefix is allowed).
+    /// Relay base URL, `ws://HOST:PORT` or (built with the `tls` feature) `wss://HOST`; a path
+    /// prefix is allowed.
     pub relay: String,
     /// The app key in the relay.
     pub key: String,
@@ -85,8 +86,10 @@ pub enum ConfigError {
     Toml { path: PathBuf, message: String },
     #[error("--{0} is required (or SONDE_AGENT_{upper}, or `{0}` in the config file)", upper = .0.to_uppercase())]
     Missing(&'static str),
-    #[error("--relay must be a ws:// URL, got {0:?} (for TLS, run behind a proxy that terminates it)")]
+    #[error("--relay must be a ws:// or wss:// URL, got {0:?}")]
     BadRelay(String),
+    #[error("--relay {0:?} needs TLS, and this agent was built without it (cargo build --features tls)")]
+    NoTls(String),
     #[error("host name {0:?} cannot be used in a channel name (allowed: letters, digits, _-=@,.;)")]
     BadHost(String),
     #[error("--statsd must be an address like 127.0.0.1:8125 or \"off\", got {0:?}")]
@@ -101,8 +104,11 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
         None => FileConfig::default(),
     };
     let relay = cli.relay.or(file.relay).ok_or(ConfigError::Missing("relay"))?;
-    if !relay.starts_with("ws://") || relay.len() <= "ws://".len() {
-        return Err(ConfigError::BadRelay(relay));
+    match relay.split_once("://") {
+        Some(("ws", rest)) if !rest.is_empty() => {}
+        Some(("wss", rest)) if !rest.is_empty() && cfg!(feature = "tls") => {}
+        Some(("wss", rest)) if !rest.is_empty() => return Err(ConfigError::NoTls(relay)),
+        _ => return Err(ConfigError::BadRelay(relay)),
     }
     let key = cli.key.or(file.key).ok_or(ConfigError::Missing("key"))?;
     let token = cli.token.or(file.token).ok_or(ConfigError::Missing("token"))?;

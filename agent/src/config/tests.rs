@@ -57,6 +57,9 @@ fn errors_name_the_problem() {
     assert!(err(&["--key", "k", "--token", "t"]).contains("--relay is required"));
     assert!(err(&["--relay", "ws://r", "--token", "t"]).contains("SONDE_AGENT_KEY"));
     assert!(err(&["--relay", "http://r", "--key", "k", "--token", "t"]).contains("ws://"));
+    assert!(err(&["--relay", "ws://", "--key", "k", "--token", "t"]).contains("ws://"));
+    let wss = load(&sources(&["--relay", "wss://relay.example.com", "--key", "k", "--token", "t"], &[]));
+    assert_eq!(wss.is_ok(), cfg!(feature = "tls"), "{wss:?}");
     assert!(err(&[&REQUIRED[..], &["--host", "bad host"]].concat()).contains("bad host"));
     assert!(err(&[&REQUIRED[..], &["--statsd", "nowhere"]].concat()).contains("--statsd"));
     assert!(err(&[&REQUIRED[..], &["--config", "/does/not/exist.toml"]].concat()).contains("/does/not/exist.toml"));
