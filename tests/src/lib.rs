@@ -4,6 +4,7 @@
 //! The relay runs in-process on a real listener bound to 127.0.0.1:0 and is reached only
 //! through real websockets and real HTTP.
 
+pub mod agent;
 pub mod client;
 pub mod relay;
 pub mod tokens;

@@ -31,8 +31,23 @@ impl TestRelay {
         Self::with_config(Config { apps, sessions, ..Config::default() }).await
     }
 
-    pub async fn with_config(mut config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    pub async fn with_config(config: Config) -> Self {
+        Self::on(config, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// A relay bound to `addr` (to come back on the same port after a stop).
+    pub async fn on(mut config: Config, addr: SocketAddr) -> Self {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("addr");
         config.bind = addr;
         config.validate().expect("valid config");

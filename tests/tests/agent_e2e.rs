@@ -1,0 +1,201 @@
+//! The real agent process against a real relay: the directive starts the stream, no viewer
+//! no stream.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sonde_relay::config::{AppConfig, Config, SessionsConfig};
+use sonde_tests::agent::AgentProcess;
+use sonde_tests::tokens::{hs256, viewer};
+use sonde_tests::{Client, Frame, TestRelay};
+
+fn quick_sessions() -> SessionsConfig {
+    SessionsConfig { grace_ms: 1000, lease_ms: 4000, renew_ms: 1000, interval_ms: 1000 }
+}
+
+fn config() -> Config {
+    Config { apps: vec![AppConfig::from_flag("1:key:secret").unwrap()], sessions: quick_sessions(), ..Config::default() }
+}
+
+async fn viewer_of(relay: &TestRelay, channel: &str) -> Client {
+    let mut c = relay.client().await;
+    c.subscribe_auth(channel, &hs256(&viewer("1"), "secret"), None).await;
+    c.expect_next("pusher_internal:subscription_succeeded").await;
+    c
+}
+
+/// The next Sonde stream event (backfill or sample), skipping directives and snapshots.
+async fn next_data(c: &mut Client) -> Frame {
+    loop {
+        let f = c.next_frame().await.expect("stream ended");
+        if f.event == "client-sonde-backfill" || f.event == "client-sonde-sample" {
+            return f;
+        }
+    }
+}
+
+/// Waits until the agent is subscribed to its channel (it shows up online in the inventory).
+async fn wait_online(relay: &TestRelay, host: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = relay.api().request("GET", "/agents", None, &[]).await;
+        let online = body["agents"].as_array().is_some_and(|a| a.iter().any(|e| e["host"] == host && e["online"] == true));
+        if online {
+            return;
+        }
+        assert!(Instant::now() < deadline, "agent {host} never came online: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn messages_in(relay: &TestRelay) -> u64 {
+    let (_, body) = relay.api().raw("GET", "/metrics", vec![]).await;
+    let text = body.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find(|l| l.starts_with("sonde_messages_in_total{app=\"1\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn sessions(relay: &TestRelay) -> serde_json::Value {
+    relay.api().request("GET", "/sessions", None, &[]).await.1["sessions"].clone()
+}
+
+#[tokio::test]
+async fn backfill_first_then_a_sample_every_second() {
+    let relay = TestRelay::with_config(config()).await;
+    let agent = AgentProcess::spawn(&relay, "web1", &[]);
+    wait_online(&relay, "web1").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // a few samples in the ring
+    let mut v = viewer_of(&relay, &agent.channel()).await;
+    let first = next_data(&mut v).await;
+    assert_eq!(first.event, "client-sonde-backfill", "the backfill comes first");
+    let parts = first.data["parts"].as_u64().unwrap();
+    let mut backfilled = first.data["samples"].as_array().unwrap().len();
+    for _ in 1..parts {
+        let f = next_data(&mut v).await;
+        assert_eq!(f.event, "client-sonde-backfill");
+        backfilled += f.data["samples"].as_array().unwrap().len();
+    }
+    assert!(backfilled >= 2, "the ring held the last seconds: {backfilled}");
+    let mut last: Option<(u64, u64)> = None;
+    for _ in 0..4 {
+        let s = next_data(&mut v).await;
+        assert_eq!(s.event, "client-sonde-sample");
+        let (ts, seq) = (s.data["ts"].as_u64().unwrap(), s.data["seq"].as_u64().unwrap());
+        for name in ["cpu.user_pct", "cpu.idle_pct", "mem.used_bytes", "mem.available_bytes", "system.load1"] {
+            assert!(s.data["metrics"][name].is_number(), "{name} missing in {}", s.data["metrics"]);
+        }
+        assert!(s.data["top"].as_array().is_some_and(|t| !t.is_empty()), "top processes");
+        if let Some((pts, pseq)) = last {
+            assert!(seq > pseq, "sequence grows");
+            assert!((900..=2100).contains(&(ts - pts)), "one sample per second: {} ms", ts - pts);
+        }
+        last = Some((ts, seq));
+    }
+}
+
+#[tokio::test]
+async fn two_viewers_one_leaves_the_stream_goes_on_the_last_leaves_it_stops() {
+    let relay = TestRelay::with_config(config()).await;
+    let agent = AgentProcess::spawn(&relay, "web2", &["--disable-usage-statistics"]);
+    wait_online(&relay, "web2").await;
+    let mut a = viewer_of(&relay, &agent.channel()).await;
+    let b = viewer_of(&relay, &agent.channel()).await;
+    while next_data(&mut a).await.event != "client-sonde-sample" {}
+    b.close().await;
+    for _ in 0..3 {
+        assert_eq!(next_data(&mut a).await.event, "client-sonde-sample", "one viewer remains: samples go on");
+    }
+    a.close().await;
+    // After the grace (1 s) the relay stops the session and the agent stops sending.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sessions(&relay).await, json!([]));
+    let before = messages_in(&relay).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(messages_in(&relay).await, before, "no viewer, no stream");
+}
+
+#[tokio::test]
+async fn a_server_side_directive_streams_with_no_viewer_for_its_duration() {
+    let relay = TestRelay::with_config(config()).await;
+    let _agent = AgentProcess::spawn(&relay, "db1", &["--disable-usage-statistics"]);
+    wait_online(&relay, "db1").await;
+    let idle = messages_in(&relay).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(messages_in(&relay).await, idle, "nothing flows before the directive");
+    let (status, body) = relay.api().request("POST", "/sessions", Some(&json!({"host":"db1","duration_s":3})), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let streaming = messages_in(&relay).await;
+    assert!(streaming >= idle + 2, "backfill and samples flow with no viewer: {idle} → {streaming}");
+    // Duration 3 s + grace 1 s, then silence.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(sessions(&relay).await, json!([]));
+    let stopped = messages_in(&relay).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(messages_in(&relay).await, stopped, "the session ended with its duration");
+}
+
+#[tokio::test]
+async fn relay_restart_the_agent_honours_its_lease_and_comes_back() {
+    let relay = TestRelay::with_config(config()).await;
+    let addr = relay.addr;
+    let agent = AgentProcess::spawn(&relay, "web3", &["--disable-usage-statistics"]);
+    wait_online(&relay, "web3").await;
+    let mut v = viewer_of(&relay, &agent.channel()).await;
+    while next_data(&mut v).await.event != "client-sonde-sample" {}
+    relay.stop().await;
+    v.expect_close(4200).await;
+    // The lease (4 s) runs out while the relay is away: the agent must stop by itself.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let relay = TestRelay::on(config(), addr).await;
+    wait_online(&relay, "web3").await;
+    let settled = messages_in(&relay).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(messages_in(&relay).await, settled, "after its lease passed the agent streams nothing without a viewer");
+    // A viewer resubscribes: the session resumes.
+    let mut v = viewer_of(&relay, &agent.channel()).await;
+    let mut got_sample = false;
+    for _ in 0..20 {
+        if next_data(&mut v).await.event == "client-sonde-sample" {
+            got_sample = true;
+            break;
+        }
+    }
+    assert!(got_sample);
+}
+
+#[tokio::test]
+async fn statsd_lines_appear_in_the_samples() {
+    let relay = TestRelay::with_config(config()).await;
+    let agent = AgentProcess::spawn(&relay, "app1", &[]);
+    wait_online(&relay, "app1").await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut v = viewer_of(&relay, &agent.channel()).await;
+    let sender = tokio::spawn(async move {
+        for i in 0..60 {
+            let lines = format!("checkout:1|c\nqueue.depth:{i}|g\nlatency:{}|ms|#env:test\nbad line\n", 10 + i % 5);
+            udp.send_to(lines.as_bytes(), agent.statsd).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        agent
+    });
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        let s = next_data(&mut v).await;
+        if s.event == "client-sonde-sample" && s.data["metrics"]["app.checkout.count_ps"].as_f64().unwrap_or(0.0) > 0.0 {
+            seen = Some(s);
+            break;
+        }
+    }
+    let s = seen.expect("statsd metrics reached the viewer");
+    let m = &s.data["metrics"];
+    assert!((5.0..=15.0).contains(&m["app.checkout.count_ps"].as_f64().unwrap()), "about 10/s: {m}");
+    assert!(m["app.queue.depth"].is_number(), "{m}");
+    let p50 = m.as_object().unwrap().iter().find(|(k, _)| k.starts_with("app.latency") && k.ends_with(".p50")).map(|(_, v)| v.as_f64().unwrap());
+    assert!(p50.is_some_and(|p| (10.0..=14.0).contains(&p)), "timer percentiles: {m}");
+    drop(sender);
+}
