@@ -35,6 +35,9 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (install_id, state_dir) = install::load_or_create(&config.state_dirs)?;
     let channel_host = if config.anonymous { install_id.to_string() } else { config.host.clone() };
+    if config.anonymous {
+        tracing::info!(channel_host = %channel_host, "anonymous: the host is known by its install id only; mint the agent token for that host");
+    }
     let channel = host_channel(&channel_host).with_context(|| format!("host {channel_host:?}"))?;
     tracing::info!(
         host = %channel_host, install_id = %install_id, state_dir = %state_dir.display(),

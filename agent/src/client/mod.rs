@@ -16,6 +16,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument;
 
 pub use conn::{drive, Link, Transport, HANDSHAKE_TIMEOUT, PONG_TIMEOUT};
 pub use frames::RelayFrame;
@@ -98,16 +99,17 @@ async fn connect(url: &str) -> Result<Ws, Ended> {
 pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: mpsc::Receiver<Outbound>, mut shutdown: Shutdown) {
     let mut backoff = Backoff::default();
     let mut pacer = Pacer::default();
-    loop {
+    for attempt in 1u64.. {
+        let span = tracing::info_span!("relay", relay = %target.relay, attempt);
         // Whatever was queued for a connection that is gone is stale by now.
         while outbound.try_recv().is_ok() {}
         let conn = tokio::select! {
-            c = connect(&target.url) => c,
+            c = connect(&target.url).instrument(span.clone()) => c,
             () = shutdown.wait() => Err(Ended::Shutdown),
         };
         let mut link = Link { channel: &target.channel, events: &events, outbound: &mut outbound, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
         let ended = match conn {
-            Ok(mut ws) => drive(&mut ws, &mut link).await,
+            Ok(mut ws) => drive(&mut ws, &mut link).instrument(span.clone()).await,
             Err(e) => e,
         };
         let subscribed = link.subscribed;
@@ -116,7 +118,7 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
             backoff.reset();
         }
         let Some(retry) = ended.retry() else {
-            tracing::info!(relay = %target.relay, "disconnected from the relay");
+            span.in_scope(|| tracing::info!("disconnected from the relay"));
             return;
         };
         let delay = match retry {
@@ -124,7 +126,7 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
             Retry::Now | Retry::Backoff => backoff.next_delay(),
             Retry::Slow => SLOW_RETRY,
         };
-        log_end(&target, &ended, retry, delay);
+        span.in_scope(|| log_end(&ended, retry, delay));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.wait() => return,
@@ -132,15 +134,13 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
     }
 }
 
-fn log_end(target: &Target, ended: &Ended, retry: Retry, delay: Duration) {
-    let relay = &target.relay;
+fn log_end(ended: &Ended, retry: Retry, delay: Duration) {
     let delay_ms = delay.as_millis() as u64;
     match retry {
-        Retry::Slow => tracing::error!(
-            %relay, ?ended, delay_ms,
-            "the relay refused this agent; check --key, --token and --host (retrying slowly)"
-        ),
-        Retry::Now | Retry::Backoff => tracing::info!(%relay, ?ended, delay_ms, "connection to the relay ended; reconnecting"),
+        Retry::Slow => {
+            tracing::error!(?ended, delay_ms, "the relay refused this agent; check --key, --token and --host (retrying slowly)");
+        }
+        Retry::Now | Retry::Backoff => tracing::info!(?ended, delay_ms, "connection to the relay ended; reconnecting"),
     }
 }
 
