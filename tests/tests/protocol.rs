@@ -324,3 +324,19 @@ async fn shutdown_closes_clients_with_4200() {
     c.expect_close(4200).await;
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn activity_timeout_pings_then_closes_with_4201() {
+    use sonde_relay::config::Config;
+    let config = Config { apps: vec![AppConfig::from_flag("1:key:secret").unwrap()], activity_timeout_s: 1, pong_timeout_s: 1, ..Config::default() };
+    let relay = TestRelay::with_config(config).await;
+    let mut silent = relay.client().await;
+    let mut polite = relay.client().await;
+    assert_eq!(silent.activity_timeout, 1);
+    silent.expect_next("pusher:ping").await;
+    polite.expect_next("pusher:ping").await;
+    polite.send(json!({"event":"pusher:pong","data":{}})).await;
+    silent.expect_close(4201).await;
+    // The polite client is pinged again rather than closed.
+    polite.expect_next("pusher:ping").await;
+}

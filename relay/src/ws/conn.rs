@@ -88,17 +88,29 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, start: Start, timin
     .await;
 }
 
+/// Turns a wall-clock expiry into a timer deadline.
+fn deadline_of(at: std::time::SystemTime) -> Instant {
+    Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+}
+
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
     let mut batch: Vec<Bytes> = Vec::new();
-    let mut deadline = Instant::now() + timing.activity;
     let mut pinged = false;
     let mut shutting_down = false;
-    let mut expired = false;
+    // Futures that live across iterations are created once: re-creating a cancellation
+    // future or a timer on every wake-up would cost a shared lock or a timer-wheel insert
+    // per delivered message.
+    let stop = shutdown.cancelled();
+    tokio::pin!(stop);
+    let activity = tokio::time::sleep(timing.activity);
+    tokio::pin!(activity);
+    let mut expiry_at = handler.expiry();
+    let expiry = sleep_until(expiry_at.map_or_else(|| Instant::now() + timing.activity, deadline_of));
+    tokio::pin!(expiry);
     loop {
-        let expiry = handler.expiry().map(|at| Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default());
         tokio::select! {
             biased;
-            () = shutdown.cancelled(), if !shutting_down => {
+            () = &mut stop, if !shutting_down => {
                 shutting_down = true;
                 conn.outbox.close(CloseCode::Reconnect, "server is shutting down, reconnect");
             }
@@ -122,7 +134,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                 }
             }
             msg = ws.recv() => {
-                deadline = Instant::now() + timing.activity;
+                activity.as_mut().reset(Instant::now() + timing.activity);
                 pinged = false;
                 match msg {
                     Ok(Inbound::Text(bytes)) => {
@@ -130,6 +142,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                         let text = std::str::from_utf8(&bytes).unwrap_or_default();
                         if let Flow::Close(code, reason) = handler.on_text(text) {
                             conn.outbox.close(code, reason);
+                        }
+                        if handler.expiry() != expiry_at {
+                            expiry_at = handler.expiry();
+                            if let Some(at) = expiry_at {
+                                expiry.as_mut().reset(deadline_of(at));
+                            }
                         }
                     }
                     Ok(Inbound::Binary) => {
@@ -154,17 +172,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                     }
                 }
             }
-            () = sleep_until(expiry.unwrap_or(deadline)), if expiry.is_some() && !expired => {
+            () = &mut expiry, if expiry_at.is_some() => {
                 // pusher-js reconnects at once on 42xx and asks its authorizer for fresh tokens.
-                expired = true;
+                expiry_at = None;
                 conn.outbox.close(CloseCode::Reconnect, "token expired: reconnect with a fresh token");
             }
-            () = sleep_until(deadline) => {
+            () = &mut activity => {
                 if pinged {
                     conn.outbox.close(CloseCode::PongNotReceived, "Pong reply not received");
+                    activity.as_mut().reset(Instant::now() + timing.pong);
                 } else {
                     pinged = true;
-                    deadline = Instant::now() + timing.pong;
+                    activity.as_mut().reset(Instant::now() + timing.pong);
                     conn.outbox.push(ServerFrame::Ping.encode());
                 }
             }
