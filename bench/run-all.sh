@@ -126,4 +126,5 @@ run metrics-client --hosts 500 --viewers 2 --idle 1000 --duration 15 --via clien
 run churn --rate 5000 --duration 10 --concurrency 512
 run http -c 32 --duration 10
 
-echo "results in $OUT"
+"$BENCH" summary "$OUT" >"$OUT/summary.md"
+echo "results in $OUT (tables: $OUT/summary.md)"

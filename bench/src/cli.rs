@@ -60,6 +60,10 @@ pub enum Scenario {
     Churn(ChurnArgs),
     /// Signed HTTP API publishes with C requests in flight.
     Http(HttpArgs),
+    /// Markdown tables of the JSON reports in a folder (as `run-all.sh` writes them).
+    Summary {
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

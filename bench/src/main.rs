@@ -12,6 +12,7 @@ mod recorder;
 mod report;
 mod scan;
 mod scenario;
+mod summary;
 mod ws;
 
 use std::net::ToSocketAddrs;
@@ -31,6 +32,10 @@ pub struct Ctx {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Summary { dir } = &cli.scenario {
+        print!("{}", summary::run(dir)?);
+        return Ok(());
+    }
     raise_open_files_limit();
     let c = &cli.common;
     let server = (c.host.as_str(), c.port).to_socket_addrs()?.next().context("host has no address")?;
@@ -55,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Metrics(a) => scenario::metrics::run(&ctx, a).await,
             Scenario::Churn(a) => scenario::churn::run(&ctx, a).await,
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,
+            Scenario::Summary { .. } => unreachable!("handled before the runtime starts"),
         }
     })?;
     let json = serde_json::to_string_pretty(&report)?;

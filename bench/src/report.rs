@@ -58,7 +58,7 @@ impl Section {
     }
 }
 
-fn number(v: f64) -> String {
+pub fn number(v: f64) -> String {
     if v.is_nan() {
         return "-".to_owned();
     }
