@@ -9,20 +9,26 @@ use crate::TestRelay;
 
 static BUILD: Once = Once::new();
 
-/// `target/debug/sonde-agent` (or `SONDE_AGENT_BIN`), built once if missing.
-pub fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("SONDE_AGENT_BIN") {
+/// A workspace binary (`sonde-agent`, `sonde-relay`): `SONDE_AGENT_BIN` / `SONDE_RELAY_BIN`,
+/// or `target/debug/NAME`, built once if missing.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let var = format!("SONDE_{}_BIN", name.trim_start_matches("sonde-").to_uppercase());
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = root.join("target/debug/sonde-agent");
     BUILD.call_once(|| {
-        if !bin.exists() {
-            let ok = Command::new(env!("CARGO")).args(["build", "-p", "sonde-agent"]).current_dir(&root).status().map(|s| s.success());
-            assert!(matches!(ok, Ok(true)), "building sonde-agent failed");
+        let missing = ["sonde-agent", "sonde-relay"].iter().any(|b| !root.join("target/debug").join(b).exists());
+        if missing {
+            let ok = Command::new(env!("CARGO")).args(["build", "-p", "sonde-agent", "-p", "sonde-relay"]).current_dir(&root).status().map(|s| s.success());
+            assert!(matches!(ok, Ok(true)), "building the binaries failed");
         }
     });
-    bin
+    root.join("target/debug").join(name)
+}
+
+pub fn agent_bin() -> PathBuf {
+    workspace_bin("sonde-agent")
 }
 
 pub struct AgentProcess {

@@ -1,0 +1,82 @@
+//! The `sonde-relay` binary as users start it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sonde_tests::agent::{workspace_bin, TempDir};
+
+#[test]
+fn invalid_config_exits_2_before_binding() {
+    let dir = TempDir::new("cli");
+    let bad = dir.0.join("bad.toml");
+    std::fs::write(&bad, "[[apps]]\nid = \"abc\"\nkey = \"k\"\nsecret = \"s\"\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--config".into(), bad.display().to_string()], "numeric"),
+        (vec!["--app".into(), "1:k".into()], "ID:KEY:SECRET"),
+        (vec!["--config".into(), "/nonexistent.toml".into()], "cannot read"),
+        (vec!["--bind".into(), "127.0.0.1:0".into(), "--app".into(), "1:a:s".into(), "--app".into(), "1:b:s".into()], "share the id"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(workspace_bin("sonde-relay")).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "nothing was started: {args:?}");
+    }
+}
+
+#[test]
+fn starts_prints_its_urls_and_stops_on_sigterm() {
+    let mut child = Command::new(workspace_bin("sonde-relay"))
+        .args(["--bind", "127.0.0.1:0"])
+        .env("SONDE_APP", "7:key7:secret7")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
+    let dashboard = lines.next().unwrap().unwrap();
+    assert!(dashboard.contains(&format!("http://{addr}/#key=key7&token=ey")), "{dashboard}");
+    let app = lines.next().unwrap().unwrap();
+    assert!(app.contains(&format!("ws://{addr}/app/key7")), "{app}");
+    let health = std::net::TcpStream::connect(&addr);
+    assert!(health.is_ok());
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(status.expect("exits after SIGTERM").success());
+}
+
+#[test]
+fn token_command_reads_the_secret_from_env_or_file() {
+    let dir = TempDir::new("cli");
+    let secret = dir.0.join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let by_file = Command::new(workspace_bin("sonde-relay"))
+        .args(["token", "--app", "1", "--role", "agent", "--host", "web1", "--ttl", "1h", "--secret-file"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    let by_env = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1", "--role", "agent", "--host", "web1", "--ttl", "1h"]).env("SONDE_APP_SECRET", "s3cret").output().unwrap();
+    for out in [&by_file, &by_env] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout.clone()).unwrap();
+        let mut app = sonde_relay::config::AppConfig::from_flag("1:key:s3cret").unwrap();
+        app.token_leeway_s = 0;
+        let grant = sonde_relay::tokens::Verifier::new(&app).unwrap().verify(token.trim()).unwrap();
+        assert!(grant.may_publish("private-sonde-host.web1") && !grant.may_publish("private-sonde-host.web2"));
+    }
+    let no_secret = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1"]).env_remove("SONDE_APP_SECRET").output().unwrap();
+    assert_eq!(no_secret.status.code(), Some(2));
+    let bad_role = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1", "--role", "admin", "--secret", "x"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+}
