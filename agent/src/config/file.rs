@@ -10,15 +10,22 @@ use super::ConfigError;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `--relay`: the relay's websocket URL.
     pub relay: Option<String>,
+    /// `--key`: the app key.
     pub key: Option<String>,
+    /// `--token`: the agent token. Keep the file readable by the agent only.
     pub token: Option<String>,
+    /// `--host`: the host name to report.
     pub host: Option<String>,
+    /// `--state-dir`: where the install id is kept.
     pub state_dir: Option<PathBuf>,
-    /// An address, or "off".
+    /// `--statsd`: an address, or "off".
     pub statsd: Option<String>,
+    /// `--anonymous`: report the host by its install id only.
     #[serde(default)]
     pub anonymous: bool,
+    /// `--disable-usage-statistics`: no minute snapshots.
     #[serde(default)]
     pub disable_usage_statistics: bool,
 }

@@ -7,7 +7,7 @@ mod file;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 pub use cli::{Cli, Env};
@@ -16,7 +16,7 @@ pub use file::FileConfig;
 /// Where the install id lives when `--state-dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sonde-agent";
 /// The StatsD listener's default address: loopback only, the standard StatsD port.
-pub const DEFAULT_STATSD: &str = "127.0.0.1:8125";
+pub const DEFAULT_STATSD: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8125));
 
 /// A value that must never reach logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -120,9 +120,10 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
         Some(dir) => vec![dir],
         None => default_state_dirs(&src.env),
     };
-    let statsd = match cli.statsd.or(file.statsd).as_deref().unwrap_or(DEFAULT_STATSD) {
-        "off" => None,
-        addr => Some(addr.parse().map_err(|_| ConfigError::BadStatsd(addr.to_owned()))?),
+    let statsd = match cli.statsd.or(file.statsd).as_deref() {
+        None => Some(DEFAULT_STATSD),
+        Some("off") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| ConfigError::BadStatsd(addr.to_owned()))?),
     };
     let do_not_track = src.env.var("DO_NOT_TRACK").is_some_and(|v| cli::truthy(&v));
     Ok(Config {

@@ -18,7 +18,8 @@ fn defaults() {
     assert_eq!(c.token.expose(), "jwt");
     assert!(!c.host.is_empty());
     assert_eq!(c.state_dirs[..2], [PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from("/home/u/.local/state/sonde-agent")]);
-    assert_eq!(c.statsd, Some(DEFAULT_STATSD.parse().unwrap()));
+    assert_eq!(c.statsd, Some(DEFAULT_STATSD));
+    assert_eq!(DEFAULT_STATSD.to_string(), "127.0.0.1:8125");
     assert!(!c.anonymous && c.usage_statistics);
     assert!(!format!("{c:?}").contains("jwt"), "the token stays out of Debug output");
 }
