@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::procstat::{Delta, Pid, Usage};
+use crate::procstat::{tcp_ext_counter, Delta, Pid, Usage};
 use crate::recorder::Recorder;
 use crate::report::Section;
 
@@ -16,6 +16,7 @@ pub struct Window {
     server_pid: Option<u32>,
     server: Option<Usage>,
     bench: Usage,
+    listen_overflows: Option<u64>,
 }
 
 /// What a window measured.
@@ -37,7 +38,12 @@ fn read_server(pid: Option<u32>) -> Option<Usage> {
 
 impl Window {
     pub fn start(server_pid: Option<u32>) -> Self {
-        Self { server_pid, server: read_server(server_pid), bench: Usage::read(Pid::Current).expect("/proc/self is readable") }
+        Self {
+            server_pid,
+            server: read_server(server_pid),
+            bench: Usage::read(Pid::Current).expect("/proc/self is readable"),
+            listen_overflows: tcp_ext_counter("ListenOverflows"),
+        }
     }
 
     /// Ends the window and adds CPU and memory rows for both processes to `section`.
@@ -54,6 +60,10 @@ impl Window {
         section.row("bench cpu", bench.cpu_s, "s");
         section.row("bench cores busy", bench.cores(), "cores");
         section.row("bench rss", bench.rss_after_kib as f64 / 1024.0, "MiB");
+        if let Some((a, b)) = self.listen_overflows.zip(tcp_ext_counter("ListenOverflows")) {
+            // Machine-wide, but on a bench machine the server's listener is the one that fills.
+            section.row("listen queue overflows", b.saturating_sub(a) as f64, "SYNs");
+        }
         Measured { server, bench }
     }
 }

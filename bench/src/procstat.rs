@@ -107,6 +107,19 @@ fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
     words.next()?.parse().ok()
 }
 
+/// A `TcpExt` counter of the whole machine from `/proc/net/netstat`, e.g. `ListenOverflows`
+/// (connection attempts dropped because a listener's accept queue was full).
+pub fn tcp_ext_counter(name: &str) -> Option<u64> {
+    netstat_counter(&std::fs::read_to_string("/proc/net/netstat").ok()?, name)
+}
+
+fn netstat_counter(netstat: &str, name: &str) -> Option<u64> {
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +143,14 @@ mod tests {
         let text = "sockets: used 35\nTCP: inuse 11 orphan 0 tw 830 alloc 11 mem 450\nUDP: inuse 1 mem 0\n";
         assert_eq!(tcp_mem_pages(text), Some(450));
         assert_eq!(tcp_mem_pages("UDP: inuse 1 mem 0\n"), None);
+    }
+
+    #[test]
+    fn parses_netstat() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 209 1010 1011\nIpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(netstat_counter(text, "ListenOverflows"), Some(1010));
+        assert_eq!(netstat_counter(text, "ListenDrops"), Some(1011));
+        assert_eq!(netstat_counter(text, "Nope"), None);
     }
 
     #[test]

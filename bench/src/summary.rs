@@ -32,6 +32,7 @@ const KEY_ROWS: &[&str] = &[
     "server cpu per million deliveries",
     "server cpu per publish",
     "server cpu per connect",
+    "listen queue overflows",
     "server rss before",
     "server rss after",
     "closed by the server",
