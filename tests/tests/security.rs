@@ -141,10 +141,17 @@ async fn presence_user_comes_from_the_token() {
     claims.sub = "alice".into();
     claims.subscribe.push("presence-ops".into());
     claims.user_info = Some(json!({"name":"Alice"}));
+    let token = hs256(&claims, "secret");
     let mut c = relay.client().await;
-    c.subscribe_auth("presence-ops", &hs256(&claims, "secret"), Some(r#"{"user_id":"mallory"}"#)).await;
+    c.subscribe_auth("presence-ops", &token, Some(r#"{"user_id":"mallory"}"#)).await;
+    let f = c.expect_next("pusher:subscription_error").await;
+    assert!(f.data["error"].as_str().unwrap().contains("does not match the token subject"), "{f:?}");
+    c.subscribe_auth("presence-ops", &token, None).await;
     let f = c.expect_next("pusher_internal:subscription_succeeded").await;
-    assert_eq!(f.data["presence"]["hash"], json!({"alice":{"name":"Alice"}}), "the token's sub wins over channel_data");
+    assert_eq!(f.data["presence"]["hash"], json!({"alice":{"name":"Alice"}}), "the member is the token's subject");
+    let mut d = relay.client().await;
+    d.subscribe_auth("presence-ops", &token, Some(r#"{"user_id":"alice","user_info":{"name":"ignored"}}"#)).await;
+    d.expect_next("pusher_internal:subscription_succeeded").await;
 }
 
 #[tokio::test]

@@ -189,7 +189,17 @@ impl Handler {
             None => Some(self.grant.clone().ok_or("auth is required for private and presence channels")?),
         };
         match grant {
-            Some(g) => self.authorize_token(name, &g),
+            Some(g) => {
+                if let (ChannelKind::Presence, Some(data)) = (name.kind(), s.channel_data.as_deref()) {
+                    // pusher-js sends channel_data on presence channels; with a token it must
+                    // name the token's subject, which is the member the relay uses.
+                    let claimed = parse_channel_data(data, usize::MAX)?;
+                    if claimed.user_id != g.sub {
+                        return Err(format!("channel_data user_id {} does not match the token subject {}", claimed.user_id, g.sub));
+                    }
+                }
+                self.authorize_token(name, &g)
+            }
             None => self.authorize_hmac(name, s).map(|presence| Access { presence, by_token: false, token_publish: false }),
         }
     }
