@@ -1,0 +1,113 @@
+// One pusher-js connection to the relay that served this page. The viewer JWT is handed to
+// pusher-js as the `auth` of every private subscription; the relay checks its capabilities.
+
+import Pusher from 'pusher-js';
+import type { Channel } from 'pusher-js';
+import type { Credentials } from './credentials';
+
+export type ConnState = 'initialized' | 'connecting' | 'connected' | 'unavailable' | 'failed' | 'disconnected';
+
+/** A refusal the operator must act on (bad key, bad or expired token). */
+export interface Refusal {
+  code: number | null;
+  message: string;
+}
+
+type Listener<T> = (value: T) => void;
+
+export class Relay {
+  readonly pusher: Pusher;
+  private stateListeners: Listener<ConnState>[] = [];
+  private refusalListeners: Listener<Refusal>[] = [];
+  state: ConnState = 'initialized';
+  /** The close code or error message of the last failure, for the status line. */
+  lastError: Refusal | null = null;
+
+  constructor(creds: Credentials) {
+    const [host, port] = endpoint(creds.ws);
+    const token = creds.token;
+    const options = {
+      wsHost: host,
+      wsPort: port || 80,
+      wssPort: port || 443,
+      forceTLS: location.protocol === 'https:',
+      enabledTransports: ['ws', 'wss'],
+      cluster: 'local',
+      disableStats: true,
+      channelAuthorization: {
+        endpoint: '',
+        transport: 'ajax',
+        customHandler: (_params: unknown, cb: (err: Error | null, data: { auth: string } | null) => void) =>
+          cb(null, { auth: token }),
+      },
+    };
+    this.pusher = new Pusher(creds.key, options as unknown as ConstructorParameters<typeof Pusher>[1]);
+    this.pusher.connection.bind('state_change', (s: { current: ConnState }) => {
+      this.state = s.current;
+      if (s.current === 'connected') this.lastError = null;
+      for (const l of this.stateListeners) l(s.current);
+    });
+    this.pusher.connection.bind('error', (err: unknown) => {
+      const r = refusalOf(err);
+      if (!r) return;
+      this.lastError = r;
+      // 4000-4099: pusher-js will not retry; the key or token must change.
+      if (r.code !== null && r.code >= 4000 && r.code < 4100) for (const l of this.refusalListeners) l(r);
+    });
+  }
+
+  onState(l: Listener<ConnState>): void {
+    this.stateListeners.push(l);
+  }
+
+  onRefusal(l: Listener<Refusal>): void {
+    this.refusalListeners.push(l);
+  }
+
+  subscribe(name: string): Channel {
+    return this.pusher.subscribe(name);
+  }
+
+  unsubscribe(name: string): void {
+    this.pusher.unsubscribe(name);
+  }
+
+  reconnect(): void {
+    this.pusher.connect();
+  }
+
+  disconnect(): void {
+    this.pusher.disconnect();
+  }
+}
+
+function endpoint(override: string | undefined): [string, number] {
+  if (override) {
+    const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(override);
+    if (m) return [m[1], Number(m[2]) || 0];
+  }
+  return [location.hostname, Number(location.port) || 0];
+}
+
+/** pusher-js reports close codes as `{type:'PusherError', data:{code, message}}`. */
+function refusalOf(err: unknown): Refusal | null {
+  if (!err || typeof err !== 'object') return null;
+  const e = err as { type?: string; data?: { code?: unknown; message?: unknown }; error?: { data?: { code?: unknown; message?: unknown } } };
+  const data = e.data ?? e.error?.data;
+  if (!data) return null;
+  const code = typeof data.code === 'number' ? data.code : null;
+  const message = typeof data.message === 'string' ? data.message : 'connection refused';
+  return { code, message };
+}
+
+/** A `pusher:subscription_error` payload: `{type, error, status}`. */
+export interface SubscriptionError {
+  type?: string;
+  error?: string;
+  status?: number;
+}
+
+export function describeSubscriptionError(e: SubscriptionError): string {
+  const status = e.status ? ` (${e.status})` : '';
+  return `${e.error || e.type || 'subscription refused'}${status}`;
+}

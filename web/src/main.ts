@@ -1,0 +1,219 @@
+// Sonde's dashboard: connect with a viewer token, list hosts, watch some of them live.
+
+import 'uplot/dist/uPlot.min.css';
+import './app.css';
+import * as credentials from './credentials';
+import { Relay, describeSubscriptionError, type ConnState, type SubscriptionError } from './connection';
+import { el } from './dom';
+import { HostList } from './hostlist';
+import { Inventory, type InventoryMessage } from './inventory';
+import { HostPanel } from './panel';
+
+const INVENTORY_CHANNEL = 'private-sonde-inventory';
+const SLIDE_EVERY_MS = 66;
+
+const STATE_TEXT: Record<ConnState, string> = {
+  initialized: 'Starting',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  unavailable: 'Reconnecting…',
+  failed: 'Connection failed',
+  disconnected: 'Disconnected',
+};
+
+interface TestHook {
+  connection(): ConnState;
+  panels: Record<string, HostPanel>;
+  hosts(): number;
+  renderedRows(): number;
+  inventory: Inventory;
+}
+
+declare global {
+  interface Window {
+    __sonde?: TestHook;
+  }
+}
+
+const app = document.getElementById('app')!;
+
+function boot(): void {
+  const creds = credentials.load();
+  if (creds) run(creds);
+  else showLogin(null);
+}
+
+/** The paste box: app key and viewer token. */
+function showLogin(problem: string | null): void {
+  const key = el('input', { id: 'login-key', name: 'key', required: '', autocomplete: 'off', spellcheck: 'false' });
+  const token = el('textarea', { id: 'login-token', name: 'token', required: '', rows: '4', spellcheck: 'false', autocomplete: 'off' });
+  const form = el(
+    'form',
+    { class: 'login card', 'aria-labelledby': 'login-title' },
+    el('h1', { id: 'login-title' }, 'Connect to this relay'),
+    problem ? el('p', { class: 'notice notice-error', role: 'alert' }, problem) : null,
+    el('p', { class: 'muted' }, 'Paste the app key and a viewer token. Mint one on the relay host with ', el('code', {}, 'sonde-relay token --app ID --role viewer'), '.'),
+    el('label', { for: 'login-key' }, 'App key'),
+    key,
+    el('label', { for: 'login-token' }, 'Viewer token'),
+    token,
+    el('button', { type: 'submit', class: 'btn btn-primary' }, 'Connect'),
+    el('p', { class: 'muted small' }, 'The token stays in this tab (session storage) and is sent only to the relay.'),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const c = { key: key.value.trim(), token: token.value.trim() };
+    if (!c.key || !c.token) return;
+    credentials.save(c);
+    run(c);
+  });
+  app.replaceChildren(el('div', { class: 'login-wrap' }, brand(), form));
+  (problem ? token : key).focus();
+}
+
+function brand(): HTMLElement {
+  return el('div', { class: 'brand' }, el('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'Sonde');
+}
+
+function run(creds: credentials.Credentials): void {
+  const relay = new Relay(creds);
+  const inventory = new Inventory();
+  const panels = new Map<string, HostPanel>();
+
+  const connDot = el('span', { class: 'conn-dot', 'aria-hidden': 'true' });
+  const connText = el('span', { class: 'conn-text' }, 'Connecting…');
+  const conn = el('div', { class: 'conn', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting' }, connDot, connText);
+  const retry = el('button', { type: 'button', class: 'btn btn-ghost btn-small', hidden: '' }, 'Retry now');
+  const signOut = el('button', { type: 'button', class: 'btn btn-ghost btn-small' }, 'Change token');
+  const notice = el('div', { class: 'notice notice-error', role: 'alert', hidden: '' });
+  const panelsEl = el('main', { class: 'panels', 'aria-label': 'Watched hosts' });
+  const emptyPanels = el('p', { class: 'panels-empty' }, 'Press Realtime on a host to watch it live.');
+  panelsEl.append(emptyPanels);
+
+  const list = new HostList(inventory, {
+    realtime: (host) => open(host),
+    isOpen: (host) => panels.has(host),
+  });
+
+  const layout = el('div', { class: 'layout' }, list.root, panelsEl);
+  const header = el(
+    'header',
+    { class: 'topbar' },
+    brand(),
+    el('span', { class: 'app-key', title: 'App key' }, creds.key),
+    el('div', { class: 'spacer' }),
+    conn,
+    retry,
+    signOut,
+  );
+  app.replaceChildren(header, notice, layout);
+
+  function setConn(s: ConnState): void {
+    conn.dataset.state = s;
+    const err = relay.lastError;
+    connText.textContent = s !== 'connected' && err?.code ? `${STATE_TEXT[s]} (${err.code})` : STATE_TEXT[s];
+    retry.hidden = !(s === 'unavailable' || s === 'failed' || s === 'disconnected');
+  }
+  relay.onState((s) => {
+    setConn(s);
+    if (s === 'connected' && !relayRefused) notice.hidden = true;
+  });
+
+  let relayRefused = false;
+  function refuse(message: string): void {
+    relayRefused = true;
+    notice.replaceChildren(
+      el('strong', {}, 'The relay refused this token. '),
+      message,
+      ' ',
+      el('button', { type: 'button', class: 'btn btn-small' }, 'Enter another token'),
+    );
+    notice.querySelector('button')!.addEventListener('click', () => changeToken(null));
+    notice.hidden = false;
+  }
+  relay.onRefusal((r) => {
+    setConn(relay.state);
+    refuse(`${r.message}${r.code ? ` (close code ${r.code})` : ''}.`);
+  });
+
+  function changeToken(problem: string | null): void {
+    for (const p of [...panels.values()]) p.close();
+    relay.disconnect();
+    credentials.clear();
+    cancelAnimationFrame(frame);
+    showLogin(problem);
+  }
+  signOut.addEventListener('click', () => changeToken(null));
+  retry.addEventListener('click', () => relay.reconnect());
+
+  const invChannel = relay.subscribe(INVENTORY_CHANNEL);
+  invChannel.bind('sonde:inventory', (msg: InventoryMessage) => inventory.apply(msg));
+  invChannel.bind('pusher:subscription_succeeded', () => {
+    relayRefused = false;
+    notice.hidden = true;
+  });
+  invChannel.bind('pusher:subscription_error', (e: SubscriptionError) => refuse(`${describeSubscriptionError(e)}.`));
+
+  function open(host: string): void {
+    const existing = panels.get(host);
+    if (existing) {
+      existing.root.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+      existing.root.focus({ preventScroll: true });
+      return;
+    }
+    const panel = new HostPanel(host, relay, {
+      agent: (h) => inventory.agents.get(h),
+      closed: (h) => {
+        panels.delete(h);
+        list.refresh(h);
+        layoutPanels();
+      },
+    });
+    panels.set(host, panel);
+    panelsEl.append(panel.root);
+    panel.start();
+    list.refresh(host);
+    layoutPanels();
+  }
+
+  function layoutPanels(): void {
+    emptyPanels.hidden = panels.size > 0;
+    layout.classList.toggle('has-panels', panels.size > 0);
+    panelsEl.style.setProperty('--panels', String(Math.max(1, panels.size)));
+  }
+  layoutPanels();
+
+  // One render loop for every panel: data redraws when it changed, the window slides a few
+  // times a second, and nothing runs while the tab is hidden.
+  let frame = 0;
+  let lastSlide = 0;
+  const loop = (now: number) => {
+    frame = requestAnimationFrame(loop);
+    const slide = now - lastSlide >= SLIDE_EVERY_MS;
+    if (slide) lastSlide = now;
+    const wall = Date.now();
+    for (const p of panels.values()) p.frame(wall, slide);
+  };
+  frame = requestAnimationFrame(loop);
+
+  document.addEventListener('keydown', (e) => {
+    const t = e.target as HTMLElement;
+    const typing = t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT';
+    if (e.key === '/' && !typing) {
+      e.preventDefault();
+      list.focusFilter();
+    }
+  });
+
+  const hook: TestHook = {
+    connection: () => relay.state,
+    panels: {},
+    hosts: () => inventory.agents.size,
+    renderedRows: () => list.renderedRows(),
+    inventory,
+  };
+  Object.defineProperty(hook, 'panels', { get: () => Object.fromEntries(panels) });
+  window.__sonde = hook;
+}
+
+boot();

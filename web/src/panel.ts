@@ -1,0 +1,447 @@
+// One host being watched: its channel subscription, session state, samples and charts.
+
+import type { Channel } from 'pusher-js';
+import { Chart, chartSpecs, specKey, type ChartSpec } from './charts';
+import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
+import { el } from './dom';
+import * as fmt from './format';
+import type { Agent } from './inventory';
+import { SampleStore, WINDOW_MS, type Sample } from './store';
+
+interface Directive {
+  state: 'started' | 'renewed' | 'stopped';
+  id: string;
+  interval_ms?: number;
+  lease_until?: number;
+}
+
+interface Backfill {
+  session: string;
+  part: number;
+  parts: number;
+  samples: Sample[];
+}
+
+export type PanelState = 'subscribing' | 'starting' | 'history' | 'live' | 'stalled' | 'reconnecting' | 'stopped' | 'ended' | 'refused';
+
+export interface PanelHooks {
+  agent(host: string): Agent | undefined;
+  closed(host: string): void;
+}
+
+const TOP_ROWS = 10;
+
+export class HostPanel {
+  readonly root: HTMLElement;
+  readonly store = new SampleStore();
+  private channel: Channel | null = null;
+  private charts = new Map<string, Chart>();
+  private chartsEl: HTMLElement;
+  private stateEl: HTMLElement;
+  private metaEl: HTMLElement;
+  private stopBtn: HTMLButtonElement;
+  private resumeBtn: HTMLButtonElement;
+  private stats: Record<string, [HTMLElement, HTMLElement]> = {};
+  private topBody: HTMLTableSectionElement;
+  private topRows: HTMLElement[][] = [];
+  private topNote: HTMLElement;
+  private resizer: ResizeObserver;
+
+  private watching = false;
+  private subscribed = false;
+  private subscribedAt = 0;
+  private refused: string | null = null;
+  private session: { id: string; interval: number; leaseUntil: number } | null = null;
+  private sessionStopped = false;
+  private backfill: { session: string; part: number; parts: number } | null = null;
+  private lastSampleAt = 0;
+  private offsets: number[] = [];
+  private frozenEnd = 0;
+  private dataDirty = false;
+  private specsRev = -1;
+  private specsAt = 0;
+  private lastText = 0;
+  state: PanelState = 'subscribing';
+
+  constructor(
+    readonly host: string,
+    private relay: Relay,
+    private hooks: PanelHooks,
+  ) {
+    const title = el('h2', { class: 'panel-host', id: `panel-${cssId(host)}` }, host);
+    this.stateEl = el('span', { class: 'session-state', role: 'status', 'aria-live': 'polite' });
+    this.metaEl = el('div', { class: 'panel-meta' });
+    this.stopBtn = el('button', { type: 'button', class: 'btn btn-stop' }, 'Stop');
+    this.resumeBtn = el('button', { type: 'button', class: 'btn btn-primary', hidden: '' }, 'Resume');
+    const closeBtn = el('button', { type: 'button', class: 'btn btn-ghost', 'aria-label': `Close ${host}` }, 'Close');
+    this.stopBtn.setAttribute('aria-label', `Stop watching ${host}`);
+    this.resumeBtn.setAttribute('aria-label', `Resume watching ${host}`);
+    this.stopBtn.addEventListener('click', () => this.stop());
+    this.resumeBtn.addEventListener('click', () => this.start());
+    closeBtn.addEventListener('click', () => this.close());
+
+    const statsEl = el('div', { class: 'stats' });
+    for (const [id, label] of [
+      ['cpu', 'CPU busy'],
+      ['load', 'Load 1m'],
+      ['mem', 'Memory used'],
+      ['net', 'Network in / out'],
+      ['disk', 'Disk read / write'],
+    ]) {
+      const value = el('span', { class: 'stat-value' }, '–');
+      const sub = el('span', { class: 'stat-sub' });
+      statsEl.append(el('div', { class: 'stat', 'data-stat': id }, el('span', { class: 'stat-label' }, label), value, sub));
+      this.stats[id] = [value, sub];
+    }
+
+    this.chartsEl = el('div', { class: 'charts' });
+    this.topBody = el('tbody');
+    for (let i = 0; i < TOP_ROWS; i++) {
+      const cells = [el('td', { class: 'num' }), el('td'), el('td', { class: 'num' }), el('td', { class: 'num' })];
+      const tr = el('tr', { hidden: '' }, ...cells);
+      this.topBody.append(tr);
+      this.topRows.push([tr, ...cells]);
+    }
+    this.topNote = el('p', { class: 'top-note' }, 'No process list yet.');
+    const top = el(
+      'section',
+      { class: 'top', 'aria-label': `Top processes on ${host}` },
+      el('h3', {}, 'Top processes'),
+      el(
+        'table',
+        {},
+        el(
+          'thead',
+          {},
+          el(
+            'tr',
+            {},
+            el('th', { class: 'num', scope: 'col' }, 'PID'),
+            el('th', { scope: 'col' }, 'Process'),
+            el('th', { class: 'num', scope: 'col' }, 'CPU'),
+            el('th', { class: 'num', scope: 'col' }, 'Memory'),
+          ),
+        ),
+        this.topBody,
+      ),
+      this.topNote,
+    );
+
+    this.root = el(
+      'article',
+      { class: 'panel', 'data-host': host, tabindex: '-1', 'aria-labelledby': title.id },
+      el(
+        'header',
+        { class: 'panel-head' },
+        el('div', { class: 'panel-title' }, title, this.stateEl),
+        el('div', { class: 'panel-actions' }, this.stopBtn, this.resumeBtn, closeBtn),
+        this.metaEl,
+      ),
+      statsEl,
+      this.chartsEl,
+      top,
+    );
+    this.resizer = new ResizeObserver(() => {
+      for (const c of this.charts.values()) c.resize(c.root.clientWidth);
+    });
+    relay.onState((s) => {
+      if (s !== 'connected') this.subscribed = false;
+      this.lastText = 0;
+    });
+  }
+
+  get channelName(): string {
+    return `private-sonde-host.${this.host}`;
+  }
+
+  /** Subscribes: the relay starts a session for the first viewer. */
+  start(): void {
+    if (this.watching) return;
+    this.watching = true;
+    this.refused = null;
+    this.sessionStopped = false;
+    this.session = null;
+    this.backfill = null;
+    this.subscribed = false;
+    const ch = this.relay.subscribe(this.channelName);
+    this.channel = ch;
+    ch.bind('pusher:subscription_succeeded', () => {
+      this.subscribed = true;
+      this.subscribedAt = Date.now();
+      this.refused = null;
+      this.sessionStopped = false;
+      this.lastText = 0;
+    });
+    ch.bind('pusher:subscription_error', (e: SubscriptionError) => {
+      this.refused = describeSubscriptionError(e);
+      this.lastText = 0;
+    });
+    ch.bind('sonde:session', (d: Directive) => this.directive(d));
+    ch.bind('client-sonde-backfill', (b: Backfill) => this.onBackfill(b));
+    ch.bind('client-sonde-sample', (s: Sample) => this.onSample(s));
+    this.lastText = 0;
+  }
+
+  /** Ends watching: unsubscribes (the relay stops the session after its grace). Keeps the points. */
+  stop(): void {
+    if (!this.watching) return;
+    this.watching = false;
+    this.frozenEnd = this.windowEnd();
+    this.channel?.unbind_all();
+    this.channel = null;
+    this.relay.unsubscribe(this.channelName);
+    this.lastText = 0;
+    this.resumeBtn.focus();
+  }
+
+  close(): void {
+    this.stop();
+    this.resizer.disconnect();
+    for (const c of this.charts.values()) c.destroy();
+    this.charts.clear();
+    this.root.remove();
+    this.hooks.closed(this.host);
+  }
+
+  isWatching(): boolean {
+    return this.watching;
+  }
+
+  points(): number {
+    return this.store.length;
+  }
+
+  chartPoints(id: string): number {
+    return this.charts.get(id)?.points ?? 0;
+  }
+
+  chartIds(): string[] {
+    return [...this.charts.keys()];
+  }
+
+  private directive(d: Directive): void {
+    if (!d || typeof d.id !== 'string') return;
+    const interval = d.interval_ms || 1000;
+    const lease = d.lease_until || 0;
+    if (d.state === 'stopped') {
+      if (!this.session || this.session.id === d.id) this.sessionStopped = true;
+    } else if (d.state === 'started' || !this.session || this.session.id !== d.id) {
+      if (this.session?.id !== d.id) this.backfill = null;
+      this.session = { id: d.id, interval, leaseUntil: lease };
+      this.sessionStopped = false;
+    } else {
+      this.session.leaseUntil = Math.max(this.session.leaseUntil, lease);
+    }
+    this.lastText = 0;
+  }
+
+  private onBackfill(b: Backfill): void {
+    if (!b || !Array.isArray(b.samples)) return;
+    this.backfill = { session: b.session, part: b.part, parts: b.parts };
+    if (this.store.add(b.samples) > 0) this.dataDirty = true;
+    this.lastText = 0;
+  }
+
+  private onSample(s: Sample): void {
+    const now = Date.now();
+    if (this.store.add([s]) > 0) this.dataDirty = true;
+    this.lastSampleAt = now;
+    // Clock offset to the agent: the quickest delivery seen lately is the best estimate.
+    this.offsets.push(s.ts - now);
+    if (this.offsets.length > 20) this.offsets.shift();
+    if (this.state !== 'live') this.lastText = 0;
+  }
+
+  private interval(): number {
+    return this.session?.interval ?? 1000;
+  }
+
+  /** The agent's "now", estimated from when samples arrive. */
+  private serverNow(): number {
+    const offset = this.offsets.length ? Math.max(...this.offsets) : 0;
+    return Date.now() + offset;
+  }
+
+  private windowEnd(): number {
+    if (!this.watching || this.state === 'stopped') return this.frozenEnd || this.store.newest()?.ts || Date.now();
+    return Math.max(this.serverNow(), this.store.newest()?.ts ?? 0);
+  }
+
+  private computeState(now: number): [PanelState, string] {
+    if (!this.watching) return ['ended', 'Stopped'];
+    if (this.refused) return ['refused', `Refused: ${this.refused}`];
+    const conn = this.relay.state;
+    if (conn === 'failed') return ['reconnecting', 'Connection failed'];
+    if (conn !== 'connected') return ['reconnecting', 'Reconnecting…'];
+    if (!this.subscribed) return ['subscribing', 'Subscribing…'];
+    if (this.sessionStopped) return ['stopped', 'Session stopped'];
+    const b = this.backfill;
+    if (b && b.part + 1 < b.parts && this.lastSampleAt < this.subscribedAt) return ['history', `Loading history ${b.part + 1}/${b.parts}`];
+    if (this.lastSampleAt > this.subscribedAt) {
+      const quiet = now - this.lastSampleAt;
+      if (quiet < this.interval() * 3 + 500) return ['live', 'Live'];
+      const agent = this.hooks.agent(this.host);
+      if (agent && !agent.online) return ['stalled', 'Host offline'];
+      return ['stalled', `No data for ${fmt.duration(quiet)}`];
+    }
+    const agent = this.hooks.agent(this.host);
+    if (agent && !agent.online) return ['stalled', 'Host offline, waiting for its agent'];
+    return ['starting', 'Starting session…'];
+  }
+
+  /** Called once per animation frame by the page's render loop. */
+  frame(now: number, slide: boolean): void {
+    if (now - this.lastText >= 1000) {
+      this.lastText = now;
+      this.updateText(now);
+    }
+    if (this.dataDirty) {
+      this.dataDirty = false;
+      this.redraw(now);
+    } else if (slide && this.watching && this.state !== 'stopped' && this.store.length > 0) {
+      const w = this.window();
+      for (const c of this.charts.values()) c.slide(w);
+    }
+  }
+
+  private window(): [number, number] {
+    const end = this.windowEnd();
+    return [(end - WINDOW_MS) / 1000, end / 1000];
+  }
+
+  private redraw(now: number): void {
+    this.syncCharts(now);
+    const w = this.window();
+    const [xs, rows] = this.rows(w[0] * 1000 - 2000);
+    for (const c of this.charts.values()) c.setData(xs, rows, w);
+    this.updateStats();
+    this.updateTop();
+    this.root.dataset.points = String(this.store.length);
+  }
+
+  /** The samples in the window, with a null row where seconds are missing (a gap, not a line). */
+  private rows(from: number): [number[], (Sample | null)[]] {
+    const xs: number[] = [];
+    const rows: (Sample | null)[] = [];
+    const gap = this.interval() * 2.5;
+    let prev: Sample | null = null;
+    for (const s of this.store.samples) {
+      if (s.ts < from) continue;
+      if (prev && s.ts - prev.ts > gap) {
+        xs.push((prev.ts + this.interval()) / 1000);
+        rows.push(null);
+      }
+      xs.push(s.ts / 1000);
+      rows.push(s);
+      prev = s;
+    }
+    return [xs, rows];
+  }
+
+  /** Builds or rebuilds charts when new metrics appear (or the busiest interfaces change). */
+  private syncCharts(now: number): void {
+    if (this.specsRev === this.store.namesRev && now - this.specsAt < 30_000) return;
+    this.specsRev = this.store.namesRev;
+    this.specsAt = now;
+    const specs = chartSpecs(this.store, { cores: this.hooks.agent(this.host)?.snapshot?.facts.cores });
+    const keep = new Map<string, Chart>();
+    for (const spec of specs) {
+      const old = this.charts.get(spec.id);
+      keep.set(spec.id, old && sameSpec(old, spec) ? old : this.makeChart(spec, old));
+    }
+    for (const [id, c] of this.charts) if (keep.get(id) !== c) c.destroy();
+    this.charts = keep;
+    // Keep DOM order equal to spec order.
+    for (const c of this.charts.values()) this.chartsEl.append(c.root);
+  }
+
+  private makeChart(spec: ChartSpec, old: Chart | undefined): Chart {
+    const width = old?.root.clientWidth || this.chartsEl.clientWidth || 480;
+    const c = new Chart(spec, Math.min(width, this.chartsEl.clientWidth || width));
+    this.resizer.observe(c.root);
+    return c;
+  }
+
+  private updateText(now: number): void {
+    const [state, text] = this.computeState(now);
+    this.state = state;
+    this.root.dataset.state = state;
+    if (this.stateEl.textContent !== text) this.stateEl.textContent = text;
+    this.stateEl.className = `session-state s-${state}`;
+    this.stopBtn.hidden = !this.watching;
+    this.resumeBtn.hidden = this.watching;
+    const parts: string[] = [];
+    const s = this.session;
+    if (this.watching && s && s.leaseUntil && !this.sessionStopped) {
+      const left = s.leaseUntil - this.serverNow();
+      parts.push(left > 0 ? `lease ${fmt.duration(left)}` : 'lease expired');
+    }
+    const n = this.store.length;
+    const first = this.store.samples[0];
+    const last = this.store.newest();
+    parts.push(`${n} point${n === 1 ? '' : 's'}`);
+    if (first && last) parts.push(`${fmt.duration(last.ts - first.ts + 1000)} of history`);
+    if (last) parts.push(`last ${fmt.clockTime(last.ts)}`);
+    const facts = this.hooks.agent(this.host)?.snapshot?.facts;
+    if (facts) parts.push(`${facts.cores} cores · ${fmt.bytes(facts.mem_total_bytes)} · ${facts.kernel}`);
+    const meta = parts.join(' · ');
+    if (this.metaEl.textContent !== meta) this.metaEl.textContent = meta;
+  }
+
+  private updateStats(): void {
+    const s = this.store.newest();
+    if (!s) return;
+    const m = s.metrics;
+    const sum = (prefix: string, field: string) => {
+      let t = 0;
+      let seen = false;
+      for (const k in m) {
+        if (k.startsWith(prefix) && k.endsWith(field)) {
+          t += m[k];
+          seen = true;
+        }
+      }
+      return seen ? t : null;
+    };
+    const idle = m['cpu.idle_pct'];
+    this.stat('cpu', idle == null ? '–' : fmt.pct(100 - idle), m['cpu.iowait_pct'] != null ? `iowait ${fmt.pct(m['cpu.iowait_pct'])}` : '');
+    this.stat('load', fmt.num(m['system.load1']), m['system.load5'] != null ? `5m ${fmt.num(m['system.load5'])} · 15m ${fmt.num(m['system.load15'])}` : '');
+    this.stat('mem', fmt.pct(m['mem.used_pct']), m['mem.used_bytes'] != null ? `${fmt.bytes(m['mem.used_bytes'])} of ${fmt.bytes(m['mem.total_bytes'])}` : '');
+    this.stat('net', `${fmt.bytesPerSec(sum('net.', '.rx_bytes_ps'))}`, `out ${fmt.bytesPerSec(sum('net.', '.tx_bytes_ps'))}`);
+    this.stat('disk', `${fmt.bytesPerSec(sum('disk.', '.read_bytes_ps'))}`, `write ${fmt.bytesPerSec(sum('disk.', '.write_bytes_ps'))}`);
+  }
+
+  private stat(id: string, value: string, sub: string): void {
+    const [v, s] = this.stats[id];
+    if (v.textContent !== value) v.textContent = value;
+    if (s.textContent !== sub) s.textContent = sub;
+  }
+
+  private updateTop(): void {
+    const top = this.store.top?.top ?? [];
+    const procs = [...top].sort((a, b) => b.cpu_pct - a.cpu_pct || b.mem_bytes - a.mem_bytes).slice(0, TOP_ROWS);
+    this.topNote.hidden = procs.length > 0;
+    for (let i = 0; i < TOP_ROWS; i++) {
+      const [tr, pid, name, cpu, mem] = this.topRows[i];
+      const p = procs[i];
+      tr.hidden = !p;
+      if (!p) continue;
+      setText(pid, String(p.pid));
+      setText(name, p.name);
+      setText(cpu, fmt.pct(p.cpu_pct));
+      setText(mem, fmt.bytes(p.mem_bytes));
+    }
+  }
+}
+
+function sameSpec(c: Chart, spec: ChartSpec): boolean {
+  return c.key === specKey(spec);
+}
+
+function setText(node: HTMLElement, text: string): void {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function cssId(host: string): string {
+  return host.replace(/[^A-Za-z0-9_-]/g, '_');
+}
