@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use rustix::fs::{Dir, Mode, OFlags};
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
 
 use super::pidstat;
 use super::read::ProcReader;
@@ -13,6 +15,8 @@ use crate::tick::{keys, round, Key, Tick, TopEntry};
 
 /// How many processes each ranking keeps (the union of both is reported).
 pub const TOP_N: usize = 10;
+/// getdents buffer: a few hundred /proc entries per system call.
+const DENTS_BUFFER: usize = 16 * 1024;
 
 struct Known {
     cpu_ticks: u64,
@@ -31,7 +35,10 @@ struct Candidate {
 pub struct Processes {
     ticks_per_second: f64,
     page_size: u64,
-    dir: Option<Dir>,
+    /// /proc, kept open and rewound for each scan.
+    dir: Option<OwnedFd>,
+    /// Buffer for directory entries: listing /proc allocates nothing per entry.
+    dents: Vec<u8>,
     known: HashMap<u32, Known>,
     scan: u64,
     path: String,
@@ -45,6 +52,7 @@ impl Processes {
             ticks_per_second: ticks_per_second.max(1) as f64,
             page_size,
             dir: None,
+            dents: Vec::with_capacity(DENTS_BUFFER),
             known: HashMap::new(),
             scan: 0,
             path: String::with_capacity(32),
@@ -56,17 +64,20 @@ impl Processes {
     pub fn collect(&mut self, reader: &mut ProcReader, secs: f64, tick: &mut Tick) -> Result<(), CollectError> {
         self.scan += 1;
         self.candidates.clear();
-        let mut dir = match self.dir.take() {
+        let dir = match self.dir.take() {
             Some(d) => d,
             None => open_proc()?,
         };
-        dir.rewind();
+        rustix::fs::seek(&dir, SeekFrom::Start(0)).map_err(std::io::Error::from)?;
+        let mut dents = std::mem::take(&mut self.dents);
+        let mut entries = RawDir::new(&dir, dents.spare_capacity_mut());
         let mut count = 0u32;
-        while let Some(entry) = dir.read() {
+        while let Some(entry) = entries.next() {
             let Some(pid) = entry.ok().and_then(|e| parse_pid(e.file_name().to_bytes())) else { continue };
             count += 1;
             self.visit(pid, reader, secs);
         }
+        self.dents = dents;
         self.dir = Some(dir);
         let scan = self.scan;
         self.known.retain(|_, k| k.seen == scan);
@@ -138,10 +149,10 @@ fn push_top(tick: &mut Tick, known: &HashMap<u32, Known>, c: &Candidate) {
     tick.top.push(TopEntry { pid: c.pid, name: k.name.clone(), cpu_pct: round(c.cpu_pct, 1), mem_bytes: c.mem_bytes });
 }
 
-fn open_proc() -> Result<Dir, CollectError> {
+fn open_proc() -> Result<OwnedFd, CollectError> {
     let fd = rustix::fs::open("/proc", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(std::io::Error::from)?;
-    Dir::read_from(fd).map_err(|e| CollectError::Io(e.into()))
+    Ok(fd)
 }
 
 fn parse_pid(name: &[u8]) -> Option<u32> {
