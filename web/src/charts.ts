@@ -260,9 +260,9 @@ export class Chart {
         ...spec.series.map((s, i) => ({
           label: s.label,
           stroke: s.color,
-          width: s.stack ? 1 : 1.5,
+          width: s.stack ? 0.75 : 1.5,
           dash: s.dash,
-          fill: s.stack ? s.color + '55' : undefined,
+          fill: s.stack ? s.color + '80' : undefined,
           points: { show: false },
           spanGaps: false,
           value: (_u: uPlot, _v: number | null, _si: number, idx: number | null) =>

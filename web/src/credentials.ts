@@ -11,12 +11,20 @@ export interface Credentials {
 }
 
 const STORE = 'sonde.credentials';
+const WS_STORE = 'sonde.ws';
 
 function parseFragment(hash: string): Credentials | null {
   const params = new URLSearchParams(hash.replace(/^#/, ''));
   const key = params.get('key')?.trim();
   const token = params.get('token')?.trim();
   const ws = params.get('ws')?.trim() || undefined;
+  if (ws) {
+    try {
+      sessionStorage.setItem(WS_STORE, ws);
+    } catch {
+      // Storage disabled: the override lasts as long as the page.
+    }
+  }
   return key && token ? { key, token, ws } : null;
 }
 
@@ -38,6 +46,15 @@ export function load(): Credentials | null {
     return c.key && c.token ? { key: c.key, token: c.token, ws: c.ws } : null;
   } catch {
     return null;
+  }
+}
+
+/** A `ws=host:port` given in the fragment without credentials (a page served elsewhere). */
+export function wsOverride(): string | undefined {
+  try {
+    return sessionStorage.getItem(WS_STORE) || undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -62,7 +62,7 @@ function showLogin(problem: string | null): void {
   );
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    const c = { key: key.value.trim(), token: token.value.trim() };
+    const c = { key: key.value.trim(), token: token.value.trim(), ws: credentials.wsOverride() };
     if (!c.key || !c.token) return;
     credentials.save(c);
     run(c);
@@ -85,6 +85,7 @@ function run(creds: credentials.Credentials): void {
   const conn = el('div', { class: 'conn', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting' }, connDot, connText);
   const retry = el('button', { type: 'button', class: 'btn btn-ghost btn-small', hidden: '' }, 'Retry now');
   const signOut = el('button', { type: 'button', class: 'btn btn-ghost btn-small' }, 'Change token');
+  const hostsToggle = el('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-pressed': 'true', hidden: '' }, 'Host list');
   const notice = el('div', { class: 'notice notice-error', role: 'alert', hidden: '' });
   const panelsEl = el('main', { class: 'panels', 'aria-label': 'Watched hosts' });
   const emptyPanels = el('p', { class: 'panels-empty' }, 'Press Realtime on a host to watch it live.');
@@ -101,6 +102,7 @@ function run(creds: credentials.Credentials): void {
     { class: 'topbar' },
     brand(),
     el('span', { class: 'app-key', title: 'App key' }, creds.key),
+    hostsToggle,
     el('div', { class: 'spacer' }),
     conn,
     retry,
@@ -176,8 +178,19 @@ function run(creds: credentials.Credentials): void {
     layoutPanels();
   }
 
+  hostsToggle.addEventListener('click', () => {
+    const shown = hostsToggle.getAttribute('aria-pressed') !== 'true';
+    hostsToggle.setAttribute('aria-pressed', String(shown));
+    layout.classList.toggle('hosts-hidden', !shown);
+  });
+
   function layoutPanels(): void {
     emptyPanels.hidden = panels.size > 0;
+    hostsToggle.hidden = panels.size === 0;
+    if (panels.size === 0) {
+      layout.classList.remove('hosts-hidden');
+      hostsToggle.setAttribute('aria-pressed', 'true');
+    }
     layout.classList.toggle('has-panels', panels.size > 0);
     panelsEl.style.setProperty('--panels', String(Math.max(1, panels.size)));
   }

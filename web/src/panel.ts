@@ -69,6 +69,8 @@ export class HostPanel {
     private hooks: PanelHooks,
   ) {
     const title = el('h2', { class: 'panel-host', id: `panel-${cssId(host)}` }, host);
+    const facts = hooks.agent(host)?.snapshot?.facts;
+    if (facts) title.title = `${facts.os} · kernel ${facts.kernel} · agent ${facts.agent_version}`;
     this.stateEl = el('span', { class: 'session-state', role: 'status', 'aria-live': 'polite' });
     this.metaEl = el('div', { class: 'panel-meta' });
     this.stopBtn = el('button', { type: 'button', class: 'btn btn-stop' }, 'Stop');
@@ -84,9 +86,9 @@ export class HostPanel {
     for (const [id, label] of [
       ['cpu', 'CPU busy'],
       ['load', 'Load 1m'],
-      ['mem', 'Memory used'],
-      ['net', 'Network in / out'],
-      ['disk', 'Disk read / write'],
+      ['mem', 'Memory'],
+      ['net', 'Net in'],
+      ['disk', 'Disk read'],
     ]) {
       const value = el('span', { class: 'stat-value' }, '–');
       const sub = el('span', { class: 'stat-sub' });
@@ -372,7 +374,7 @@ export class HostPanel {
     this.resumeBtn.hidden = this.watching;
     const parts: string[] = [];
     const s = this.session;
-    if (this.watching && s && s.leaseUntil && !this.sessionStopped) {
+    if (s && s.leaseUntil && (state === 'live' || state === 'stalled' || state === 'history' || state === 'starting')) {
       const left = s.leaseUntil - this.serverNow();
       parts.push(left > 0 ? `lease ${fmt.duration(left)}` : 'lease expired');
     }
@@ -383,7 +385,7 @@ export class HostPanel {
     if (first && last) parts.push(`${fmt.duration(last.ts - first.ts + 1000)} of history`);
     if (last) parts.push(`last ${fmt.clockTime(last.ts)}`);
     const facts = this.hooks.agent(this.host)?.snapshot?.facts;
-    if (facts) parts.push(`${facts.cores} cores · ${fmt.bytes(facts.mem_total_bytes)} · ${facts.kernel}`);
+    if (facts) parts.push(`${facts.cores} cores · ${fmt.bytes(facts.mem_total_bytes)}`);
     const meta = parts.join(' · ');
     if (this.metaEl.textContent !== meta) this.metaEl.textContent = meta;
   }
