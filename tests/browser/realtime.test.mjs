@@ -38,7 +38,6 @@ after(() => r.cleanup());
 
 test('Realtime draws the backfill, then a point each second', { timeout: 40_000 }, async () => {
   const { page } = browser;
-  const t0 = Date.now();
   await page.locator('li.host[data-host="alpha"] button').click();
   const panel = page.locator('article.panel[data-host="alpha"]');
   await panel.waitFor();
@@ -48,7 +47,6 @@ test('Realtime draws the backfill, then a point each second', { timeout: 40_000 
     const p = await panelInfo(page, 'alpha');
     return p?.state === 'live' && p;
   });
-  console.log('live after', Date.now() - t0, first);
   assert.ok(first.points >= 5, `backfill drew ${first.points} points`);
   assert.ok(first.cpu >= 5, `CPU chart holds ${first.cpu} points`);
   assert.deepEqual(first.charts.slice(0, 3), ['cpu', 'load', 'mem']);
@@ -58,7 +56,6 @@ test('Realtime draws the backfill, then a point each second', { timeout: 40_000 
     const p = await panelInfo(page, 'alpha');
     return p.points >= first.points + 3 && p;
   }, { timeout: 10_000 });
-  console.log('3 more after', Date.now() - t0, later);
   assert.equal(later.state, 'live');
   assert.ok(later.cpu > first.cpu, 'the chart itself grew');
   assert.equal(Number(await panel.getAttribute('data-points')), later.points);
@@ -126,4 +123,16 @@ test('Stop (by keyboard) ends the session on the relay within the grace', { time
   await page.keyboard.press('Enter');
   await until('alpha live again', async () => (await panelInfo(page, 'alpha')).state === 'live');
   await until('new points', async () => (await panelInfo(page, 'alpha')).points > kept + 1);
+});
+
+test('a session the relay stops shows as stopped, and Restart starts another', { timeout: 30_000 }, async () => {
+  const { page } = browser;
+  await until('beta live', async () => (await panelInfo(page, 'beta')).state === 'live');
+  await relay.api('/sessions/beta', 'DELETE');
+  const panel = page.locator('article.panel[data-host="beta"]');
+  await until('beta to show the stop', async () => (await panelInfo(page, 'beta')).state === 'stopped');
+  assert.equal(await panel.locator('.session-state').innerText(), 'Session stopped');
+  await panel.getByRole('button', { name: 'Restart watching beta' }).click();
+  await until('beta live again', async () => (await panelInfo(page, 'beta')).state === 'live');
+  assert.ok((await relay.sessions()).some((s) => s.host === 'beta'));
 });

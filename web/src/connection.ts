@@ -56,8 +56,12 @@ export class Relay {
     });
   }
 
-  onState(l: Listener<ConnState>): void {
+  /** Calls `l` on every state change; returns a function that stops calling it. */
+  onState(l: Listener<ConnState>): () => void {
     this.stateListeners.push(l);
+    return () => {
+      this.stateListeners = this.stateListeners.filter((x) => x !== l);
+    };
   }
 
   onRefusal(l: Listener<Refusal>): void {

@@ -134,6 +134,13 @@ export class HostList {
     this.filterInput.select();
   }
 
+  /** Puts focus back on a host's button (after its panel closed), or on the filter. */
+  focusHost(host: string): void {
+    const button = this.rows.get(host)?.button;
+    if (button) button.focus({ preventScroll: true });
+    else this.filterInput.focus();
+  }
+
   /** Re-labels a host's Realtime button after a panel opened or closed. */
   refresh(host: string): void {
     const row = this.rows.get(host);

@@ -169,6 +169,7 @@ function run(creds: credentials.Credentials): void {
         panels.delete(h);
         list.refresh(h);
         layoutPanels();
+        list.focusHost(h);
       },
     });
     panels.set(host, panel);

@@ -46,6 +46,7 @@ export class HostPanel {
   private topRows: HTMLElement[][] = [];
   private topNote: HTMLElement;
   private resizer: ResizeObserver;
+  private offState: () => void;
 
   private watching = false;
   private subscribed = false;
@@ -77,9 +78,11 @@ export class HostPanel {
     this.resumeBtn = el('button', { type: 'button', class: 'btn btn-primary', hidden: '' }, 'Resume');
     const closeBtn = el('button', { type: 'button', class: 'btn btn-ghost', 'aria-label': `Close ${host}` }, 'Close');
     this.stopBtn.setAttribute('aria-label', `Stop watching ${host}`);
-    this.resumeBtn.setAttribute('aria-label', `Resume watching ${host}`);
-    this.stopBtn.addEventListener('click', () => this.stop());
-    this.resumeBtn.addEventListener('click', () => this.start());
+    this.stopBtn.addEventListener('click', () => {
+      this.stop();
+      this.resumeBtn.focus();
+    });
+    this.resumeBtn.addEventListener('click', () => this.resume());
     closeBtn.addEventListener('click', () => this.close());
 
     const statsEl = el('div', { class: 'stats' });
@@ -146,7 +149,7 @@ export class HostPanel {
     this.resizer = new ResizeObserver(() => {
       for (const c of this.charts.values()) c.resize(c.root.clientWidth);
     });
-    relay.onState((s) => {
+    this.offState = relay.onState((s) => {
       if (s !== 'connected') this.subscribed = false;
       this.lastText = 0;
     });
@@ -184,6 +187,24 @@ export class HostPanel {
     this.lastText = 0;
   }
 
+  /** Starts watching again; after the relay stopped the session, subscribes anew to start another. */
+  resume(): void {
+    if (this.watching) this.stop();
+    this.start();
+    this.syncButtons();
+    this.stopBtn.focus();
+  }
+
+  /** Stop while watching, Resume after; Restart too when the relay stopped the session. */
+  private syncButtons(): void {
+    const restart = this.watching && this.state === 'stopped';
+    this.stopBtn.hidden = !this.watching;
+    this.resumeBtn.hidden = this.watching && !restart;
+    const label = this.watching ? 'Restart' : 'Resume';
+    if (this.resumeBtn.textContent !== label) this.resumeBtn.textContent = label;
+    this.resumeBtn.setAttribute('aria-label', `${label} watching ${this.host}`);
+  }
+
   /** Ends watching: unsubscribes (the relay stops the session after its grace). Keeps the points. */
   stop(): void {
     if (!this.watching) return;
@@ -193,11 +214,12 @@ export class HostPanel {
     this.channel = null;
     this.relay.unsubscribe(this.channelName);
     this.lastText = 0;
-    this.resumeBtn.focus();
+    this.syncButtons();
   }
 
   close(): void {
     this.stop();
+    this.offState();
     this.resizer.disconnect();
     for (const c of this.charts.values()) c.destroy();
     this.charts.clear();
@@ -370,8 +392,7 @@ export class HostPanel {
     this.root.dataset.state = state;
     if (this.stateEl.textContent !== text) this.stateEl.textContent = text;
     this.stateEl.className = `session-state s-${state}`;
-    this.stopBtn.hidden = !this.watching;
-    this.resumeBtn.hidden = this.watching;
+    this.syncButtons();
     const parts: string[] = [];
     const s = this.session;
     if (s && s.leaseUntil && (state === 'live' || state === 'stalled' || state === 'history' || state === 'starting')) {

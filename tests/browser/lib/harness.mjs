@@ -153,14 +153,14 @@ export class TestRelay {
     return execFileSync(RELAY_BIN, args, { env: { ...process.env, SONDE_APP_SECRET: secret } }).toString().trim();
   }
 
-  /** A signed GET on the HTTP API, per the Pusher HTTP API signing rules. */
-  async api(pathname) {
+  /** A signed request on the HTTP API, per the Pusher HTTP API signing rules. */
+  async api(pathname, method = 'GET') {
     const full = `/apps/${APP.id}${pathname}`;
     const params = { auth_key: APP.key, auth_timestamp: String(Math.floor(Date.now() / 1000)), auth_version: '1.0' };
     const query = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
-    const signature = createHmac('sha256', APP.secret).update(`GET\n${full}\n${query}`).digest('hex');
-    const r = await fetch(`${this.origin}${full}?${query}&auth_signature=${signature}`);
-    if (r.status !== 200) throw new Error(`GET ${full}: ${r.status} ${await r.text()}`);
+    const signature = createHmac('sha256', APP.secret).update(`${method}\n${full}\n${query}`).digest('hex');
+    const r = await fetch(`${this.origin}${full}?${query}&auth_signature=${signature}`, { method });
+    if (r.status !== 200) throw new Error(`${method} ${full}: ${r.status} ${await r.text()}`);
     return r.json();
   }
 
