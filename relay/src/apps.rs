@@ -1,7 +1,7 @@
 //! The apps (accounts) a relay serves, by key and by id.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::AppConfig;
@@ -9,13 +9,21 @@ use crate::hub::{Hub, HubOptions};
 use bytes::Bytes;
 use sonde_protocol::frame::json_string;
 use sonde_protocol::sonde::{host_channel, EVENT_SESSION};
-use sonde_protocol::{ChannelName, ServerFrame};
+use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
-use crate::hub::Urgency;
+use crate::cluster::bus::{Msg, SessionRecord};
+use crate::cluster::Link;
+use crate::hub::{Change, Delivery, Urgency};
+use crate::sessions::Clock;
 use crate::limits::Limiters;
 use crate::sessions::inventory::{pages, Inventory};
 use crate::sessions::{Action, SessionTiming, Sessions};
 use crate::tokens::INVENTORY_CHANNEL;
+
+/// Frames are JSON text: this never loses anything.
+fn utf8(frame: &Bytes) -> String {
+    String::from_utf8_lossy(frame).into_owned()
+}
 
 /// The event dashboards receive inventory pages as.
 pub const EVENT_INVENTORY: &str = "sonde:inventory";
@@ -31,6 +39,8 @@ pub struct App {
     pub limiters: Limiters,
     pub sessions: Sessions,
     pub inventory: Inventory,
+    /// The cluster bus, when the relay runs with Redis.
+    cluster: OnceLock<Link>,
 }
 
 impl App {
@@ -48,12 +58,13 @@ impl App {
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
-        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default() }
+        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new() }
     }
 
     /// Sends what the session controller asked for. Directives are control frames: they are
     /// never conflated or dropped (a connection that cannot take one is closed instead).
     pub fn apply(&self, actions: Vec<Action>) {
+        let changed = !actions.is_empty();
         for action in actions {
             let (host, to, directive) = match &action {
                 Action::Publish { host, directive } => (host.clone(), None, directive),
@@ -64,18 +75,100 @@ impl App {
             let frame = ServerFrame::Event { event: EVENT_SESSION, channel: Some(channel.as_str()), data_json: &data, user_id: None }.encode();
             match to {
                 None => {
-                    let d = self.hub.publish(&channel, frame, None, Urgency::Always);
+                    let d = self.publish(&channel, frame, None, Urgency::Always);
                     self.metrics.messages_out.inc_by(d.delivered as u64);
                 }
-                Some(socket) => {
-                    if let Some(conn) = self.hub.connection(socket) {
+                Some(socket) => match self.hub.connection(socket) {
+                    Some(conn) => {
                         conn.outbox.push(frame);
                         self.metrics.messages_out.inc();
                     }
-                }
+                    None => self.announce(Msg::Deliver { socket: socket.to_string(), frame: utf8(&frame) }),
+                },
             }
         }
         self.metrics.sessions.set(self.sessions.count() as i64);
+        if changed && self.sessions.is_leader() {
+            self.announce_sessions();
+        }
+    }
+
+    pub fn set_cluster(&self, link: Link) {
+        let _ = self.cluster.set(link);
+    }
+
+    pub fn cluster(&self) -> Option<&Link> {
+        self.cluster.get()
+    }
+
+    /// Tells the other nodes, when there is a cluster.
+    pub fn announce(&self, msg: Msg) {
+        if let Some(link) = self.cluster.get() {
+            link.send(&self.config.id, msg);
+        }
+    }
+
+    /// Fans a frame out here and on every other node.
+    pub fn publish(&self, channel: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
+        if self.cluster.get().is_some() {
+            self.announce(Msg::Publish {
+                channel: channel.to_string(),
+                frame: utf8(&frame),
+                except: except.map(|s| s.to_string()),
+                sample: urgency == Urgency::Conflatable,
+            });
+        }
+        self.hub.publish(channel, frame, except, urgency)
+    }
+
+    /// Closes a user's connections here and on every other node.
+    pub fn terminate_user(&self, user: &str) {
+        self.hub.terminate_user(user);
+        self.announce(Msg::Terminate { user: user.to_owned() });
+    }
+
+    pub fn announce_change(&self, channel: &ChannelName, change: &Change) {
+        if self.cluster.get().is_none() {
+            return;
+        }
+        let name = channel.to_string();
+        self.announce(Msg::Count { channel: name.clone(), count: change.local_count });
+        if let Some(p) = &change.joined {
+            self.announce(Msg::Join { channel: name.clone(), user: p.user_id.to_string(), info: p.user_info.as_deref().map(str::to_owned) });
+        }
+        if let Some(u) = &change.left {
+            self.announce(Msg::Leave { channel: name, user: u.to_string() });
+        }
+    }
+
+    pub fn announce_user(&self, user: &str, online: bool) {
+        self.announce(Msg::User { user: user.to_owned(), online });
+    }
+
+    /// This node's viewers and agents of a host, for the session leader.
+    pub fn announce_host(&self, host: &str) {
+        if self.cluster.get().is_none() {
+            return;
+        }
+        let (viewers, agents) = self.sessions.local_host(host);
+        self.announce(Msg::Host { host: host.to_owned(), viewers, agents: agents.iter().map(ToString::to_string).collect() });
+    }
+
+    /// An agent connected here: its connection count and latest snapshot, for the inventory.
+    pub fn announce_agent(&self, host: &str) {
+        if self.cluster.get().is_none() {
+            return;
+        }
+        let (connections, snapshot) = self.inventory.local(host);
+        self.announce(Msg::Agent { host: host.to_owned(), connections, snapshot: snapshot.map(|s| s.to_string()) });
+    }
+
+    pub fn announce_sessions(&self) {
+        if self.cluster.get().is_none() {
+            return;
+        }
+        let sessions = self.sessions.list(Clock::now()).iter().map(SessionRecord::from).collect();
+        self.announce(Msg::Sessions { sessions });
     }
 
     /// Inventory pages as frames of the inventory channel.

@@ -5,6 +5,7 @@
 
 pub mod apps;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod http;

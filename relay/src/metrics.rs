@@ -57,6 +57,10 @@ pub struct Metrics {
     agents_online: Family<AppLabel, Gauge>,
     errors: Family<CodeLabel, Counter>,
     limits: Family<LimitLabel, Counter>,
+    /// 1 while the cluster adapter is connected to Redis.
+    pub cluster_up: Gauge,
+    /// Bus messages dropped because Redis was away or slow.
+    pub cluster_dropped: Counter,
     pub http_requests: Family<HttpLabel, Counter>,
     pub http_duration: Family<EndpointLabel, Histogram, fn() -> Histogram>,
     pub publish_duration: Family<AppLabel, Histogram, fn() -> Histogram>,
@@ -78,6 +82,8 @@ impl Default for Metrics {
             agents_online: Family::default(),
             errors: Family::default(),
             limits: Family::default(),
+            cluster_up: Gauge::default(),
+            cluster_dropped: Counter::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(histogram),
             publish_duration: Family::new_with_constructor(histogram),
@@ -95,6 +101,8 @@ impl Default for Metrics {
         registry.register("agents_online", "Agents connected to their host channel", m.agents_online.clone());
         registry.register("errors", "Errors sent to clients, by Pusher code (0: HTTP or close codes below 4000)", m.errors.clone());
         registry.register("limit_rejections", "Requests refused by an abuse limit, by limit", m.limits.clone());
+        registry.register("cluster_adapter_up", "1 while the cluster adapter is connected to Redis", m.cluster_up.clone());
+        registry.register("cluster_dropped", "Cluster bus messages dropped while Redis was away or slow", m.cluster_dropped.clone());
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
         registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());

@@ -89,13 +89,13 @@ pub async fn terminate_unprefixed(State(s): State<AppState>, Path(user): Path<St
     let key = uri.query().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "auth_key").map(|(_, v)| v.into_owned()));
     let app_id = key.and_then(|k| s.apps.by_key(&k).map(|a| a.config.id.clone())).ok_or_else(|| ApiError::unauthorized("auth_key is missing or unknown"))?;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
-    signed.app.hub.terminate_user(&user);
+    signed.app.terminate_user(&user);
     Ok(Json(json!({})))
 }
 
 /// `POST /apps/{id}/users/{user_id}/terminate_connections`
 pub async fn terminate(State(s): State<AppState>, Path((app_id, user)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
-    signed.app.hub.terminate_user(&user);
+    signed.app.terminate_user(&user);
     Ok(Json(json!({})))
 }

@@ -109,7 +109,7 @@ fn publish(app: &App, ev: &Checked) -> Option<Value> {
     for ch in &ev.channels {
         let frame = ServerFrame::Event { event: &ev.name, channel: Some(ch.as_str()), data_json: &ev.data_json, user_id: None }.encode();
         let len = frame.len() as u64;
-        let d = app.hub.publish(ch, frame, ev.except, Urgency::Always);
+        let d = app.publish(ch, frame, ev.except, Urgency::Always);
         app.metrics.messages_out.inc_by(d.delivered as u64);
         app.metrics.bytes_out.inc_by(len * d.delivered as u64);
     }

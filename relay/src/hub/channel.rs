@@ -1,6 +1,7 @@
-//! One channel: its subscribers, presence members and cached event.
+//! One channel: its subscribers, presence members and cached event, plus what other cluster
+//! nodes reported about it (their subscriber counts and presence members).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use parking_lot::RwLock;
 use sonde_protocol::frame::Member;
 use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
 
-use super::{Conn, Delivery, HubOptions, PresenceUser, Pushed, Urgency};
+use super::{Conn, Delivery, HubOptions, NodeId, PresenceUser, Pushed, Urgency};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -22,12 +23,23 @@ pub enum SubscribeError {
     Retired,
 }
 
-/// Counts of a channel for the HTTP API.
+/// Counts of a channel for the HTTP API (cluster-wide when other nodes report theirs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelInfo {
     pub subscription_count: usize,
     /// Distinct users; presence channels only.
     pub user_count: Option<usize>,
+}
+
+/// What a local subscription change means for the rest of the cluster.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// This node's subscriber count of the channel after the change.
+    pub local_count: usize,
+    /// A user's first connection on this node joined (presence).
+    pub joined: Option<PresenceUser>,
+    /// A user's last connection on this node left (presence).
+    pub left: Option<Arc<str>>,
 }
 
 struct Subscriber {
@@ -40,15 +52,43 @@ struct MemberEntry {
     connections: u32,
 }
 
+struct RemoteMember {
+    info: Option<Arc<str>>,
+    nodes: HashSet<NodeId>,
+}
+
 #[derive(Default)]
 struct State {
     subscribers: HashMap<SocketId, Subscriber>,
-    /// Presence: user id → info and how many of its connections are subscribed. The order of
-    /// `order` is join order, which `subscription_succeeded` reports.
+    /// Presence on this node: user id → info and how many local connections it has. `order`
+    /// is join order, which `subscription_succeeded` reports.
     members: HashMap<Arc<str>, MemberEntry>,
     order: Vec<Arc<str>>,
+    /// Presence on other nodes.
+    remote_members: HashMap<Arc<str>, RemoteMember>,
+    remote_counts: HashMap<NodeId, usize>,
     cached: Option<(Bytes, Instant)>,
     retired: bool,
+}
+
+impl State {
+    fn present(&self, user: &str) -> bool {
+        self.members.contains_key(user) || self.remote_members.contains_key(user)
+    }
+
+    fn distinct_users(&self) -> usize {
+        self.members.len() + self.remote_members.keys().filter(|u| !self.members.contains_key(*u)).count()
+    }
+
+    fn total(&self) -> usize {
+        self.subscribers.len() + self.remote_counts.values().sum::<usize>()
+    }
+
+    fn broadcast(&self, frame: &Bytes) {
+        for s in self.subscribers.values() {
+            s.conn.outbox.push(frame.clone());
+        }
+    }
 }
 
 pub(super) struct Channel {
@@ -67,7 +107,11 @@ impl Channel {
         &self.name
     }
 
-    pub(super) fn subscribe(&self, conn: &Arc<Conn>, presence: Option<PresenceUser>, opts: &HubOptions) -> Result<usize, SubscribeError> {
+    fn counts_enabled(&self, opts: &HubOptions) -> bool {
+        opts.subscription_count && self.kind != ChannelKind::Presence && self.kind != ChannelKind::ServerToUser
+    }
+
+    pub(super) fn subscribe(&self, conn: &Arc<Conn>, presence: Option<PresenceUser>, opts: &HubOptions) -> Result<Change, SubscribeError> {
         let mut st = self.state.write();
         if st.retired {
             return Err(SubscribeError::Retired);
@@ -77,28 +121,30 @@ impl Channel {
         }
         let ch = self.name.as_str();
         let user = presence.as_ref().map(|p| p.user_id.clone());
+        let mut change = Change::default();
         if let Some(p) = presence {
-            let first = match st.members.get_mut(&p.user_id) {
-                Some(m) => {
-                    m.connections += 1;
-                    false
+            if let Some(m) = st.members.get_mut(&p.user_id) {
+                m.connections += 1;
+            } else {
+                let present = st.present(&p.user_id);
+                if !present && st.distinct_users() >= opts.max_presence_members {
+                    return Err(SubscribeError::PresenceFull(opts.max_presence_members));
                 }
-                None => {
-                    if st.members.len() >= opts.max_presence_members {
-                        return Err(SubscribeError::PresenceFull(opts.max_presence_members));
-                    }
-                    st.members.insert(p.user_id.clone(), MemberEntry { info: p.user_info.clone(), connections: 1 });
-                    st.order.push(p.user_id.clone());
-                    true
+                st.members.insert(p.user_id.clone(), MemberEntry { info: p.user_info.clone(), connections: 1 });
+                st.order.push(p.user_id.clone());
+                if !present {
+                    let frame = ServerFrame::MemberAdded { channel: ch, member: Member { user_id: &p.user_id, user_info: p.user_info.as_deref() } }.encode();
+                    st.broadcast(&frame);
                 }
-            };
-            if first {
-                let frame = ServerFrame::MemberAdded { channel: ch, member: Member { user_id: &p.user_id, user_info: p.user_info.as_deref() } }.encode();
-                for s in st.subscribers.values() {
-                    s.conn.outbox.push(frame.clone());
-                }
+                change.joined = Some(p);
             }
-            let members: Vec<Member<'_>> = st.order.iter().map(|u| Member { user_id: u, user_info: st.members[u].info.as_deref() }).collect();
+            let remote = st.remote_members.iter().filter(|(u, _)| !st.members.contains_key(*u));
+            let members: Vec<Member<'_>> = st
+                .order
+                .iter()
+                .map(|u| Member { user_id: u, user_info: st.members[u].info.as_deref() })
+                .chain(remote.map(|(u, r)| Member { user_id: u, user_info: r.info.as_deref() }))
+                .collect();
             conn.outbox.push(ServerFrame::PresenceSucceeded { channel: ch, members: &members }.encode());
         } else {
             conn.outbox.push(ServerFrame::SubscriptionSucceeded { channel: ch }.encode());
@@ -110,16 +156,18 @@ impl Channel {
             };
         }
         st.subscribers.insert(conn.socket_id, Subscriber { conn: conn.clone(), user });
-        let n = st.subscribers.len();
-        if opts.subscription_count && self.kind != ChannelKind::Presence && self.kind != ChannelKind::ServerToUser {
-            broadcast_count(&st, ch, n);
+        change.local_count = st.subscribers.len();
+        if self.counts_enabled(opts) {
+            st.broadcast(&ServerFrame::SubscriptionCount { channel: ch, count: st.total() }.encode());
         }
-        Ok(n)
+        Ok(change)
     }
 
-    pub(super) fn unsubscribe(&self, socket: SocketId, opts: &HubOptions) -> bool {
+    /// Returns `None` when the connection was not subscribed.
+    pub(super) fn unsubscribe(&self, socket: SocketId, opts: &HubOptions) -> Option<Change> {
         let mut st = self.state.write();
-        let Some(sub) = st.subscribers.remove(&socket) else { return false };
+        let sub = st.subscribers.remove(&socket)?;
+        let mut change = Change::default();
         if let Some(user) = sub.user {
             let gone = match st.members.get_mut(&user) {
                 Some(m) if m.connections > 1 => {
@@ -132,17 +180,72 @@ impl Channel {
             if gone {
                 st.members.remove(&user);
                 st.order.retain(|u| *u != user);
-                let frame = ServerFrame::MemberRemoved { channel: self.name.as_str(), user_id: &user }.encode();
-                for s in st.subscribers.values() {
-                    s.conn.outbox.push(frame.clone());
+                if !st.present(&user) {
+                    st.broadcast(&ServerFrame::MemberRemoved { channel: self.name.as_str(), user_id: &user }.encode());
                 }
+                change.left = Some(user);
             }
         }
-        let n = st.subscribers.len();
-        if opts.subscription_count && n > 0 && self.kind != ChannelKind::Presence && self.kind != ChannelKind::ServerToUser {
-            broadcast_count(&st, self.name.as_str(), n);
+        change.local_count = st.subscribers.len();
+        if self.counts_enabled(opts) && !st.subscribers.is_empty() {
+            st.broadcast(&ServerFrame::SubscriptionCount { channel: self.name.as_str(), count: st.total() }.encode());
         }
-        true
+        Some(change)
+    }
+
+    /// Another node's first connection of `user` joined this presence channel.
+    pub(super) fn remote_join(&self, node: &NodeId, user: Arc<str>, info: Option<Arc<str>>) {
+        let mut st = self.state.write();
+        let present = st.present(&user);
+        let entry = st.remote_members.entry(user.clone()).or_insert_with(|| RemoteMember { info: info.clone(), nodes: HashSet::new() });
+        entry.nodes.insert(node.clone());
+        if !present {
+            let frame = ServerFrame::MemberAdded { channel: self.name.as_str(), member: Member { user_id: &user, user_info: info.as_deref() } }.encode();
+            st.broadcast(&frame);
+        }
+    }
+
+    /// Another node's last connection of `user` left (or the node is gone).
+    pub(super) fn remote_leave(&self, node: &NodeId, user: &str) {
+        let mut st = self.state.write();
+        let Some(entry) = st.remote_members.get_mut(user) else { return };
+        entry.nodes.remove(node);
+        if entry.nodes.is_empty() {
+            st.remote_members.remove(user);
+            if !st.present(user) {
+                st.broadcast(&ServerFrame::MemberRemoved { channel: self.name.as_str(), user_id: user }.encode());
+            }
+        }
+    }
+
+    /// Another node's subscriber count of this channel.
+    pub(super) fn remote_count(&self, node: &NodeId, count: usize, opts: &HubOptions) {
+        let mut st = self.state.write();
+        let before = st.total();
+        if count == 0 {
+            st.remote_counts.remove(node);
+        } else {
+            st.remote_counts.insert(node.clone(), count);
+        }
+        if self.counts_enabled(opts) && st.total() != before && !st.subscribers.is_empty() {
+            st.broadcast(&ServerFrame::SubscriptionCount { channel: self.name.as_str(), count: st.total() }.encode());
+        }
+    }
+
+    /// Forgets everything a node reported.
+    pub(super) fn drop_node(&self, node: &NodeId, opts: &HubOptions) {
+        let users: Vec<Arc<str>> = self.state.read().remote_members.iter().filter(|(_, m)| m.nodes.contains(node)).map(|(u, _)| u.clone()).collect();
+        for u in users {
+            self.remote_leave(node, &u);
+        }
+        self.remote_count(node, 0, opts);
+    }
+
+    /// What this node has locally, to announce to the cluster: count and presence members.
+    pub(super) fn local_state(&self) -> (usize, Vec<PresenceUser>) {
+        let st = self.state.read();
+        let members = st.order.iter().map(|u| PresenceUser { user_id: u.clone(), user_info: st.members[u].info.clone() }).collect();
+        (st.subscribers.len(), members)
     }
 
     pub(super) fn publish(&self, frame: Bytes, except: Option<SocketId>, urgency: Urgency, cache_until: Option<Instant>) -> Delivery {
@@ -160,14 +263,24 @@ impl Channel {
 
     pub(super) fn info(&self) -> ChannelInfo {
         let st = self.state.read();
-        ChannelInfo {
-            subscription_count: st.subscribers.len(),
-            user_count: (self.kind == ChannelKind::Presence).then_some(st.members.len()),
-        }
+        ChannelInfo { subscription_count: st.total(), user_count: (self.kind == ChannelKind::Presence).then(|| st.distinct_users()) }
     }
 
     pub(super) fn user_ids(&self) -> Vec<Arc<str>> {
-        self.state.read().order.clone()
+        let st = self.state.read();
+        let mut ids = st.order.clone();
+        ids.extend(st.remote_members.keys().filter(|u| !st.members.contains_key(*u)).cloned());
+        ids
+    }
+
+    /// Keeps a cache channel's last event without delivering it (a node joining the cluster).
+    pub(super) fn store_cache(&self, frame: Bytes, until: Instant) {
+        self.state.write().cached = Some((frame, until));
+    }
+
+    /// The live cached event and when it expires.
+    pub(super) fn cached(&self, now: Instant) -> Option<(Bytes, Instant)> {
+        self.state.read().cached.clone().filter(|(_, until)| *until > now)
     }
 
     pub(super) fn expire_cache(&self, now: Instant) {
@@ -177,11 +290,12 @@ impl Channel {
         }
     }
 
-    /// Marks an empty channel (no subscriber, nothing cached) as retired; returns whether it is.
+    /// Marks an empty channel (no subscriber here or elsewhere, nothing cached) as retired;
+    /// returns whether it is.
     pub(super) fn retire_if_empty(&self, now: Instant) -> bool {
         let mut st = self.state.write();
         let cache_live = st.cached.as_ref().is_some_and(|(_, until)| *until > now);
-        if st.subscribers.is_empty() && !cache_live {
+        if st.subscribers.is_empty() && !cache_live && st.remote_counts.is_empty() && st.remote_members.is_empty() {
             st.retired = true;
         }
         st.retired
@@ -202,12 +316,5 @@ fn fan_out(st: &State, name: &ChannelName, frame: &Bytes, except: Option<SocketI
             Pushed::Conflated => d.conflated += 1,
             Pushed::Refused => d.refused += 1,
         }
-    }
-}
-
-fn broadcast_count(st: &State, channel: &str, n: usize) {
-    let frame = ServerFrame::SubscriptionCount { channel, count: n }.encode();
-    for s in st.subscribers.values() {
-        s.conn.outbox.push(frame.clone());
     }
 }

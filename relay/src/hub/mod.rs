@@ -17,7 +17,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use sonde_protocol::{ChannelKind, ChannelName, CloseCode, ServerFrame, SocketId};
 
-pub use channel::{ChannelInfo, SubscribeError};
+pub use channel::{Change, ChannelInfo, SubscribeError};
 pub use outbox::{CloseRequest, Outbox, Pushed};
 pub use users::SigninError;
 
@@ -42,8 +42,11 @@ impl Conn {
     }
 }
 
+/// Another relay node of the cluster, by its id.
+pub type NodeId = Arc<str>;
+
 /// A presence member as a subscriber declares it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceUser {
     pub user_id: Arc<str>,
     /// Raw JSON text of `user_info`, already validated by the edge.
@@ -104,15 +107,22 @@ impl Hub {
     }
 
     /// Removes a connection from every channel it was in and from the user registry.
-    pub fn unregister(&self, conn: &Arc<Conn>, channels: impl IntoIterator<Item = ChannelName>) {
+    /// Returns the channel changes and the user whose last local connection this was.
+    pub fn unregister(&self, conn: &Arc<Conn>, channels: impl IntoIterator<Item = ChannelName>) -> (Vec<(ChannelName, Change)>, Option<Arc<str>>) {
+        let mut changes = Vec::new();
         for ch in channels {
-            self.unsubscribe(conn, &ch);
+            if let Some(c) = self.unsubscribe(conn, &ch) {
+                changes.push((ch, c));
+            }
         }
+        let mut offline = None;
         if let Some(user) = conn.user() {
-            let out = self.users.lock().signout(&user, conn.socket_id);
+            let (out, last) = self.users.lock().signout(&user, conn.socket_id);
             self.send_watch_events(out);
+            offline = last.then_some(user);
         }
         self.conns.write().remove(&conn.socket_id);
+        (changes, offline)
     }
 
     fn channel(&self, name: &ChannelName) -> Option<Arc<Channel>> {
@@ -136,8 +146,8 @@ impl Hub {
     }
 
     /// Subscribes `conn`; queues `subscription_succeeded` (and the cached event or
-    /// `cache_miss`) before any later event of the channel. Returns the new subscriber count.
-    pub fn subscribe(&self, conn: &Arc<Conn>, name: &ChannelName, presence: Option<PresenceUser>) -> Result<usize, SubscribeError> {
+    /// `cache_miss`) before any later event of the channel.
+    pub fn subscribe(&self, conn: &Arc<Conn>, name: &ChannelName, presence: Option<PresenceUser>) -> Result<Change, SubscribeError> {
         loop {
             let ch = self.channel_or_create(name);
             match ch.subscribe(conn, presence.clone(), &self.options) {
@@ -151,12 +161,67 @@ impl Hub {
         }
     }
 
-    /// Returns whether the connection was subscribed.
-    pub fn unsubscribe(&self, conn: &Arc<Conn>, name: &ChannelName) -> bool {
-        let Some(ch) = self.channel(name) else { return false };
-        let was = ch.unsubscribe(conn.socket_id, &self.options);
+    /// Returns the change, or `None` when the connection was not subscribed.
+    pub fn unsubscribe(&self, conn: &Arc<Conn>, name: &ChannelName) -> Option<Change> {
+        let ch = self.channel(name)?;
+        let change = ch.unsubscribe(conn.socket_id, &self.options);
         self.drop_if_empty(&ch);
-        was
+        change
+    }
+
+    /// Another node's first connection of `user` joined presence channel `name`.
+    pub fn remote_join(&self, node: &NodeId, name: &ChannelName, user: Arc<str>, info: Option<Arc<str>>) {
+        self.channel_or_create(name).remote_join(node, user, info);
+    }
+
+    pub fn remote_leave(&self, node: &NodeId, name: &ChannelName, user: &str) {
+        if let Some(ch) = self.channel(name) {
+            ch.remote_leave(node, user);
+            self.drop_if_empty(&ch);
+        }
+    }
+
+    pub fn remote_count(&self, node: &NodeId, name: &ChannelName, count: usize) {
+        let ch = if count == 0 {
+            match self.channel(name) {
+                Some(c) => c,
+                None => return,
+            }
+        } else {
+            self.channel_or_create(name)
+        };
+        ch.remote_count(node, count, &self.options);
+        self.drop_if_empty(&ch);
+    }
+
+    pub fn remote_user(&self, node: &NodeId, user: Arc<str>, online: bool) {
+        let out = self.users.lock().remote(node, user, online);
+        self.send_watch_events(out);
+    }
+
+    /// Forgets everything a node reported (it left or stopped answering).
+    pub fn drop_node(&self, node: &NodeId) {
+        let all: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
+        for ch in all {
+            ch.drop_node(node, &self.options);
+            self.drop_if_empty(&ch);
+        }
+        let out = self.users.lock().drop_node(node);
+        self.send_watch_events(out);
+    }
+
+    /// This node's own state, to announce to the cluster: per channel its subscriber count and
+    /// presence members, and the signed-in users.
+    pub fn local_state(&self) -> (Vec<(ChannelName, usize, Vec<PresenceUser>)>, Vec<Arc<str>>) {
+        let all: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
+        let channels = all
+            .iter()
+            .filter_map(|c| {
+                let (n, members) = c.local_state();
+                (n > 0).then(|| (c.name().clone(), n, members))
+            })
+            .collect();
+        (channels, self.users.lock().local_users())
     }
 
     /// Fans a frame out to every subscriber of a channel but `except`. Cache channels keep it.
@@ -170,6 +235,17 @@ impl Hub {
             Some(ch) => ch.publish(frame, except, urgency, None),
             None => Delivery::default(),
         }
+    }
+
+    pub fn store_cache(&self, name: &ChannelName, frame: Bytes, until: Instant) {
+        self.channel_or_create(name).store_cache(frame, until);
+    }
+
+    /// Live cached events, to hand to a node joining the cluster.
+    pub fn cached(&self) -> Vec<(ChannelName, Bytes, Instant)> {
+        let now = Instant::now();
+        let all: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
+        all.iter().filter_map(|c| c.cached(now).map(|(f, u)| (c.name().clone(), f, u))).collect()
     }
 
     pub fn channel_info(&self, name: &ChannelName) -> ChannelInfo {
@@ -189,7 +265,8 @@ impl Hub {
 
     /// Signs a connection in as `user_id`, subscribes it to its `#server-to-user-` channel and
     /// starts its watchlist.
-    pub fn signin(&self, conn: &Arc<Conn>, user_id: Arc<str>, watchlist: Vec<Arc<str>>) -> Result<ChannelName, SigninError> {
+    /// Returns the channel and whether this is the user's first connection on this node.
+    pub fn signin(&self, conn: &Arc<Conn>, user_id: Arc<str>, watchlist: Vec<Arc<str>>) -> Result<(ChannelName, bool), SigninError> {
         let channel = ChannelName::server_to_user(&user_id).map_err(|_| SigninError::BadUserId)?;
         {
             let mut slot = conn.user.lock();
@@ -198,10 +275,10 @@ impl Hub {
             }
             *slot = Some(user_id.clone());
         }
-        let out = self.users.lock().signin(user_id, conn.socket_id, watchlist);
+        let (out, first) = self.users.lock().signin(user_id, conn.socket_id, watchlist);
         self.subscribe(conn, &channel, None).map_err(|_| SigninError::BadUserId)?;
         self.send_watch_events(out);
-        Ok(channel)
+        Ok((channel, first))
     }
 
     fn send_watch_events(&self, events: Vec<users::WatchEvent>) {

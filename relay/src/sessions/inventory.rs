@@ -4,8 +4,10 @@
 //! agents that changed since the last one, and a new dashboard gets the full list once, in
 //! pages. So 10,000 agents cost each dashboard a few frames a second, never n² traffic.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+use crate::hub::NodeId;
 
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
@@ -17,7 +19,10 @@ pub const FORGET_AFTER_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentEntry {
+    /// Connections of the agent on this node.
     pub connections: u32,
+    /// Connections on other nodes of the cluster.
+    pub remote: HashMap<NodeId, u32>,
     pub last_seen_ms: u64,
     pub since_ms: u64,
     /// Raw JSON of the latest snapshot.
@@ -25,12 +30,16 @@ pub struct AgentEntry {
 }
 
 impl AgentEntry {
+    pub fn online(&self) -> bool {
+        self.connections > 0 || !self.remote.is_empty()
+    }
+
     /// `{"host":…,"online":…,"last_seen":…,"since":…,"snapshot":…}`
     pub fn to_json(&self, host: &str) -> String {
         format!(
             "{{\"host\":{},\"online\":{},\"last_seen\":{},\"since\":{},\"snapshot\":{}}}",
             serde_json::to_string(host).expect("str"),
-            self.connections > 0,
+            self.online(),
             self.last_seen_ms,
             self.since_ms,
             self.snapshot.as_deref().unwrap_or("null")
@@ -53,28 +62,56 @@ impl Inventory {
     fn touch(&self, host: &str, now_ms: u64, f: impl FnOnce(&mut AgentEntry)) {
         let mut st = self.state.lock();
         let key: Arc<str> = st.agents.get_key_value(host).map_or_else(|| Arc::from(host), |(k, _)| k.clone());
-        let e = st.agents.entry(key.clone()).or_insert(AgentEntry { connections: 0, last_seen_ms: now_ms, since_ms: now_ms, snapshot: None });
+        let e = st.agents.entry(key.clone()).or_insert(AgentEntry { connections: 0, remote: HashMap::new(), last_seen_ms: now_ms, since_ms: now_ms, snapshot: None });
+        let was = e.online();
         f(e);
+        if was != e.online() {
+            e.since_ms = now_ms;
+        }
         e.last_seen_ms = now_ms;
         st.dirty.insert(key);
     }
 
     pub fn online(&self, host: &str, now_ms: u64) {
-        self.touch(host, now_ms, |e| {
-            if e.connections == 0 {
-                e.since_ms = now_ms;
-            }
-            e.connections += 1;
-        });
+        self.touch(host, now_ms, |e| e.connections += 1);
     }
 
     pub fn offline(&self, host: &str, now_ms: u64) {
+        self.touch(host, now_ms, |e| e.connections = e.connections.saturating_sub(1));
+    }
+
+    /// What another node reports about an agent connected to it.
+    pub fn remote(&self, node: &NodeId, host: &str, connections: u32, snapshot: Option<&str>, now_ms: u64) {
         self.touch(host, now_ms, |e| {
-            e.connections = e.connections.saturating_sub(1);
-            if e.connections == 0 {
-                e.since_ms = now_ms;
+            if connections == 0 {
+                e.remote.remove(node);
+            } else {
+                e.remote.insert(node.clone(), connections);
+            }
+            if let Some(s) = snapshot {
+                e.snapshot = Some(Arc::from(s));
             }
         });
+    }
+
+    /// Marks a node's agents offline (the node left or stopped answering).
+    pub fn drop_node(&self, node: &NodeId, now_ms: u64) {
+        let hosts: Vec<Arc<str>> = self.state.lock().agents.iter().filter(|(_, e)| e.remote.contains_key(node)).map(|(h, _)| h.clone()).collect();
+        for h in hosts {
+            self.touch(&h, now_ms, |e| {
+                e.remote.remove(node);
+            });
+        }
+    }
+
+    /// This node's connections of an agent and its latest snapshot.
+    pub fn local(&self, host: &str) -> (u32, Option<Arc<str>>) {
+        self.state.lock().agents.get(host).map_or((0, None), |e| (e.connections, e.snapshot.clone()))
+    }
+
+    /// Agents connected to this node, to announce to the cluster.
+    pub fn local_hosts(&self) -> Vec<Arc<str>> {
+        self.state.lock().agents.iter().filter(|(_, e)| e.connections > 0).map(|(h, _)| h.clone()).collect()
     }
 
     /// Records a snapshot; `json` must be a JSON object (checked here).
@@ -99,11 +136,11 @@ impl Inventory {
     }
 
     pub fn online_count(&self) -> usize {
-        self.state.lock().agents.values().filter(|e| e.connections > 0).count()
+        self.state.lock().agents.values().filter(|e| e.online()).count()
     }
 
     pub fn prune(&self, now_ms: u64) {
-        self.state.lock().agents.retain(|_, e| e.connections > 0 || now_ms.saturating_sub(e.last_seen_ms) < FORGET_AFTER_MS);
+        self.state.lock().agents.retain(|_, e| e.online() || now_ms.saturating_sub(e.last_seen_ms) < FORGET_AFTER_MS);
     }
 }
 

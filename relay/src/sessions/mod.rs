@@ -12,9 +12,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::Mutex;
 use sonde_protocol::sonde::{SessionDirective, SessionId, SessionState};
 use sonde_protocol::SocketId;
+
+use crate::hub::NodeId;
 
 /// Timing of sessions.
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +70,24 @@ struct Session {
 
 #[derive(Default)]
 struct HostState {
+    /// Viewers and agent connections on this node.
     viewers: usize,
     agents: Vec<SocketId>,
+    /// What other cluster nodes report for this host.
+    remote: HashMap<NodeId, (usize, Vec<SocketId>)>,
     /// When the last viewer left.
     idle_since: Option<Instant>,
     session: Option<Session>,
+}
+
+impl HostState {
+    fn total_viewers(&self) -> usize {
+        self.viewers + self.remote.values().map(|(v, _)| v).sum::<usize>()
+    }
+
+    fn unused(&self) -> bool {
+        self.session.is_none() && self.viewers == 0 && self.agents.is_empty() && self.remote.is_empty()
+    }
 }
 
 /// Wall-clock milliseconds matching an `Instant`, for leases the agent checks on its clock.
@@ -94,6 +111,10 @@ impl Clock {
 pub struct Sessions {
     timing: SessionTiming,
     hosts: Mutex<HashMap<Arc<str>, HostState>>,
+    /// Whether this node runs the sessions (always, without a cluster; the leader in one).
+    leader: AtomicBool,
+    /// The leader's table, as a follower last heard it.
+    table: Mutex<Vec<SessionInfo>>,
 }
 
 fn new_id() -> SessionId {
@@ -102,7 +123,98 @@ fn new_id() -> SessionId {
 
 impl Sessions {
     pub fn new(timing: SessionTiming) -> Self {
-        Self { timing, hosts: Mutex::default() }
+        Self { timing, hosts: Mutex::default(), leader: AtomicBool::new(true), table: Mutex::default() }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    /// Takes over (seeding sessions from the last table heard, keeping their ids) or hands
+    /// over (forgetting the sessions silently: the new leader continues them).
+    pub fn set_leader(&self, leader: bool, clock: Clock) {
+        if self.leader.swap(leader, Ordering::Relaxed) == leader {
+            return;
+        }
+        let mut hosts = self.hosts.lock();
+        if !leader {
+            for st in hosts.values_mut() {
+                st.session = None;
+            }
+            return;
+        }
+        for rec in self.table.lock().iter() {
+            let (key, st) = entry(&mut hosts, &rec.host);
+            let _ = key;
+            if st.session.is_none() {
+                st.session = Some(Session {
+                    id: SessionId(rec.id.clone()),
+                    started_ms: rec.started_ms,
+                    explicit_until: rec.until_ms.map(|u| clock.now + Duration::from_millis(u.saturating_sub(clock.now_ms))),
+                    lease_until_ms: rec.lease_until_ms,
+                    renewed_at: clock.now,
+                });
+                if st.total_viewers() == 0 {
+                    st.idle_since.get_or_insert(clock.now);
+                }
+            }
+        }
+    }
+
+    /// A follower records the leader's table.
+    pub fn set_table(&self, table: Vec<SessionInfo>) {
+        *self.table.lock() = table;
+    }
+
+    /// Another node's viewers and agents of `host`. Returns what the leader must send.
+    pub fn remote_host(&self, node: &NodeId, host: &str, viewers: usize, agents: Vec<SocketId>, clock: Clock) -> Vec<Action> {
+        let mut hosts = self.hosts.lock();
+        let (key, st) = entry(&mut hosts, host);
+        let before: Vec<SocketId> = st.remote.get(node).map(|(_, a)| a.clone()).unwrap_or_default();
+        let new_agents: Vec<SocketId> = agents.iter().filter(|a| !before.contains(a)).copied().collect();
+        if viewers == 0 && agents.is_empty() {
+            st.remote.remove(node);
+        } else {
+            st.remote.insert(node.clone(), (viewers, agents));
+        }
+        let mut actions = Vec::new();
+        if !self.is_leader() {
+            return actions;
+        }
+        if st.total_viewers() > 0 {
+            st.idle_since = None;
+            if st.session.is_none() {
+                actions.push(self.start(&key, st, clock));
+            }
+        } else {
+            st.idle_since.get_or_insert(clock.now);
+        }
+        if let Some(s) = &st.session {
+            for a in new_agents {
+                actions.push(Action::Send { host: key.clone(), to: a, directive: self.directive(s, SessionState::Started) });
+            }
+        }
+        actions
+    }
+
+    /// Forgets a node's viewers and agents.
+    pub fn drop_node(&self, node: &NodeId, clock: Clock) {
+        let mut hosts = self.hosts.lock();
+        for st in hosts.values_mut() {
+            if st.remote.remove(node).is_some() && st.total_viewers() == 0 {
+                st.idle_since.get_or_insert(clock.now);
+            }
+        }
+        hosts.retain(|_, st| !st.unused());
+    }
+
+    /// This node's viewers and agents per host, to announce to the cluster.
+    pub fn local_hosts(&self) -> Vec<(Arc<str>, usize, Vec<SocketId>)> {
+        self.hosts.lock().iter().filter(|(_, st)| st.viewers > 0 || !st.agents.is_empty()).map(|(h, st)| (h.clone(), st.viewers, st.agents.clone())).collect()
+    }
+
+    pub fn local_host(&self, host: &str) -> (usize, Vec<SocketId>) {
+        self.hosts.lock().get(host).map_or((0, Vec::new()), |st| (st.viewers, st.agents.clone()))
     }
 
     pub fn timing(&self) -> SessionTiming {
@@ -131,7 +243,7 @@ impl Sessions {
         let (key, st) = entry(&mut hosts, host);
         st.viewers += 1;
         st.idle_since = None;
-        if st.session.is_none() {
+        if st.session.is_none() && self.is_leader() {
             return vec![self.start(&key, st, clock)];
         }
         Vec::new()
@@ -141,10 +253,10 @@ impl Sessions {
         let mut hosts = self.hosts.lock();
         if let Some(st) = hosts.get_mut(host) {
             st.viewers = st.viewers.saturating_sub(1);
-            if st.viewers == 0 {
+            if st.total_viewers() == 0 {
                 st.idle_since = Some(clock.now);
             }
-            if st.viewers == 0 && st.agents.is_empty() && st.session.is_none() {
+            if st.unused() {
                 hosts.remove(host);
             }
         }
@@ -157,6 +269,16 @@ impl Sessions {
         st.agents.push(socket);
         match &st.session {
             Some(s) => vec![Action::Send { host: key, to: socket, directive: self.directive(s, SessionState::Started) }],
+            None if !self.is_leader() => {
+                // A follower answers from the leader's table, so the agent starts at once.
+                let table = self.table.lock();
+                let rec = table.iter().find(|r| *r.host == *host);
+                rec.map(|r| {
+                    let directive = SessionDirective { state: SessionState::Started, id: SessionId(r.id.clone()), interval_ms: self.timing.interval_ms, lease_until: r.lease_until_ms };
+                    vec![Action::Send { host: key.clone(), to: socket, directive }]
+                })
+                .unwrap_or_default()
+            }
             None => Vec::new(),
         }
     }
@@ -165,7 +287,7 @@ impl Sessions {
         let mut hosts = self.hosts.lock();
         if let Some(st) = hosts.get_mut(host) {
             st.agents.retain(|a| *a != socket);
-            if st.viewers == 0 && st.agents.is_empty() && st.session.is_none() {
+            if st.unused() {
                 hosts.remove(host);
             }
         }
@@ -192,7 +314,7 @@ impl Sessions {
         let s = st.session.take()?;
         let directive = self.directive(&s, SessionState::Stopped);
         let key: Arc<str> = Arc::from(host);
-        if st.viewers == 0 && st.agents.is_empty() {
+        if st.unused() {
             hosts.remove(host);
         }
         Some(Action::Publish { host: key, directive })
@@ -201,10 +323,14 @@ impl Sessions {
     /// Renews leases and closes sessions whose grace has passed.
     pub fn tick(&self, clock: Clock) -> Vec<Action> {
         let mut actions = Vec::new();
+        if !self.is_leader() {
+            return actions;
+        }
         let mut hosts = self.hosts.lock();
         for (host, st) in hosts.iter_mut() {
+            let viewers = st.total_viewers();
             let Some(s) = st.session.as_mut() else { continue };
-            let needed = st.viewers > 0 || s.explicit_until.is_some_and(|u| u > clock.now);
+            let needed = viewers > 0 || s.explicit_until.is_some_and(|u| u > clock.now);
             if !needed {
                 let idle_from = [st.idle_since, s.explicit_until].into_iter().flatten().max().unwrap_or(clock.now);
                 if clock.now.saturating_duration_since(idle_from) >= self.timing.grace {
@@ -220,7 +346,7 @@ impl Sessions {
                 actions.push(Action::Publish { host: host.clone(), directive });
             }
         }
-        hosts.retain(|_, st| st.session.is_some() || st.viewers > 0 || !st.agents.is_empty());
+        hosts.retain(|_, st| !st.unused());
         actions
     }
 
@@ -230,13 +356,17 @@ impl Sessions {
             host: host.clone(),
             id: s.id.0.clone(),
             started_ms: s.started_ms,
-            viewers: st.viewers,
+            viewers: st.total_viewers(),
             lease_until_ms: s.lease_until_ms,
             until_ms: s.explicit_until.map(|u| clock.ms_at(u)),
         })
     }
 
+    /// The sessions of the cluster: this node's own when it leads, else the leader's table.
     pub fn list(&self, clock: Clock) -> Vec<SessionInfo> {
+        if !self.is_leader() {
+            return self.table.lock().clone();
+        }
         let hosts = self.hosts.lock();
         let mut v: Vec<SessionInfo> = hosts.iter().filter_map(|(h, st)| self.info(h, st, clock)).collect();
         v.sort_by(|a, b| a.host.cmp(&b.host));
@@ -244,6 +374,9 @@ impl Sessions {
     }
 
     pub fn count(&self) -> usize {
+        if !self.is_leader() {
+            return self.table.lock().len();
+        }
         self.hosts.lock().values().filter(|s| s.session.is_some()).count()
     }
 }

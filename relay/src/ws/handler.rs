@@ -109,8 +109,9 @@ impl Handler {
             Ok(ClientFrame::Unsubscribe { channel }) => {
                 if let Ok(name) = ChannelName::parse_server(&channel) {
                     if let Some(sub) = self.channels.remove(&name) {
-                        if self.app.hub.unsubscribe(&self.conn, &name) {
+                        if let Some(change) = self.app.hub.unsubscribe(&self.conn, &name) {
                             self.app.metrics.subscriptions.dec();
+                            self.app.announce_change(&name, &change);
                         }
                         self.left(&sub.role);
                     }
@@ -165,7 +166,8 @@ impl Handler {
         };
         let user = access.presence.as_ref().map(|p| p.user_id.clone());
         match self.app.hub.subscribe(&self.conn, &name, access.presence) {
-            Ok(_) => {
+            Ok(change) => {
+                self.app.announce_change(&name, &change);
                 self.app.metrics.subscriptions.inc();
                 let role = match host_of(name.as_str()) {
                     Some(h) if access.token_publish => Role::Agent(h.into()),
@@ -269,8 +271,12 @@ impl Handler {
             return fail(self, "user id may only use [A-Za-z0-9_-=@,.;]".into());
         }
         self.conn.outbox.push(ServerFrame::SigninSuccess { user_data }.encode());
-        match self.app.hub.signin(&self.conn, id.into(), watchlist) {
-            Ok(channel) => {
+        let user: Arc<str> = id.into();
+        match self.app.hub.signin(&self.conn, user.clone(), watchlist) {
+            Ok((channel, first)) => {
+                if first {
+                    self.app.announce_user(&user, true);
+                }
                 self.app.metrics.subscriptions.inc();
                 self.channels.insert(channel, Sub { role: Role::Plain, user: None, by_token: false, token_publish: false });
                 Flow::Continue
@@ -318,10 +324,11 @@ impl Handler {
             if let Err(e) = self.app.inventory.snapshot(host, &text, Clock::now().now_ms) {
                 return reject(self, &format!("invalid snapshot: {e}"));
             }
+            self.app.announce_agent(host);
         }
         let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: sub.user.as_deref() }.encode();
         let len = frame.len() as u64;
-        let d = self.app.hub.publish(&name, frame, Some(self.conn.socket_id), urgency);
+        let d = self.app.publish(&name, frame, Some(self.conn.socket_id), urgency);
         self.app.metrics.conflated.inc_by(d.conflated as u64);
         self.app.metrics.messages_out.inc_by(d.delivered as u64);
         self.app.metrics.bytes_out.inc_by(len * d.delivered as u64);
@@ -336,10 +343,15 @@ impl Handler {
                 }
             }
             Role::Plain => {}
-            Role::Viewer(host) => self.app.apply(self.app.sessions.viewer_joined(host, Clock::now())),
+            Role::Viewer(host) => {
+                self.app.apply(self.app.sessions.viewer_joined(host, Clock::now()));
+                self.app.announce_host(host);
+            }
             Role::Agent(host) => {
                 self.app.inventory.online(host, Clock::now().now_ms);
+                self.app.announce_agent(host);
                 self.app.apply(self.app.sessions.agent_joined(host, self.conn.socket_id));
+                self.app.announce_host(host);
             }
         }
     }
@@ -347,10 +359,15 @@ impl Handler {
     fn left(&self, role: &Role) {
         match role {
             Role::Plain => {}
-            Role::Viewer(host) => self.app.sessions.viewer_left(host, Clock::now()),
+            Role::Viewer(host) => {
+                self.app.sessions.viewer_left(host, Clock::now());
+                self.app.announce_host(host);
+            }
             Role::Agent(host) => {
                 self.app.sessions.agent_left(host, self.conn.socket_id);
                 self.app.inventory.offline(host, Clock::now().now_ms);
+                self.app.announce_agent(host);
+                self.app.announce_host(host);
             }
         }
     }
@@ -359,8 +376,14 @@ impl Handler {
     pub fn finish(mut self) {
         let n = self.channels.len() as i64;
         let channels = std::mem::take(&mut self.channels);
-        self.app.hub.unregister(&self.conn, channels.keys().cloned().collect::<Vec<_>>());
+        let (changes, offline) = self.app.hub.unregister(&self.conn, channels.keys().cloned().collect::<Vec<_>>());
         self.app.metrics.subscriptions.dec_by(n);
+        for (name, change) in &changes {
+            self.app.announce_change(name, change);
+        }
+        if let Some(user) = offline {
+            self.app.announce_user(&user, false);
+        }
         for sub in channels.values() {
             self.left(&sub.role);
         }

@@ -1,0 +1,110 @@
+//! Several relays behind a load balancer, coordinated through Redis pub/sub.
+//!
+//! Every node publishes what others must know (publishes, subscriber counts, presence
+//! members, signed-in users, viewers and agents per host, inventory, the session table) on
+//! one bus channel and keeps a view of each other node from what it hears. Nodes send a
+//! heartbeat every `heartbeat_ms`; a node silent for `node_timeout_ms` is dropped with
+//! everything it reported. A node (re)joining says `Hello`: every node answers with its whole
+//! state between `SyncStart` and `SyncDone`, and entries a node no longer reports are removed,
+//! so the cluster converges after a node or Redis comes back. Sessions are run by one leader,
+//! the live node with the smallest id; the others follow its table.
+
+pub mod bus;
+mod node;
+mod views;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+pub use node::Cluster;
+
+use crate::hub::NodeId;
+use crate::sessions::SessionInfo;
+use bus::{Envelope, Msg, SessionRecord};
+
+/// How the relay reaches Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prefix of every Redis key and channel, so clusters and apps can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// How often a node says it is alive.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// A node silent this long is dropped cluster-wide (its members, counts and sessions).
+    #[serde(default = "default_timeout")]
+    pub node_timeout_ms: u64,
+}
+
+fn default_prefix() -> String {
+    "sonde".into()
+}
+fn default_heartbeat() -> u64 {
+    1000
+}
+fn default_timeout() -> u64 {
+    5000
+}
+
+impl RedisConfig {
+    pub fn new(url: &str) -> Self {
+        Self { url: url.to_owned(), prefix: default_prefix(), heartbeat_ms: default_heartbeat(), node_timeout_ms: default_timeout() }
+    }
+}
+
+/// Messages queued for the bus before they are dropped (Redis slow or away).
+const OUTBOX: usize = 65_536;
+
+/// The sending half every app holds: never blocks, drops (and counts) when Redis is away.
+#[derive(Clone)]
+pub struct Link {
+    node: NodeId,
+    tx: mpsc::Sender<Vec<u8>>,
+    up: Arc<AtomicBool>,
+    dropped: Counter,
+}
+
+impl Link {
+    fn new(node: NodeId, dropped: Counter) -> (Self, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        (Self { node, tx, up: Arc::new(AtomicBool::new(false)), dropped }, rx)
+    }
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub fn send(&self, app: &str, msg: Msg) {
+        if !self.is_up() {
+            self.dropped.inc();
+            return;
+        }
+        let bytes = Envelope { node: self.node.to_string(), app: app.to_owned(), msg }.encode();
+        if self.tx.try_send(bytes).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+impl From<&SessionInfo> for SessionRecord {
+    fn from(i: &SessionInfo) -> Self {
+        Self { host: i.host.to_string(), id: i.id.clone(), started_ms: i.started_ms, lease_until_ms: i.lease_until_ms, until_ms: i.until_ms, viewers: i.viewers }
+    }
+}
+
+impl From<&SessionRecord> for SessionInfo {
+    fn from(r: &SessionRecord) -> Self {
+        Self { host: r.host.as_str().into(), id: r.id.clone(), started_ms: r.started_ms, viewers: r.viewers, lease_until_ms: r.lease_until_ms, until_ms: r.until_ms }
+    }
+}

@@ -1,0 +1,262 @@
+//! One node's Redis loop: connect, subscribe, sync, relay messages both ways, heartbeat,
+//! drop silent nodes, pick the session leader, and reconnect with backoff when Redis fails.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
+use redis::AsyncCommands;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::bus::{Envelope, Msg};
+use super::views::Views;
+use super::{Link, RedisConfig};
+use crate::apps::Apps;
+use crate::hub::NodeId;
+use crate::sessions::Clock;
+
+/// Longest wait for the other nodes' state before a (re)joined node calls itself ready.
+const SYNC_WAIT: Duration = Duration::from_secs(3);
+/// Most queued messages sent to Redis in one pipeline.
+const BATCH: usize = 256;
+
+pub struct Cluster {
+    config: RedisConfig,
+    node: NodeId,
+    apps: Arc<Apps>,
+    link: Link,
+    rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
+    views: Mutex<Views>,
+    ready: watch::Sender<bool>,
+    /// 1 while connected to Redis.
+    state: Gauge,
+}
+
+type Res<T> = redis::RedisResult<T>;
+
+impl Cluster {
+    pub fn new(config: RedisConfig, apps: Arc<Apps>, metrics: &crate::metrics::Metrics) -> Arc<Self> {
+        let node: NodeId = format!("{:016x}", rand::random::<u64>()).into();
+        let (link, rx) = Link::new(node.clone(), metrics.cluster_dropped.clone());
+        for app in apps.iter() {
+            app.set_cluster(link.clone());
+        }
+        let (ready, _) = watch::channel(false);
+        Arc::new(Self { config, node, views: Mutex::new(Views::new(apps.clone())), apps, link, rx: Mutex::new(Some(rx)), ready, state: metrics.cluster_up.clone() })
+    }
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the node is a full member (or `max` has passed).
+    pub async fn wait_ready(&self, max: Duration) {
+        let mut rx = self.ready.subscribe();
+        let _ = tokio::time::timeout(max, rx.wait_for(|r| *r)).await;
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("{}:{what}", self.config.prefix)
+    }
+
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut rx) = self.rx.lock().take() else { return };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.connected(&mut rx, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => warn!(error = %e, "cluster: lost Redis; serving local clients and reconnecting"),
+            }
+            self.link.up.store(false, Ordering::Relaxed);
+            self.state.set(0);
+            self.ready.send_replace(false);
+            self.set_leader();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn connected(&self, rx: &mut mpsc::Receiver<Vec<u8>>, shutdown: &CancellationToken) -> Res<()> {
+        let client = redis::Client::open(self.config.url.as_str())?;
+        let connect = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.key("bus")).await?;
+            let con = client.get_multiplexed_async_connection().await?;
+            Res::Ok((pubsub, con))
+        };
+        let (pubsub, mut con) = tokio::time::timeout(Duration::from_secs(3), connect)
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting to Redis")))??;
+        let mut messages = pubsub.into_on_message();
+        // Drop whatever queued while Redis was away: the resync below replaces it.
+        while rx.try_recv().is_ok() {}
+        self.link.up.store(true, Ordering::Relaxed);
+        self.state.set(1);
+        self.heartbeat(&mut con).await?;
+        let expected: HashSet<String> = self.live_nodes(&mut con).await?;
+        self.publish(&mut con, &[self.envelope("", Msg::Hello)]).await?;
+        self.announce_state(&mut con, "*").await?;
+        info!(node = %self.node, peers = expected.len(), "cluster: connected to Redis");
+
+        let mut waiting: HashSet<String> = expected;
+        let sync_deadline = tokio::time::Instant::now() + SYNC_WAIT;
+        if waiting.is_empty() {
+            self.ready.send_replace(true);
+        }
+        let mut beat = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = self.publish(&mut con, &[self.envelope("", Msg::Bye)]).await;
+                    let _: Res<()> = con.del(self.key(&format!("node:{}", self.node))).await;
+                    return Ok(());
+                }
+                msg = messages.next() => {
+                    let Some(msg) = msg else {
+                        return Err(redis::RedisError::from((redis::ErrorKind::Io, "Redis closed the subscription")));
+                    };
+                    let payload: Vec<u8> = msg.get_payload()?;
+                    let Some(env) = Envelope::decode(&payload) else { continue };
+                    if *env.node == *self.node {
+                        continue;
+                    }
+                    let from: NodeId = env.node.as_str().into();
+                    let hello = matches!(env.msg, Msg::Hello);
+                    let known = self.views.lock().live_nodes().any(|n| *n == from);
+                    let done = self.views.lock().apply(&from, &env.app, env.msg, &self.node);
+                    if !known {
+                        self.set_leader();
+                    }
+                    if hello {
+                        self.announce_state(&mut con, &env.node).await?;
+                    }
+                    if done && waiting.remove(&env.node) && waiting.is_empty() {
+                        self.ready.send_replace(true);
+                    }
+                }
+                n = rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let mut pipe = redis::pipe();
+                    for m in batch.drain(..) {
+                        pipe.publish(self.key("bus"), m).ignore();
+                    }
+                    pipe.query_async::<()>(&mut con).await?;
+                }
+                _ = beat.tick() => {
+                    self.heartbeat(&mut con).await?;
+                    self.publish(&mut con, &[self.envelope("", Msg::Heartbeat)]).await?;
+                    let silent = self.views.lock().silent(Duration::from_millis(self.config.node_timeout_ms));
+                    for n in &silent {
+                        warn!(node = %n, "cluster: node stopped answering; dropping its state");
+                        self.views.lock().drop_node(n);
+                        waiting.remove(&**n);
+                    }
+                    if !silent.is_empty() {
+                        self.set_leader();
+                    }
+                    if !self.is_ready() && (waiting.is_empty() || tokio::time::Instant::now() >= sync_deadline) {
+                        self.ready.send_replace(true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn envelope(&self, app: &str, msg: Msg) -> Vec<u8> {
+        Envelope { node: self.node.to_string(), app: app.to_owned(), msg }.encode()
+    }
+
+    async fn publish(&self, con: &mut redis::aio::MultiplexedConnection, msgs: &[Vec<u8>]) -> Res<()> {
+        let mut pipe = redis::pipe();
+        for m in msgs {
+            pipe.publish(self.key("bus"), m.as_slice()).ignore();
+        }
+        pipe.query_async::<()>(con).await
+    }
+
+    async fn heartbeat(&self, con: &mut redis::aio::MultiplexedConnection) -> Res<()> {
+        let ttl = self.config.node_timeout_ms;
+        con.pset_ex::<_, _, ()>(self.key(&format!("node:{}", self.node)), 1, ttl).await
+    }
+
+    async fn live_nodes(&self, con: &mut redis::aio::MultiplexedConnection) -> Res<HashSet<String>> {
+        let prefix = self.key("node:");
+        let keys: Vec<String> = con.keys(format!("{prefix}*")).await?;
+        Ok(keys.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned)).filter(|n| *n != *self.node).collect())
+    }
+
+    /// Publishes this node's whole state, bracketed so receivers can drop what is gone.
+    async fn announce_state(&self, con: &mut redis::aio::MultiplexedConnection, to: &str) -> Res<()> {
+        let mut out = vec![self.envelope("", Msg::SyncStart { to: to.to_owned() })];
+        for app in self.apps.iter() {
+            let id = app.id();
+            let (channels, users) = app.hub.local_state();
+            for (ch, count, members) in channels {
+                out.push(self.envelope(id, Msg::Count { channel: ch.to_string(), count }));
+                for m in members {
+                    out.push(self.envelope(id, Msg::Join { channel: ch.to_string(), user: m.user_id.to_string(), info: m.user_info.as_deref().map(str::to_owned) }));
+                }
+            }
+            for u in users {
+                out.push(self.envelope(id, Msg::User { user: u.to_string(), online: true }));
+            }
+            for (host, viewers, agents) in app.sessions.local_hosts() {
+                out.push(self.envelope(id, Msg::Host { host: host.to_string(), viewers, agents: agents.iter().map(ToString::to_string).collect() }));
+            }
+            for host in app.inventory.local_hosts() {
+                let (connections, snapshot) = app.inventory.local(&host);
+                out.push(self.envelope(id, Msg::Agent { host: host.to_string(), connections, snapshot: snapshot.map(|s| s.to_string()) }));
+            }
+            let now = std::time::Instant::now();
+            for (ch, frame, until) in app.hub.cached() {
+                let ttl_ms = until.saturating_duration_since(now).as_millis() as u64;
+                out.push(self.envelope(id, Msg::Cache { channel: ch.to_string(), frame: String::from_utf8_lossy(&frame).into_owned(), ttl_ms }));
+            }
+            if app.sessions.is_leader() {
+                let sessions = app.sessions.list(Clock::now()).iter().map(super::bus::SessionRecord::from).collect();
+                out.push(self.envelope(id, Msg::Sessions { sessions }));
+            }
+        }
+        out.push(self.envelope("", Msg::SyncDone { to: to.to_owned() }));
+        for chunk in out.chunks(BATCH) {
+            self.publish(con, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// The leader is the live node with the smallest id; without Redis every node leads its own.
+    fn set_leader(&self) {
+        let up = self.link.is_up();
+        let leader = {
+            let views = self.views.lock();
+            let smallest = views.live_nodes().min().cloned();
+            !up || smallest.is_none_or(|s| *self.node <= *s)
+        };
+        let clock = Clock::now();
+        for app in self.apps.iter() {
+            let was = app.sessions.is_leader();
+            app.sessions.set_leader(leader, clock);
+            if leader && !was {
+                info!(node = %self.node, app = %app.id(), "cluster: this node now runs the sessions");
+                app.announce_sessions();
+            }
+        }
+    }
+}

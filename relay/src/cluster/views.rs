@@ -1,0 +1,263 @@
+//! What each other node reported, and applying its messages to the local apps.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sonde_protocol::{ChannelName, SocketId};
+
+use super::bus::Msg;
+use crate::apps::{App, Apps};
+use crate::hub::{NodeId, Urgency};
+use crate::sessions::{Clock, SessionInfo};
+
+/// Entries a node reported, by app.
+#[derive(Default, Clone)]
+struct Reported {
+    counts: HashSet<(String, String)>,
+    members: HashSet<(String, String, String)>,
+    users: HashSet<(String, String)>,
+    hosts: HashSet<(String, String)>,
+    agents: HashSet<(String, String)>,
+}
+
+struct NodeView {
+    last_seen: Instant,
+    reported: Reported,
+    /// Between `SyncStart` and `SyncDone`: what the node reports afresh.
+    staging: Option<Reported>,
+}
+
+pub(super) struct Views {
+    apps: Arc<Apps>,
+    nodes: HashMap<NodeId, NodeView>,
+}
+
+fn channel(name: &str) -> Option<ChannelName> {
+    ChannelName::parse_server(name).ok()
+}
+
+fn socket(s: &str) -> Option<SocketId> {
+    s.parse().ok()
+}
+
+impl Views {
+    pub(super) fn new(apps: Arc<Apps>) -> Self {
+        Self { apps, nodes: HashMap::new() }
+    }
+
+    pub(super) fn live_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes.keys()
+    }
+
+    fn view(&mut self, node: &NodeId) -> &mut NodeView {
+        self.nodes.entry(node.clone()).or_insert_with(|| NodeView { last_seen: Instant::now(), reported: Reported::default(), staging: None })
+    }
+
+    fn track(&mut self, node: &NodeId, f: impl Fn(&mut Reported)) {
+        let v = self.view(node);
+        f(&mut v.reported);
+        if let Some(s) = v.staging.as_mut() {
+            f(s);
+        }
+    }
+
+    /// Applies one message from `node`. Returns true for a `SyncDone` addressed to `me`.
+    pub(super) fn apply(&mut self, node: &NodeId, app_id: &str, msg: Msg, me: &NodeId) -> bool {
+        self.view(node).last_seen = Instant::now();
+        let app = self.apps.by_id(app_id).cloned();
+        let clock = Clock::now();
+        match msg {
+            Msg::Heartbeat | Msg::Hello => {}
+            Msg::Bye => self.drop_node(node),
+            Msg::SyncStart { .. } => self.view(node).staging = Some(Reported::default()),
+            Msg::SyncDone { to } => {
+                self.finish_sync(node);
+                return *to == **me;
+            }
+            msg => {
+                let Some(app) = app else { return false };
+                self.apply_app(node, &app, msg, clock);
+            }
+        }
+        false
+    }
+
+    fn apply_app(&mut self, node: &NodeId, app: &Arc<App>, msg: Msg, clock: Clock) {
+        let id = app.id().to_owned();
+        match msg {
+            Msg::Publish { channel: ch, frame, except, sample } => {
+                if let Some(ch) = channel(&ch) {
+                    let urgency = if sample { Urgency::Conflatable } else { Urgency::Always };
+                    let d = app.hub.publish(&ch, Bytes::from(frame), except.as_deref().and_then(socket), urgency);
+                    app.metrics.messages_out.inc_by(d.delivered as u64);
+                }
+            }
+            Msg::Count { channel: ch, count } => {
+                if let Some(c) = channel(&ch) {
+                    app.hub.remote_count(node, &c, count);
+                    let key = (id, ch);
+                    self.track(node, |r| {
+                        if count == 0 {
+                            r.counts.remove(&key);
+                        } else {
+                            r.counts.insert(key.clone());
+                        }
+                    });
+                }
+            }
+            Msg::Join { channel: ch, user, info } => {
+                if let Some(c) = channel(&ch) {
+                    app.hub.remote_join(node, &c, user.as_str().into(), info.map(Arc::from));
+                    let key = (id, ch, user);
+                    self.track(node, |r| {
+                        r.members.insert(key.clone());
+                    });
+                }
+            }
+            Msg::Leave { channel: ch, user } => {
+                if let Some(c) = channel(&ch) {
+                    app.hub.remote_leave(node, &c, &user);
+                    let key = (id, ch, user);
+                    self.track(node, |r| {
+                        r.members.remove(&key);
+                    });
+                }
+            }
+            Msg::User { user, online } => {
+                app.hub.remote_user(node, user.as_str().into(), online);
+                let key = (id, user);
+                self.track(node, |r| {
+                    if online {
+                        r.users.insert(key.clone());
+                    } else {
+                        r.users.remove(&key);
+                    }
+                });
+            }
+            Msg::Terminate { user } => {
+                app.hub.terminate_user(&user);
+            }
+            Msg::Deliver { socket: s, frame } => {
+                if let Some(conn) = socket(&s).and_then(|s| app.hub.connection(s)) {
+                    conn.outbox.push(Bytes::from(frame));
+                }
+            }
+            Msg::Host { host, viewers, agents } => {
+                let agents: Vec<SocketId> = agents.iter().filter_map(|a| socket(a)).collect();
+                let gone = viewers == 0 && agents.is_empty();
+                app.apply(app.sessions.remote_host(node, &host, viewers, agents, clock));
+                let key = (id, host);
+                self.track(node, |r| {
+                    if gone {
+                        r.hosts.remove(&key);
+                    } else {
+                        r.hosts.insert(key.clone());
+                    }
+                });
+            }
+            Msg::Agent { host, connections, snapshot } => {
+                app.inventory.remote(node, &host, connections, snapshot.as_deref(), clock.now_ms);
+                let key = (id, host);
+                self.track(node, |r| {
+                    if connections == 0 {
+                        r.agents.remove(&key);
+                    } else {
+                        r.agents.insert(key.clone());
+                    }
+                });
+            }
+            Msg::SessionStart { host, duration_s } => {
+                if app.sessions.is_leader() {
+                    let (_, actions) = app.sessions.start_for(&host, Duration::from_secs(duration_s), clock);
+                    app.apply(actions);
+                    app.announce_sessions();
+                }
+            }
+            Msg::SessionStop { host } => {
+                if app.sessions.is_leader() {
+                    if let Some(a) = app.sessions.stop(&host) {
+                        app.apply(vec![a]);
+                    }
+                    app.announce_sessions();
+                }
+            }
+            Msg::Sessions { sessions } => {
+                if !app.sessions.is_leader() {
+                    app.sessions.set_table(sessions.iter().map(SessionInfo::from).collect());
+                    app.metrics.sessions.set(sessions.len() as i64);
+                }
+            }
+            Msg::Cache { channel: ch, frame, ttl_ms } => {
+                if let Some(c) = channel(&ch) {
+                    app.hub.store_cache(&c, Bytes::from(frame), Instant::now() + Duration::from_millis(ttl_ms));
+                }
+            }
+            Msg::Heartbeat | Msg::Hello | Msg::Bye | Msg::SyncStart { .. } | Msg::SyncDone { .. } => {}
+        }
+    }
+
+    /// Removes what a node reported before a resync and did not report again.
+    fn finish_sync(&mut self, node: &NodeId) {
+        let Some(v) = self.nodes.get_mut(node) else { return };
+        let Some(fresh) = v.staging.take() else { return };
+        let old = std::mem::replace(&mut v.reported, fresh.clone());
+        let stale = Reported {
+            counts: old.counts.difference(&fresh.counts).cloned().collect(),
+            members: old.members.difference(&fresh.members).cloned().collect(),
+            users: old.users.difference(&fresh.users).cloned().collect(),
+            hosts: old.hosts.difference(&fresh.hosts).cloned().collect(),
+            agents: old.agents.difference(&fresh.agents).cloned().collect(),
+        };
+        self.remove(node, &stale);
+    }
+
+    fn remove(&self, node: &NodeId, r: &Reported) {
+        let clock = Clock::now();
+        for (app, ch) in &r.counts {
+            if let (Some(a), Some(c)) = (self.apps.by_id(app), channel(ch)) {
+                a.hub.remote_count(node, &c, 0);
+            }
+        }
+        for (app, ch, user) in &r.members {
+            if let (Some(a), Some(c)) = (self.apps.by_id(app), channel(ch)) {
+                a.hub.remote_leave(node, &c, user);
+            }
+        }
+        for (app, user) in &r.users {
+            if let Some(a) = self.apps.by_id(app) {
+                a.hub.remote_user(node, user.as_str().into(), false);
+            }
+        }
+        for (app, host) in &r.hosts {
+            if let Some(a) = self.apps.by_id(app) {
+                a.apply(a.sessions.remote_host(node, host, 0, Vec::new(), clock));
+            }
+        }
+        for (app, host) in &r.agents {
+            if let Some(a) = self.apps.by_id(app) {
+                a.inventory.remote(node, host, 0, None, clock.now_ms);
+            }
+        }
+    }
+
+    /// Forgets a node and everything it reported.
+    pub(super) fn drop_node(&mut self, node: &NodeId) {
+        if self.nodes.remove(node).is_none() {
+            return;
+        }
+        let clock = Clock::now();
+        for app in self.apps.iter() {
+            app.hub.drop_node(node);
+            app.sessions.drop_node(node, clock);
+            app.inventory.drop_node(node, clock.now_ms);
+        }
+    }
+
+    /// Nodes silent for longer than `timeout`.
+    pub(super) fn silent(&self, timeout: Duration) -> Vec<NodeId> {
+        let now = Instant::now();
+        self.nodes.iter().filter(|(_, v)| now.duration_since(v.last_seen) > timeout).map(|(n, _)| n.clone()).collect()
+    }
+}
