@@ -7,6 +7,7 @@
 #   ONLY="idle churn" bench/run-all.sh    # a subset, by scenario name
 #   PERF=1 bench/run-all.sh               # also `perf record` the relay during each run
 #   RELAY="/path/to/other-server" …       # any binary taking --config FILE (see below)
+#   QUIET=120 NICE=-10 …                  # the defaults: see below
 #
 # Each run takes 10-20 s of load; the whole suite takes about 5 minutes.
 set -euo pipefail
@@ -18,6 +19,13 @@ ONLY=${ONLY:-}
 PERF=${PERF:-0}
 RELAY=${RELAY:-target/release/sonde-relay}
 BENCH=target/release/sonde-bench
+# The machine may be shared (builds, other test suites): each scenario first waits up to
+# QUIET seconds for other processes to go quiet, every window reports how many cores other
+# processes used meanwhile ("other processes cores busy"), and the relay and the bench run
+# at a higher priority (NICE; needs root, ignored otherwise) so that a build started during a
+# run disturbs it less.
+QUIET=${QUIET:-120}
+NICE=${NICE:--10}
 mkdir -p "$OUT"
 
 cargo build --release -p sonde-relay -p sonde-bench
@@ -54,6 +62,14 @@ EOF
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
+# prio CMD…: CMD at priority $NICE when allowed, else as is.
+prio() {
+    if [ "$NICE" != 0 ] && nice -n "$NICE" true 2>/dev/null; then
+        exec nice -n "$NICE" "$@"
+    fi
+    exec "$@"
+}
+
 RELAY_PID=
 stop_relay() {
     if [ -n "$RELAY_PID" ]; then
@@ -65,7 +81,7 @@ stop_relay() {
 trap stop_relay EXIT
 
 start_relay() {
-    SONDE_LOG=${SONDE_LOG:-warn} "$RELAY" --config "$OUT/relay.toml" --bind "127.0.0.1:$PORT" >"$OUT/$1.relay.log" 2>&1 &
+    (export SONDE_LOG=${SONDE_LOG:-warn}; prio "$RELAY" --config "$OUT/relay.toml" --bind "127.0.0.1:$PORT") >"$OUT/$1.relay.log" 2>&1 &
     RELAY_PID=$!
     for _ in $(seq 100); do
         if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
@@ -100,7 +116,7 @@ run() {
         perf record -F 499 -g -p "$RELAY_PID" -o "$OUT/$name.perf.data" >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    "$BENCH" --port "$PORT" --server-pid "$RELAY_PID" --save "$OUT/$name.json" "${name%%-*}" "$@" \
+    (prio "$BENCH" --port "$PORT" --server-pid "$RELAY_PID" --wait-quiet "$QUIET" --save "$OUT/$name.json" "${name%%-*}" "$@") \
         >"$OUT/$name.txt" 2>"$OUT/$name.log" || echo "   $name failed: see $OUT/$name.log" >&2
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true

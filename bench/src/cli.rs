@@ -43,6 +43,10 @@ pub struct Common {
     /// Worker threads of the bench's runtime (default: one per core).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Before measuring, wait up to this many seconds for other processes to leave the
+    /// machine nearly idle (below 0.2 cores); 0 does not wait.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub wait_quiet: u64,
     /// Handshakes in flight while opening connections.
     #[arg(long, global = true, default_value_t = 128)]
     pub connect_concurrency: usize,

@@ -54,6 +54,9 @@ fn main() -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build()?;
     let report = rt.block_on(async {
+        if c.wait_quiet > 0 {
+            monitor::wait_quiet(ctx.server_pid, 0.2, std::time::Duration::from_secs(c.wait_quiet)).await;
+        }
         match &cli.scenario {
             Scenario::Idle(a) => scenario::idle::run(&ctx, a).await,
             Scenario::Broadcast(a) => scenario::broadcast::run(&ctx, a).await,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::procstat::{tcp_ext_counter, Delta, Pid, Usage};
+use crate::procstat::{machine_busy_s, tcp_ext_counter, Delta, Pid, Usage};
 use crate::recorder::Recorder;
 use crate::report::Section;
 
@@ -17,6 +17,7 @@ pub struct Window {
     server: Option<Usage>,
     bench: Usage,
     listen_overflows: Option<u64>,
+    machine_busy_s: Option<f64>,
 }
 
 /// What a window measured.
@@ -43,6 +44,7 @@ impl Window {
             server: read_server(server_pid),
             bench: Usage::read(Pid::Current).expect("/proc/self is readable"),
             listen_overflows: tcp_ext_counter("ListenOverflows"),
+            machine_busy_s: machine_busy_s(),
         }
     }
 
@@ -60,6 +62,12 @@ impl Window {
         section.row("bench cpu", bench.cpu_s, "s");
         section.row("bench cores busy", bench.cores(), "cores");
         section.row("bench rss", bench.rss_after_kib as f64 / 1024.0, "MiB");
+        if let Some((a, b)) = self.machine_busy_s.zip(machine_busy_s()) {
+            // Everything else running on the machine meanwhile (builds, other tests): a large
+            // value means the window's numbers were measured on a shared CPU.
+            let ours = bench.cpu_s + server.map_or(0.0, |s| s.cpu_s);
+            section.row("other processes cores busy", ((b - a - ours) / bench.wall_s.max(1e-9)).max(0.0), "cores");
+        }
         if let Some((a, b)) = self.listen_overflows.zip(tcp_ext_counter("ListenOverflows")) {
             // Machine-wide, but on a bench machine the server's listener is the one that fills.
             section.row("listen queue overflows", b.saturating_sub(a) as f64, "SYNs");
@@ -75,6 +83,26 @@ impl Measured {
             Some(s) if count > 0 => s.cpu_s / count as f64 / unit_s,
             _ => f64::NAN,
         }
+    }
+}
+
+/// Waits until processes other than the bench and the server leave the machine nearly idle
+/// (below `max_cores` busy over a second), for at most `patience`. Returns the last reading.
+pub async fn wait_quiet(server_pid: Option<u32>, max_cores: f64, patience: Duration) -> f64 {
+    let started = Instant::now();
+    loop {
+        let w = Window::start(server_pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut scratch = Section::new("");
+        w.finish(&mut scratch);
+        let others = scratch.get("other processes cores busy").unwrap_or(0.0);
+        if others <= max_cores || started.elapsed() >= patience {
+            if others > max_cores {
+                eprintln!("  machine still busy ({others:.2} cores used by other processes); measuring anyway");
+            }
+            return others;
+        }
+        eprintln!("  waiting for a quiet machine ({others:.2} cores used by other processes)");
     }
 }
 

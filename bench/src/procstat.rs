@@ -107,6 +107,21 @@ fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
     words.next()?.parse().ok()
 }
 
+/// CPU time the whole machine spent busy (all but idle and iowait), seconds since boot,
+/// from the first line of `/proc/stat`.
+pub fn machine_busy_s() -> Option<f64> {
+    busy_ticks(&std::fs::read_to_string("/proc/stat").ok()?).map(|t| t as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
+    // already counted in user, so only the first eight fields are added.
+    let total: u64 = ticks.iter().take(8).sum();
+    Some(total - ticks.get(3)? - ticks.get(4).unwrap_or(&0))
+}
+
 /// A `TcpExt` counter of the whole machine from `/proc/net/netstat`, e.g. `ListenOverflows`
 /// (connection attempts dropped because a listener's accept queue was full).
 pub fn tcp_ext_counter(name: &str) -> Option<u64> {
@@ -143,6 +158,14 @@ mod tests {
         let text = "sockets: used 35\nTCP: inuse 11 orphan 0 tw 830 alloc 11 mem 450\nUDP: inuse 1 mem 0\n";
         assert_eq!(tcp_mem_pages(text), Some(450));
         assert_eq!(tcp_mem_pages("UDP: inuse 1 mem 0\n"), None);
+    }
+
+    #[test]
+    fn parses_proc_stat() {
+        let text = "cpu  100 5 50 1000 20 3 7 0 40 0\ncpu0 50 2 25 500 10 1 3 0 20 0\n";
+        assert_eq!(busy_ticks(text), Some(165));
+        assert_eq!(busy_ticks("intr 1 2 3\n"), None);
+        assert!(machine_busy_s().unwrap() > 0.0);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
 use crate::pusher::{PusherConn, Target};
-use crate::recorder::now_ns;
+use crate::recorder::{new_histogram, now_ns, Latency};
+use crate::report::Section;
 use crate::scan::{SENT_AT, SEQUENCE};
 
 /// How a scenario publishes.
@@ -150,16 +151,25 @@ pub fn client_event_frame(channel: &str, event: &str, data: &str, out: &mut Stri
     let _ = write!(out, "{{\"event\":\"{event}\",\"channel\":\"{channel}\",\"data\":{data}}}");
 }
 
-/// Counts what publishing achieved.
-#[derive(Default)]
+/// Counts what publishing achieved, and how long each publish call took (for HTTP: the
+/// request until its answer; for client events: the frame write).
 pub struct Outcome {
     ok: AtomicU64,
     failed: AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
+    calls: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self { ok: AtomicU64::new(0), failed: AtomicU64::new(0), first_error: Default::default(), calls: std::sync::Mutex::new(new_histogram()) }
+    }
 }
 
 impl Outcome {
-    fn done(&self, r: anyhow::Result<()>) {
+    fn done(&self, r: anyhow::Result<()>, started: Instant) {
+        let ns = started.elapsed().as_nanos().max(1) as u64;
+        self.calls.lock().expect("outcome lock").saturating_record(ns);
         match r {
             Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
@@ -179,6 +189,18 @@ impl Outcome {
 
     pub fn first_error(&self) -> Option<String> {
         self.first_error.lock().expect("outcome lock").clone()
+    }
+
+    pub fn call_latency(&self) -> Latency {
+        Latency::of(&self.calls.lock().expect("outcome lock"))
+    }
+
+    /// Publish call rows, e.g. "publish call p99".
+    pub fn rows(&self, section: &mut Section) {
+        let l = self.call_latency();
+        section.row("publish call p50", l.p50_ms, "ms");
+        section.row("publish call p99", l.p99_ms, "ms");
+        section.row("publish call max", l.max_ms, "ms");
     }
 }
 
@@ -211,13 +233,15 @@ impl Publisher {
                 let permit = gate.clone().acquire_owned().await.expect("semaphore never closes");
                 let (http, channel, event, outcome) = (http.clone(), channel.clone(), event.clone(), outcome.clone());
                 tokio::spawn(async move {
-                    outcome.done(http.publish(&channel, &event, &data).await);
+                    let started = Instant::now();
+                    outcome.done(http.publish(&channel, &event, &data).await, started);
                     drop(permit);
                 });
             }
             Self::Client(c) => {
                 let mut frame = String::with_capacity(data.len() + 64);
-                outcome.done(c.publish(channel, event, &data, &mut frame).await);
+                let started = Instant::now();
+                outcome.done(c.publish(channel, event, &data, &mut frame).await, started);
             }
         }
     }

@@ -70,7 +70,8 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
         let mut s = Section::new(label);
         s.row("rate asked", rate, "msg/s");
         s.row("publish failures", outcome.failed() as f64, "");
-        if let Some(e) = outcome.first_error() {
+        outcome.rows(&mut s);
+    if let Some(e) = outcome.first_error() {
             eprintln!("  first publish error: {e}");
         }
         let delivered = super::deliveries(&mut s, &recorder, outcome.ok(), readers.len(), publishing);

@@ -110,6 +110,7 @@ pub async fn run(ctx: &Ctx, a: &MetricsArgs) -> anyhow::Result<Report> {
 
     let mut s = Section::new(format!("{hosts} hosts × {} viewers + {} idle, via {}", a.viewers, a.idle, a.via));
     s.row("publish failures", outcome.failed() as f64, "");
+    outcome.rows(&mut s);
     if let Some(e) = outcome.first_error() {
         eprintln!("  first publish error: {e}");
     }
