@@ -60,6 +60,7 @@ export class HostList {
   private forceRows = false;
   private sort: SortKey = 'name';
   private filter = '';
+  private blocked: string | null = null;
 
   constructor(
     private inventory: Inventory,
@@ -148,6 +149,12 @@ export class HostList {
     this.schedule();
   }
 
+  /** Says why the list is empty when the relay refused access (null: access again). */
+  setBlocked(reason: string | null): void {
+    this.blocked = reason;
+    this.schedule();
+  }
+
   /** Rows currently in the DOM (for tests: stays small whatever the number of hosts). */
   renderedRows(): number {
     return this.list.childElementCount;
@@ -201,7 +208,9 @@ export class HostList {
     const countText = `${total} host${total === 1 ? '' : 's'} · ${inv.online} online${shown !== total ? ` · ${shown} shown` : ''}`;
     if (this.count.textContent !== countText) this.count.textContent = countText;
     this.empty.hidden = shown > 0;
-    if (shown === 0) this.empty.textContent = total === 0 ? 'No agents have connected yet.' : 'No host matches the filter.';
+    if (shown === 0) {
+      this.empty.textContent = this.blocked ?? (total === 0 ? 'No agents have connected yet.' : 'No host matches the filter.');
+    }
     this.list.style.height = `${shown * ROW_H}px`;
 
     const top = this.scroller.scrollTop;

@@ -132,6 +132,7 @@ function run(creds: credentials.Credentials): void {
     );
     notice.querySelector('button')!.addEventListener('click', () => changeToken(null));
     notice.hidden = false;
+    list.setBlocked('No hosts to show: the relay did not accept this token.');
   }
   relay.onRefusal((r) => {
     setConn(relay.state);
@@ -153,6 +154,7 @@ function run(creds: credentials.Credentials): void {
   invChannel.bind('pusher:subscription_succeeded', () => {
     relayRefused = false;
     notice.hidden = true;
+    list.setBlocked(null);
   });
   invChannel.bind('pusher:subscription_error', (e: SubscriptionError) => refuse(`${describeSubscriptionError(e)}.`));
 

@@ -54,7 +54,7 @@ export class HostPanel {
   private refused: string | null = null;
   private session: { id: string; interval: number; leaseUntil: number } | null = null;
   private sessionStopped = false;
-  private backfill: { session: string; part: number; parts: number } | null = null;
+  private backfill: { session: string; part: number; parts: number; at: number } | null = null;
   private lastSampleAt = 0;
   private offsets: number[] = [];
   private frozenEnd = 0;
@@ -261,7 +261,7 @@ export class HostPanel {
 
   private onBackfill(b: Backfill): void {
     if (!b || !Array.isArray(b.samples)) return;
-    this.backfill = { session: b.session, part: b.part, parts: b.parts };
+    this.backfill = { session: b.session, part: b.part, parts: b.parts, at: Date.now() };
     if (this.store.add(b.samples) > 0) this.dataDirty = true;
     this.lastText = 0;
   }
@@ -319,13 +319,19 @@ export class HostPanel {
       this.lastText = now;
       this.updateText(now);
     }
-    if (this.dataDirty) {
+    if (this.dataDirty && !this.backfillPending(now)) {
       this.dataDirty = false;
       this.redraw(now);
     } else if (slide && this.watching && this.state !== 'stopped' && this.store.length > 0) {
       const w = this.window();
       for (const c of this.charts.values()) c.slide(w);
     }
+  }
+
+  /** While a backfill's parts are still coming, the history is drawn once, when complete. */
+  private backfillPending(now: number): boolean {
+    const b = this.backfill;
+    return !!b && b.part + 1 < b.parts && now - b.at < 2000;
   }
 
   private window(): [number, number] {
