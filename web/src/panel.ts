@@ -1,7 +1,8 @@
 // One host being watched: its channel subscription, session state, samples and charts.
 
 import type { Channel } from 'pusher-js';
-import { Chart, chartSpecs, specKey, type ChartSpec } from './charts';
+import { Chart } from './charts';
+import { chartSpecs, specKey, type ChartSpec } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
 import { el } from './dom';
 import * as fmt from './format';
