@@ -22,6 +22,12 @@ pub struct Cli {
     /// An app as ID:KEY:SECRET (repeatable; comma-separated in SONDE_APP).
     #[arg(long = "app", env = "SONDE_APP", value_delimiter = ',')]
     pub apps: Vec<String>,
+    /// Redis URL: run as one node of a cluster (redis://host:port/db).
+    #[arg(long, env = "SONDE_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of the cluster's Redis keys and channels.
+    #[arg(long, env = "SONDE_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "SONDE_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -100,6 +106,14 @@ impl Cli {
         };
         if let Some(bind) = self.bind {
             config.bind = bind;
+        }
+        if let Some(url) = &self.redis {
+            let mut r = config.redis.take().unwrap_or_else(|| crate::cluster::RedisConfig::new(url));
+            r.url = url.clone();
+            config.redis = Some(r);
+        }
+        if let (Some(prefix), Some(r)) = (&self.redis_prefix, config.redis.as_mut()) {
+            r.prefix = prefix.clone();
         }
         for spec in &self.apps {
             config.apps.push(AppConfig::from_flag(spec)?);

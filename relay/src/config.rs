@@ -28,6 +28,9 @@ pub struct Config {
     /// Realtime session timing.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Redis for a cluster of relays; without it the relay is one in-memory node.
+    #[serde(default)]
+    pub redis: Option<crate::cluster::RedisConfig>,
     /// The apps (accounts) this relay serves.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -82,6 +85,7 @@ impl Default for Config {
             activity_timeout_s: DEFAULT_ACTIVITY_TIMEOUT_S,
             pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
             sessions: SessionsConfig::default(),
+            redis: None,
             apps: Vec::new(),
         }
     }

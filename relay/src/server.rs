@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::apps::Apps;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::dashboard;
 use crate::http;
@@ -25,6 +26,8 @@ use crate::ws::upgrade;
 
 /// How often expired cache entries are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Longest wait at start for the cluster before serving local clients anyway.
+const CLUSTER_START_WAIT: Duration = Duration::from_secs(5);
 /// Resolution of session timers (renewals, grace periods).
 const SESSION_TICK: Duration = Duration::from_millis(250);
 /// How long shutdown waits for connections to say goodbye.
@@ -40,13 +43,18 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The cluster adapter, when running with Redis.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
     pub fn new(config: &Config) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let apps = Arc::new(Apps::with_timing(&config.apps, &metrics, config.sessions.timing()));
+        let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
         Self {
-            apps: Arc::new(Apps::with_timing(&config.apps, &metrics, config.sessions.timing())),
+            apps,
+            cluster,
             metrics,
             timing: Timing {
                 activity: Duration::from_secs(config.activity_timeout_s),
@@ -84,6 +92,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
 pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let cancel = state.shutdown.clone();
+    let cluster_task = state.cluster.clone().map(|c| {
+        let task = tokio::spawn(c.clone().run(cancel.child_token()));
+        (c, task)
+    });
+    if let Some((c, _)) = &cluster_task {
+        // Serve only as a full member: subscribed to the bus and synced with the other nodes.
+        // Without Redis, serve local clients anyway; /readyz says not ready until it is back.
+        c.wait_ready(CLUSTER_START_WAIT).await;
+    }
     let sweeper = tokio::spawn(sweep(state.clone()));
     let ticker = tokio::spawn(tick_sessions(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -106,6 +123,9 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, state.tracker.wait()).await;
     sweeper.abort();
     ticker.abort();
+    if let Some((_, task)) = cluster_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     served
 }
 

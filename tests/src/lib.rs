@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod cluster;
 pub mod relay;
 pub mod tokens;
 

@@ -126,6 +126,12 @@ impl Api {
         self.raw(method, &format!("{full}?{q}"), bytes).await
     }
 
+    /// Like `raw`, but a refused connection gives `None` instead of failing the test.
+    pub async fn try_get(&self, path: &str) -> Option<u16> {
+        let resp = self.http.get(format!("{}{path}", self.base)).timeout(std::time::Duration::from_secs(2)).send().await.ok()?;
+        Some(resp.status().as_u16())
+    }
+
     /// Sends exactly this path and query, unsigned by the helper.
     pub async fn raw(&self, method: &str, path_and_query: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         let url = format!("{}{path_and_query}", self.base);

@@ -45,6 +45,9 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     if s.shutdown.is_cancelled() {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    if s.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not yet a full member of the cluster (Redis unreachable or syncing)").into_response();
+    }
     "ready".into_response()
 }
 

@@ -1,7 +1,9 @@
 //! Sonde's own endpoints, signed like the rest of the HTTP API: server-side session
 //! directives and the agent inventory.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -13,11 +15,14 @@ use serde_json::{json, Value};
 use sonde_protocol::sonde::host_channel;
 
 use super::{auth, ApiError};
+use crate::cluster::bus::Msg;
 use crate::server::AppState;
 use crate::sessions::{Clock, SessionInfo};
 
 /// Duration of a server-side session when the request gives none.
 pub const DEFAULT_DURATION_S: u64 = 60;
+/// How long a follower waits for the leader to confirm a forwarded directive.
+const FORWARD_WAIT: Duration = Duration::from_secs(3);
 /// Longest server-side session one request may ask for.
 pub const MAX_DURATION_S: u64 = 24 * 3600;
 
@@ -51,6 +56,20 @@ pub async fn start(State(s): State<AppState>, Path(app_id): Path<String>, method
         return Err(ApiError::bad_request(format!("duration_s must be 1 to {MAX_DURATION_S}")));
     }
     let app = &signed.app;
+    if !app.sessions.is_leader() {
+        // Another node runs the sessions: ask it, then answer from its table.
+        app.announce(Msg::SessionStart { host: req.host.clone(), duration_s: secs });
+        let until = Clock::now().now_ms + secs * 1000;
+        let deadline = Instant::now() + FORWARD_WAIT;
+        while Instant::now() < deadline {
+            let found = app.sessions.list(Clock::now()).into_iter().find(|i| *i.host == *req.host && i.until_ms.is_some_and(|u| u + 1000 >= until));
+            if let Some(info) = found {
+                return Ok(Json(info_json(&info)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node running the sessions did not answer; retry"));
+    }
     let (info, actions) = app.sessions.start_for(&req.host, Duration::from_secs(secs), Clock::now());
     app.apply(actions);
     Ok(Json(info_json(&info)))
@@ -66,8 +85,16 @@ pub async fn list(State(s): State<AppState>, Path(app_id): Path<String>, method:
 /// `DELETE /apps/{id}/sessions/{host}`
 pub async fn stop(State(s): State<AppState>, Path((app_id, host)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
-    let action = signed.app.sessions.stop(&host).ok_or_else(|| ApiError::not_found(format!("no session for host {host}")))?;
-    signed.app.apply(vec![action]);
+    let app = &signed.app;
+    if !app.sessions.is_leader() {
+        if !app.sessions.list(Clock::now()).iter().any(|i| *i.host == *host) {
+            return Err(ApiError::not_found(format!("no session for host {host}")));
+        }
+        app.announce(Msg::SessionStop { host });
+        return Ok(Json(json!({})));
+    }
+    let action = app.sessions.stop(&host).ok_or_else(|| ApiError::not_found(format!("no session for host {host}")))?;
+    app.apply(vec![action]);
     Ok(Json(json!({})))
 }
 

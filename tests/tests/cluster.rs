@@ -1,0 +1,272 @@
+//! Three relay nodes sharing a real Redis: whatever node a client lands on, it sees the same.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sonde_tests::cluster::{RedisServer, RelayNode};
+use sonde_tests::tokens::{agent, hs256, viewer};
+use sonde_tests::{Client, Frame};
+
+async fn cluster(prefix: &str) -> (RedisServer, Vec<RelayNode>) {
+    let redis = RedisServer::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(RelayNode::start(&redis, prefix).await);
+    }
+    (redis, nodes)
+}
+
+fn presence(api: &sonde_tests::Api, c: &Client, ch: &str, user: &str) -> (String, String) {
+    let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+    (api.auth(&c.socket_id, ch, Some(&data)), data)
+}
+
+async fn join(node: &RelayNode, ch: &str, user: &str) -> (Client, Frame) {
+    let mut c = node.client().await;
+    let (auth, data) = presence(&node.api(), &c, ch, user);
+    c.subscribe_auth(ch, &auth, Some(&data)).await;
+    let ok = c.expect_next("pusher_internal:subscription_succeeded").await;
+    (c, ok)
+}
+
+/// Polls until `check` holds (cluster state travels asynchronously).
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn publishes_and_client_events_reach_every_node_once() {
+    let (_redis, nodes) = cluster("t1").await;
+    let mut subs = Vec::new();
+    for n in &nodes {
+        let mut c = n.client().await;
+        let auth = n.api().auth(&c.socket_id, "private-news", None);
+        c.subscribe_auth("private-news", &auth, None).await;
+        c.expect_next("pusher_internal:subscription_succeeded").await;
+        subs.push(c);
+    }
+    eventually("counts from every node", || async {
+        let (_, b) = nodes[0].api().request("GET", "/channels/private-news", None, &[("info", "subscription_count")]).await;
+        b["subscription_count"] == 3
+    })
+    .await;
+    let (status, _) = nodes[1].api().trigger(&["private-news"], "headline", "1").await;
+    assert_eq!(status, 200);
+    for c in subs.iter_mut() {
+        c.expect("headline").await;
+    }
+    subs[2].trigger("private-news", "client-typing", json!({"from": 2})).await;
+    for c in subs.iter_mut().take(2) {
+        assert_eq!(c.expect("client-typing").await.data, json!({"from": 2}));
+    }
+    // Exactly once: after a marker, nothing else is queued.
+    nodes[0].api().trigger(&["private-news"], "marker", "x").await;
+    for c in subs.iter_mut() {
+        let mut seen = Vec::new();
+        loop {
+            let f = c.next_frame().await.unwrap();
+            if f.event == "marker" {
+                break;
+            }
+            seen.push(f.event);
+        }
+        assert!(seen.iter().all(|e| e == "pusher_internal:subscription_count"), "duplicates or echoes: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn presence_is_cluster_wide_with_member_events_once_per_user() {
+    let (_redis, nodes) = cluster("t2").await;
+    let ch = "presence-ops";
+    let (mut a1, ok) = join(&nodes[0], ch, "alice").await;
+    assert_eq!(ok.data["presence"]["count"], 1);
+    eventually("alice known on node 2", || async {
+        let (_, b) = nodes[1].api().request("GET", &format!("/channels/{ch}/users"), None, &[]).await;
+        b["users"].as_array().is_some_and(|u| u.len() == 1)
+    })
+    .await;
+    let (mut a2, ok) = join(&nodes[1], ch, "alice").await;
+    assert_eq!(ok.data["presence"]["ids"], json!(["alice"]), "a second tab on another node is the same member");
+    let (mut b, ok) = join(&nodes[2], ch, "bob").await;
+    let ids: Vec<String> = ok.data["presence"]["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    assert!(ids.contains(&"alice".to_owned()) && ids.contains(&"bob".to_owned()), "{ids:?}");
+    for c in [&mut a1, &mut a2] {
+        let added = c.expect("pusher_internal:member_added").await;
+        assert_eq!(added.data["user_id"], "bob");
+    }
+    let (_, body) = nodes[0].api().request("GET", "/channels", None, &[("filter_by_prefix", "presence-"), ("info", "user_count")]).await;
+    assert_eq!(body, json!({"channels": {"presence-ops": {"user_count": 2}}}));
+    // alice's first tab leaves: nobody hears anything (her tab on node 2 remains).
+    a1.close().await;
+    nodes[2].api().trigger(&[ch], "marker", "1").await;
+    b.expect_only("marker").await;
+    a2.close().await;
+    let removed = b.expect("pusher_internal:member_removed").await;
+    assert_eq!(removed.data, json!({"user_id": "alice"}));
+    nodes[2].api().trigger(&[ch], "marker", "2").await;
+    b.expect_only("marker").await;
+}
+
+#[tokio::test]
+async fn users_cache_and_queries_across_nodes() {
+    let (_redis, nodes) = cluster("t3").await;
+    let api = nodes[0].api();
+    let mut alice = nodes[0].client().await;
+    let ud = json!({"id": "alice", "watchlist": ["bob"]}).to_string();
+    alice.send(json!({"event":"pusher:signin","data":{"auth": api.user_auth(&alice.socket_id, &ud), "user_data": ud}})).await;
+    alice.expect("pusher:signin_success").await;
+    let mut bob = nodes[1].client().await;
+    let ud = json!({"id": "bob"}).to_string();
+    bob.send(json!({"event":"pusher:signin","data":{"auth": api.user_auth(&bob.socket_id, &ud), "user_data": ud}})).await;
+    bob.expect("pusher:signin_success").await;
+    let w = alice.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(w.data, json!({"events":[{"name":"online","user_ids":["bob"]}]}));
+    // sendToUser from node 3 reaches alice on node 1; terminate from node 3 closes bob on node 2.
+    nodes[2].api().trigger(&["#server-to-user-alice"], "dm", "hi").await;
+    assert_eq!(alice.expect("dm").await.data, json!("hi"));
+    let (status, _) = nodes[2].api().request("POST", "/users/bob/terminate_connections", Some(&json!({})), &[]).await;
+    assert_eq!(status, 200);
+    bob.expect_close(4009).await;
+    let w = alice.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(w.data, json!({"events":[{"name":"offline","user_ids":["bob"]}]}));
+    // A cache channel's last event reaches a subscriber on another node.
+    nodes[1].api().trigger(&["cache-price"], "price", "42").await;
+    let mut late = nodes[2].client().await;
+    let mut got = None;
+    for _ in 0..40 {
+        late.subscribe("cache-price").await;
+        let f = late.next_frame().await.unwrap();
+        if f.event == "price" {
+            got = Some(f);
+            break;
+        }
+        late.send(json!({"event":"pusher:unsubscribe","data":{"channel":"cache-price"}})).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.expect("the cached event").data, json!(42));
+}
+
+#[tokio::test]
+async fn one_session_per_host_cluster_wide() {
+    let (_redis, nodes) = cluster("t4").await;
+    let token = hs256(&agent("1", "web1"), "secret");
+    let mut agent_c = Client::connect(&format!("{}&token={token}", nodes[0].ws_url())).await;
+    agent_c.subscribe("private-sonde-host.web1").await;
+    let view = |n: &RelayNode| {
+        let url = n.ws_url();
+        async move {
+            let mut c = Client::connect(&url).await;
+            c.subscribe_auth("private-sonde-host.web1", &hs256(&viewer("1"), "secret"), None).await;
+            c.expect("pusher_internal:subscription_succeeded").await;
+            c
+        }
+    };
+    let v2 = view(&nodes[1]).await;
+    let d = agent_c.expect("sonde:session").await;
+    assert_eq!(d.data["state"], "started", "the viewer on node 2 starts the agent on node 1");
+    let id = d.data["id"].clone();
+    let v3 = view(&nodes[2]).await;
+    for n in &nodes {
+        eventually("every node lists the one session", || async {
+            let (_, b) = n.api().request("GET", "/sessions", None, &[]).await;
+            b["sessions"].as_array().is_some_and(|s| s.len() == 1 && s[0]["id"] == id)
+        })
+        .await;
+    }
+    v2.close().await;
+    // One viewer remains on node 3: the session goes on (renewals only, same id).
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        let d = agent_c.expect("sonde:session").await;
+        assert_eq!(d.data["id"], id);
+        assert_ne!(d.data["state"], "stopped", "no stop while a viewer remains on another node");
+        assert_ne!(d.data["state"], "started", "no second session");
+    }
+    v3.close().await;
+    loop {
+        let d = agent_c.expect("sonde:session").await;
+        if d.data["state"] == "stopped" {
+            break;
+        }
+    }
+    // A server-side directive sent to any node reaches the agent.
+    let (status, body) = nodes[2].api().request("POST", "/sessions", Some(&json!({"host": "web1", "duration_s": 5})), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent_c.expect("sonde:session").await.data["state"], "started");
+}
+
+#[tokio::test]
+async fn a_dead_node_leaves_no_phantom_members() {
+    let (_redis, mut nodes) = cluster("t5").await;
+    let ch = "presence-room";
+    let (mut watcher, _) = join(&nodes[0], ch, "watcher").await;
+    let (_ghost, _) = join(&nodes[2], ch, "ghost").await;
+    assert_eq!(watcher.expect("pusher_internal:member_added").await.data["user_id"], "ghost");
+    nodes[2].kill();
+    let removed = watcher.expect("pusher_internal:member_removed").await;
+    assert_eq!(removed.data["user_id"], "ghost", "dropped within the node timeout (1.5 s here)");
+    let killed = Instant::now();
+    eventually("node 2 drops the ghost too", || async {
+        let (_, b) = nodes[1].api().request("GET", &format!("/channels/{ch}/users"), None, &[]).await;
+        b == json!({"users": [{"id": "watcher"}]})
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(3), "within the node timeout plus a heartbeat");
+}
+
+#[tokio::test]
+async fn redis_dying_keeps_local_service_and_the_cluster_converges_when_it_returns() {
+    let (mut redis, nodes) = cluster("t6").await;
+    let mut local = nodes[0].client().await;
+    local.subscribe("news").await;
+    let mut remote = nodes[1].client().await;
+    remote.subscribe("news").await;
+    redis.kill();
+    eventually("the adapter reports Redis down", || async {
+        let (_, m) = nodes[0].api().raw("GET", "/metrics", vec![]).await;
+        m.as_str().unwrap_or_default().contains("sonde_cluster_adapter_up 0")
+    })
+    .await;
+    // Local subscribers are still served.
+    let (status, _) = nodes[0].api().trigger(&["news"], "local", "1").await;
+    assert_eq!(status, 200);
+    local.expect("local").await;
+    redis.restart().await;
+    eventually("cross-node delivery again", || async {
+        nodes[2].api().trigger(&["news"], "again", "1").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, b) = nodes[2].api().request("GET", "/channels/news", None, &[("info", "subscription_count")]).await;
+        b["subscription_count"] == 2
+    })
+    .await;
+    nodes[2].api().trigger(&["news"], "final", "1").await;
+    local.expect("final").await;
+    remote.expect("final").await;
+}
+
+#[tokio::test]
+async fn a_node_that_says_ready_is_already_a_full_member() {
+    let redis = RedisServer::start().await;
+    let first = RelayNode::start(&redis, "t7").await;
+    let (mut member, _) = join(&first, "presence-x", "old").await;
+    let mut listener = first.client().await;
+    listener.subscribe("news").await;
+    // RelayNode::start returns as soon as /readyz answers 200.
+    let fresh = RelayNode::start(&redis, "t7").await;
+    let (mut newcomer, ok) = join(&fresh, "presence-x", "new").await;
+    assert_eq!(ok.data["presence"]["count"], 2, "the new node knew the cluster's members at once: {:?}", ok.data);
+    assert_eq!(member.expect("pusher_internal:member_added").await.data["user_id"], "new");
+    let mut sub = fresh.client().await;
+    sub.subscribe("news").await;
+    fresh.api().trigger(&["news"], "from-new", "1").await;
+    first.api().trigger(&["news"], "from-old", "1").await;
+    listener.expect("from-new").await;
+    sub.expect("from-new").await;
+    sub.expect("from-old").await;
+    newcomer.trigger("presence-x", "client-hi", json!({})).await;
+    assert_eq!(member.expect("client-hi").await.user_id.as_deref(), Some("new"));
+}
