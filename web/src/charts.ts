@@ -63,7 +63,7 @@ export class Chart {
     const opts: uPlot.Options = {
       width: Math.max(200, width),
       height: 150,
-      padding: [10, 12, 0, 2],
+      padding: [10, 20, 0, 2],
       cursor: { drag: { x: false, y: false, setScale: false }, points: { size: 6 } },
       legend: { live: true },
       scales: {
@@ -114,7 +114,10 @@ export class Chart {
       hooks: {
         setCursor: [
           (u) => {
+            const was = this.hovering;
             this.hovering = u.cursor.left != null && u.cursor.left >= 0;
+            // Off the chart, the legend shows the newest values.
+            if (was && !this.hovering && this.lastIdx >= 0) queueMicrotask(() => this.plot.setLegend({ idx: this.lastIdx }));
             const idx = u.cursor.idx;
             const x = this.hovering && idx != null ? u.data[0][idx] : null;
             hoverTime.textContent = x == null ? '' : timeLabel(x, true);
@@ -155,11 +158,16 @@ export class Chart {
     if (!this.hovering && this.lastIdx >= 0) this.plot.setLegend({ idx: this.lastIdx });
   }
 
-  /** Slides the time window without new data. */
+  /**
+   * Slides the time window without new data. Redraws only once the window has moved by a
+   * whole pixel: smooth to the eye, a few redraws a second instead of one per frame.
+   */
   slide(window: [number, number]): void {
+    const span = window[1] - window[0];
+    const moved = ((window[1] - this.window[1]) / span) * this.plot.bbox.width / (devicePixelRatio || 1);
+    if (Math.abs(moved) < 1) return;
     this.window = window;
     this.plot.setScale('x', { min: window[0], max: window[1] });
-    if (!this.hovering && this.lastIdx >= 0) this.plot.setLegend({ idx: this.lastIdx });
   }
 
   resize(width: number): void {

@@ -10,7 +10,7 @@ import { Inventory, type InventoryMessage } from './inventory';
 import { HostPanel } from './panel';
 
 const INVENTORY_CHANNEL = 'private-sonde-inventory';
-const SLIDE_EVERY_MS = 66;
+const SLIDE_EVERY_MS = 50;
 
 const STATE_TEXT: Record<ConnState, string> = {
   initialized: 'Starting',
