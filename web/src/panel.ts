@@ -5,6 +5,7 @@ import { Chart } from './charts';
 import { chartSpecs, specKey, type ChartSpec } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
 import { el } from './dom';
+import { FilesystemTable } from './filesystems';
 import * as fmt from './format';
 import type { Agent } from './inventory';
 import { SampleStore, WINDOW_MS, type Sample } from './store';
@@ -46,6 +47,7 @@ export class HostPanel {
   private topBody: HTMLTableSectionElement;
   private topRows: HTMLElement[][] = [];
   private topNote: HTMLElement;
+  private filesystems: FilesystemTable;
   private resizer: ResizeObserver;
   private offState: () => void;
 
@@ -109,6 +111,7 @@ export class HostPanel {
       this.topRows.push([tr, ...cells]);
     }
     this.topNote = el('p', { class: 'top-note' }, 'No process list yet.');
+    this.filesystems = new FilesystemTable(host);
     const top = el(
       'section',
       { class: 'top', 'aria-label': `Top processes on ${host}` },
@@ -145,7 +148,7 @@ export class HostPanel {
       ),
       statsEl,
       this.chartsEl,
-      top,
+      el('div', { class: 'tables' }, top, this.filesystems.root),
     );
     this.resizer = new ResizeObserver(() => {
       for (const c of this.charts.values()) c.resize(c.root.clientWidth);
@@ -347,6 +350,8 @@ export class HostPanel {
     for (const c of this.charts.values()) c.setData(xs, rows, w);
     this.updateStats();
     this.updateTop();
+    const newest = this.store.newest();
+    if (newest) this.filesystems.update(newest.metrics);
     this.root.dataset.points = String(this.store.length);
   }
 
