@@ -291,7 +291,8 @@ export class HostPanel {
   }
 
   private windowEnd(): number {
-    if (!this.watching || this.state === 'stopped') return this.frozenEnd || this.store.newest()?.ts || Date.now();
+    if (!this.watching) return this.frozenEnd || this.store.newest()?.ts || Date.now();
+    if (this.sessionStopped) return this.store.newest()?.ts ?? Date.now();
     return Math.max(this.serverNow(), this.store.newest()?.ts ?? 0);
   }
 
@@ -326,7 +327,7 @@ export class HostPanel {
     if (this.dataDirty && !this.backfillPending(now)) {
       this.dataDirty = false;
       this.redraw(now);
-    } else if (slide && this.watching && this.state !== 'stopped' && this.store.length > 0) {
+    } else if (slide && this.watching && !this.sessionStopped && this.store.length > 0) {
       const w = this.window();
       for (const c of this.charts.values()) c.slide(w);
     }
