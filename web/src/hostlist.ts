@@ -52,7 +52,8 @@ export class HostList {
   private scroller: HTMLElement;
   private list: HTMLUListElement;
   private empty: HTMLElement;
-  private view: Agent[] = [];
+  /** Hosts shown, in order. Agents are looked up for the rows in view only. */
+  private view: string[] = [];
   private rows = new Map<string, Row>();
   private spare: Row[] = [];
   private frame = 0;
@@ -108,7 +109,7 @@ export class HostList {
       // Enter opens the first match: type a host name, press Enter, watch.
       if (e.key === 'Enter' && this.view.length > 0) {
         e.preventDefault();
-        this.hooks.realtime(this.view[0].host);
+        this.hooks.realtime(this.view[0]);
       }
     });
     this.sortSelect.addEventListener('change', () => {
@@ -188,7 +189,7 @@ export class HostList {
     }
     const cmp = SORTS[this.sort][1];
     out.sort((a, b) => cmp(a, b) || collator.compare(a.host, b.host));
-    this.view = out;
+    this.view = out.map((a) => a.host);
   }
 
   private render(): void {
@@ -196,12 +197,6 @@ export class HostList {
     if (this.needView) {
       this.rebuildView();
       this.needView = false;
-    } else {
-      // Same order; pick up the newest entries (the map holds new objects after updates).
-      for (let i = 0; i < this.view.length; i++) {
-        const fresh = inv.agents.get(this.view[i].host);
-        if (fresh) this.view[i] = fresh;
-      }
     }
     const total = inv.agents.size;
     const shown = this.view.length;
@@ -218,7 +213,7 @@ export class HostList {
     const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     const last = Math.min(shown, Math.ceil((top + height) / ROW_H) + OVERSCAN);
     const wanted = new Set<string>();
-    for (let i = first; i < last; i++) wanted.add(this.view[i].host);
+    for (let i = first; i < last; i++) wanted.add(this.view[i]);
     for (const [host, row] of this.rows) {
       if (wanted.has(host)) continue;
       this.rows.delete(host);
@@ -227,7 +222,8 @@ export class HostList {
     }
     const now = Date.now();
     for (let i = first; i < last; i++) {
-      const a = this.view[i];
+      const a = inv.agents.get(this.view[i]);
+      if (!a) continue;
       let row = this.rows.get(a.host);
       if (!row) {
         row = this.spare.pop() ?? this.makeRow();
