@@ -65,3 +65,15 @@ test('an unknown app key is refused with its close code', { timeout: 30_000 }, a
   assert.match(await notice.innerText(), /4001/);
   assert.notEqual(await page.locator('.conn').getAttribute('data-state'), 'connected');
 });
+
+test('an expired token is recognised before connecting', { timeout: 30_000 }, async (t) => {
+  const token = relay.token('viewer', { ttl: '1s' });
+  await new Promise((r) => setTimeout(r, 2100));
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const { page } = browser;
+  await page.goto(await relay.dashboardUrl(token));
+  await page.locator('form.login').waitFor({ timeout: 10_000 });
+  assert.match(await page.locator('form.login .notice').innerText(), /expired/);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'login-token', 'focus is on the token to replace');
+});

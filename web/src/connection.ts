@@ -34,6 +34,9 @@ export class Relay {
       enabledTransports: ['ws', 'wss'],
       cluster: 'local',
       disableStats: true,
+      // Notice a silently dead connection within ~40 s rather than pusher-js's default 150 s.
+      activityTimeout: 30_000,
+      pongTimeout: 10_000,
       channelAuthorization: {
         endpoint: '',
         transport: 'ajax',

@@ -5,6 +5,7 @@ import './app.css';
 import * as credentials from './credentials';
 import { Relay, describeSubscriptionError, type ConnState, type SubscriptionError } from './connection';
 import { el } from './dom';
+import * as fmt from './format';
 import { HostList } from './hostlist';
 import { Inventory, type InventoryMessage } from './inventory';
 import { HostPanel } from './panel';
@@ -39,13 +40,18 @@ const app = document.getElementById('app')!;
 
 function boot(): void {
   const creds = credentials.load();
-  if (creds) run(creds);
+  const expiry = creds && credentials.tokenExpiry(creds.token);
+  if (creds && expiry && expiry <= Date.now()) {
+    credentials.clear();
+    showLogin(`This token expired at ${new Date(expiry).toLocaleString()}. Paste a new one.`, creds.key);
+  } else if (creds) run(creds);
   else showLogin(null);
 }
 
 /** The paste box: app key and viewer token. */
-function showLogin(problem: string | null): void {
+function showLogin(problem: string | null, knownKey = ''): void {
   const key = el('input', { id: 'login-key', name: 'key', required: '', autocomplete: 'off', spellcheck: 'false' });
+  key.value = knownKey;
   const token = el('textarea', { id: 'login-token', name: 'token', required: '', rows: '4', spellcheck: 'false', autocomplete: 'off' });
   const form = el(
     'form',
@@ -68,7 +74,7 @@ function showLogin(problem: string | null): void {
     run(c);
   });
   app.replaceChildren(el('div', { class: 'login-wrap' }, brand(), form));
-  (problem ? token : key).focus();
+  (knownKey ? token : key).focus();
 }
 
 function brand(): HTMLElement {
@@ -87,6 +93,8 @@ function run(creds: credentials.Credentials): void {
   const signOut = el('button', { type: 'button', class: 'btn btn-ghost btn-small' }, 'Change token');
   const hostsToggle = el('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-pressed': 'true', hidden: '' }, 'Host list');
   const notice = el('div', { class: 'notice notice-error', role: 'alert', hidden: '' });
+  const expiryNote = el('span', { class: 'expiry', hidden: '' });
+  const expiry = credentials.tokenExpiry(creds.token);
   const panelsEl = el('main', { class: 'panels', 'aria-label': 'Watched hosts' });
   const emptyPanels = el('p', { class: 'panels-empty' }, 'Press Realtime on a host to watch it live.');
   panelsEl.append(emptyPanels);
@@ -102,6 +110,7 @@ function run(creds: credentials.Credentials): void {
     { class: 'topbar' },
     brand(),
     el('span', { class: 'app-key', title: 'App key' }, creds.key),
+    expiryNote,
     hostsToggle,
     el('div', { class: 'spacer' }),
     conn,
@@ -110,7 +119,23 @@ function run(creds: credentials.Credentials): void {
   );
   app.replaceChildren(header, notice, layout);
 
+  function setTitle(): void {
+    const hosts = [...panels.keys()].join(', ');
+    const state = relay.state === 'connected' ? '' : ` (${STATE_TEXT[relay.state].toLowerCase()})`;
+    document.title = `${hosts ? `${hosts} · ` : ''}Sonde${state}`;
+  }
+
+  // The relay closes the connection when the token expires: say so before it happens.
+  const expiryTimer = setInterval(() => {
+    if (!expiry) return;
+    const left = expiry - Date.now();
+    expiryNote.hidden = left > 15 * 60_000;
+    const text = left > 0 ? `token expires in ${fmt.duration(left)}` : 'token expired';
+    if (expiryNote.textContent !== text) expiryNote.textContent = text;
+  }, 1000);
+
   function setConn(s: ConnState): void {
+    setTitle();
     conn.dataset.state = s;
     const err = relay.lastError;
     connText.textContent = s !== 'connected' && err?.code ? `${STATE_TEXT[s]} (${err.code})` : STATE_TEXT[s];
@@ -139,12 +164,14 @@ function run(creds: credentials.Credentials): void {
     refuse(`${r.message}${r.code ? ` (close code ${r.code})` : ''}.`);
   });
 
-  function changeToken(problem: string | null): void {
+  function changeToken(problem: string | null, keepKey = true): void {
     for (const p of [...panels.values()]) p.close();
     relay.disconnect();
     credentials.clear();
     cancelAnimationFrame(frame);
-    showLogin(problem);
+    clearInterval(expiryTimer);
+    document.title = 'Sonde';
+    showLogin(problem, keepKey ? creds.key : '');
   }
   signOut.addEventListener('click', () => changeToken(null));
   retry.addEventListener('click', () => relay.reconnect());
@@ -188,6 +215,7 @@ function run(creds: credentials.Credentials): void {
   });
 
   function layoutPanels(): void {
+    setTitle();
     emptyPanels.hidden = panels.size > 0;
     hostsToggle.hidden = panels.size === 0;
     if (panels.size === 0) {
