@@ -8,6 +8,7 @@ import { el } from './dom';
 import * as fmt from './format';
 import { HostList } from './hostlist';
 import { Inventory, type InventoryMessage } from './inventory';
+import { brand, showLogin } from './login';
 import { HostPanel } from './panel';
 
 const INVENTORY_CHANNEL = 'private-sonde-inventory';
@@ -43,42 +44,9 @@ function boot(): void {
   const expiry = creds && credentials.tokenExpiry(creds.token);
   if (creds && expiry && expiry <= Date.now()) {
     credentials.clear();
-    showLogin(`This token expired at ${new Date(expiry).toLocaleString()}. Paste a new one.`, creds.key);
+    showLogin(app, `This token expired at ${new Date(expiry).toLocaleString()}. Paste a new one.`, creds.key, run);
   } else if (creds) run(creds);
-  else showLogin(null);
-}
-
-/** The paste box: app key and viewer token. */
-function showLogin(problem: string | null, knownKey = ''): void {
-  const key = el('input', { id: 'login-key', name: 'key', required: '', autocomplete: 'off', spellcheck: 'false' });
-  key.value = knownKey;
-  const token = el('textarea', { id: 'login-token', name: 'token', required: '', rows: '4', spellcheck: 'false', autocomplete: 'off' });
-  const form = el(
-    'form',
-    { class: 'login card', 'aria-labelledby': 'login-title' },
-    el('h1', { id: 'login-title' }, 'Connect to this relay'),
-    problem ? el('p', { class: 'notice notice-error', role: 'alert' }, problem) : null,
-    el('p', { class: 'muted' }, 'Paste the app key and a viewer token. Mint one on the relay host with ', el('code', {}, 'sonde-relay token --app ID --role viewer'), '.'),
-    el('label', { for: 'login-key' }, 'App key'),
-    key,
-    el('label', { for: 'login-token' }, 'Viewer token'),
-    token,
-    el('button', { type: 'submit', class: 'btn btn-primary' }, 'Connect'),
-    el('p', { class: 'muted small' }, 'The token stays in this tab (session storage) and is sent only to the relay.'),
-  );
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const c = { key: key.value.trim(), token: token.value.trim(), ws: credentials.wsOverride() };
-    if (!c.key || !c.token) return;
-    credentials.save(c);
-    run(c);
-  });
-  app.replaceChildren(el('div', { class: 'login-wrap' }, brand(), form));
-  (knownKey ? token : key).focus();
-}
-
-function brand(): HTMLElement {
-  return el('div', { class: 'brand' }, el('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'Sonde');
+  else showLogin(app, null, '', run);
 }
 
 function run(creds: credentials.Credentials): void {
@@ -171,7 +139,7 @@ function run(creds: credentials.Credentials): void {
     cancelAnimationFrame(frame);
     clearInterval(expiryTimer);
     document.title = 'Sonde';
-    showLogin(problem, keepKey ? creds.key : '');
+    showLogin(app, problem, keepKey ? creds.key : '', run);
   }
   signOut.addEventListener('click', () => changeToken(null));
   retry.addEventListener('click', () => relay.reconnect());

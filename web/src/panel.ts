@@ -6,6 +6,7 @@ import { chartSpecs, specKey, type ChartSpec } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
 import { el } from './dom';
 import { FilesystemTable } from './filesystems';
+import { StatsStrip, TopTable } from './tables';
 import * as fmt from './format';
 import type { Agent } from './inventory';
 import { SampleStore, WINDOW_MS, type Sample } from './store';
@@ -31,8 +32,6 @@ export interface PanelHooks {
   closed(host: string): void;
 }
 
-const TOP_ROWS = 10;
-
 export class HostPanel {
   readonly root: HTMLElement;
   readonly store = new SampleStore();
@@ -43,10 +42,8 @@ export class HostPanel {
   private metaEl: HTMLElement;
   private stopBtn: HTMLButtonElement;
   private resumeBtn: HTMLButtonElement;
-  private stats: Record<string, [HTMLElement, HTMLElement]> = {};
-  private topBody: HTMLTableSectionElement;
-  private topRows: HTMLElement[][] = [];
-  private topNote: HTMLElement;
+  private stats: StatsStrip;
+  private top: TopTable;
   private filesystems: FilesystemTable;
   private resizer: ResizeObserver;
   private offState: () => void;
@@ -88,53 +85,10 @@ export class HostPanel {
     this.resumeBtn.addEventListener('click', () => this.resume());
     closeBtn.addEventListener('click', () => this.close());
 
-    const statsEl = el('div', { class: 'stats' });
-    for (const [id, label] of [
-      ['cpu', 'CPU busy'],
-      ['load', 'Load 1m'],
-      ['mem', 'Memory'],
-      ['net', 'Net in'],
-      ['disk', 'Disk read'],
-    ]) {
-      const value = el('span', { class: 'stat-value' }, '–');
-      const sub = el('span', { class: 'stat-sub' });
-      statsEl.append(el('div', { class: 'stat', 'data-stat': id }, el('span', { class: 'stat-label' }, label), value, sub));
-      this.stats[id] = [value, sub];
-    }
-
+    this.stats = new StatsStrip();
     this.chartsEl = el('div', { class: 'charts' });
-    this.topBody = el('tbody');
-    for (let i = 0; i < TOP_ROWS; i++) {
-      const cells = [el('td', { class: 'num' }), el('td'), el('td', { class: 'num' }), el('td', { class: 'num' })];
-      const tr = el('tr', { hidden: '' }, ...cells);
-      this.topBody.append(tr);
-      this.topRows.push([tr, ...cells]);
-    }
-    this.topNote = el('p', { class: 'top-note' }, 'No process list yet.');
+    this.top = new TopTable(host);
     this.filesystems = new FilesystemTable(host);
-    const top = el(
-      'section',
-      { class: 'top', 'aria-label': `Top processes on ${host}` },
-      el('h3', {}, 'Top processes'),
-      el(
-        'table',
-        {},
-        el(
-          'thead',
-          {},
-          el(
-            'tr',
-            {},
-            el('th', { class: 'num', scope: 'col' }, 'PID'),
-            el('th', { scope: 'col' }, 'Process'),
-            el('th', { class: 'num', scope: 'col' }, 'CPU'),
-            el('th', { class: 'num', scope: 'col' }, 'Memory'),
-          ),
-        ),
-        this.topBody,
-      ),
-      this.topNote,
-    );
 
     this.root = el(
       'article',
@@ -146,9 +100,9 @@ export class HostPanel {
         el('div', { class: 'panel-actions' }, this.stopBtn, this.resumeBtn, closeBtn),
         this.metaEl,
       ),
-      statsEl,
+      this.stats.root,
       this.chartsEl,
-      el('div', { class: 'tables' }, top, this.filesystems.root),
+      el('div', { class: 'tables' }, this.top.root, this.filesystems.root),
     );
     this.resizer = new ResizeObserver(() => {
       for (const c of this.charts.values()) c.resize(c.root.clientWidth);
@@ -349,10 +303,12 @@ export class HostPanel {
     const w = this.window();
     const [xs, rows] = this.rows(w[0] * 1000 - 2000);
     for (const c of this.charts.values()) c.setData(xs, rows, w);
-    this.updateStats();
-    this.updateTop();
     const newest = this.store.newest();
-    if (newest) this.filesystems.update(newest.metrics);
+    if (newest) {
+      this.stats.update(newest.metrics);
+      this.filesystems.update(newest.metrics);
+    }
+    this.top.update(this.store.top?.top ?? []);
     this.root.dataset.points = String(this.store.length);
   }
 
@@ -423,60 +379,12 @@ export class HostPanel {
     const meta = parts.join(' · ');
     if (this.metaEl.textContent !== meta) this.metaEl.textContent = meta;
   }
-
-  private updateStats(): void {
-    const s = this.store.newest();
-    if (!s) return;
-    const m = s.metrics;
-    const sum = (prefix: string, field: string) => {
-      let t = 0;
-      let seen = false;
-      for (const k in m) {
-        if (k.startsWith(prefix) && k.endsWith(field)) {
-          t += m[k];
-          seen = true;
-        }
-      }
-      return seen ? t : null;
-    };
-    const idle = m['cpu.idle_pct'];
-    this.stat('cpu', idle == null ? '–' : fmt.pct(100 - idle), m['cpu.iowait_pct'] != null ? `iowait ${fmt.pct(m['cpu.iowait_pct'])}` : '');
-    this.stat('load', fmt.num(m['system.load1']), m['system.load5'] != null ? `5m ${fmt.num(m['system.load5'])} · 15m ${fmt.num(m['system.load15'])}` : '');
-    this.stat('mem', fmt.pct(m['mem.used_pct']), m['mem.used_bytes'] != null ? `${fmt.bytes(m['mem.used_bytes'])} of ${fmt.bytes(m['mem.total_bytes'])}` : '');
-    this.stat('net', `${fmt.bytesPerSec(sum('net.', '.rx_bytes_ps'))}`, `out ${fmt.bytesPerSec(sum('net.', '.tx_bytes_ps'))}`);
-    this.stat('disk', `${fmt.bytesPerSec(sum('disk.', '.read_bytes_ps'))}`, `write ${fmt.bytesPerSec(sum('disk.', '.write_bytes_ps'))}`);
-  }
-
-  private stat(id: string, value: string, sub: string): void {
-    const [v, s] = this.stats[id];
-    if (v.textContent !== value) v.textContent = value;
-    if (s.textContent !== sub) s.textContent = sub;
-  }
-
-  private updateTop(): void {
-    const top = this.store.top?.top ?? [];
-    const procs = [...top].sort((a, b) => b.cpu_pct - a.cpu_pct || b.mem_bytes - a.mem_bytes).slice(0, TOP_ROWS);
-    this.topNote.hidden = procs.length > 0;
-    for (let i = 0; i < TOP_ROWS; i++) {
-      const [tr, pid, name, cpu, mem] = this.topRows[i];
-      const p = procs[i];
-      tr.hidden = !p;
-      if (!p) continue;
-      setText(pid, String(p.pid));
-      setText(name, p.name);
-      setText(cpu, fmt.pct(p.cpu_pct));
-      setText(mem, fmt.bytes(p.mem_bytes));
-    }
-  }
 }
 
 function sameSpec(c: Chart, spec: ChartSpec): boolean {
   return c.key === specKey(spec);
 }
 
-function setText(node: HTMLElement, text: string): void {
-  if (node.textContent !== text) node.textContent = text;
-}
 
 function cssId(host: string): string {
   return host.replace(/[^A-Za-z0-9_-]/g, '_');
