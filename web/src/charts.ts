@@ -40,6 +40,8 @@ export class Chart {
   constructor(
     readonly spec: ChartSpec,
     width: number,
+    /** Charts sharing a key move their cursors together (one host's charts). */
+    syncKey: string,
   ) {
     this.key = specKey(spec);
     this.fmtValue = fmt.formatter(spec.unit);
@@ -64,7 +66,7 @@ export class Chart {
       width: Math.max(200, width),
       height: 150,
       padding: [10, 20, 0, 2],
-      cursor: { drag: { x: false, y: false, setScale: false }, points: { size: 6 } },
+      cursor: { drag: { x: false, y: false, setScale: false }, points: { size: 6 }, sync: { key: syncKey } },
       legend: { live: true },
       scales: {
         x: { time: true, range: () => this.window },

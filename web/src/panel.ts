@@ -6,7 +6,7 @@ import { chartSpecs, specKey, type ChartSpec } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
 import { el } from './dom';
 import { FilesystemTable } from './filesystems';
-import { StatsStrip, TopTable } from './tables';
+import { CoreBars, StatsStrip, TopTable } from './tables';
 import * as fmt from './format';
 import type { Agent } from './inventory';
 import { SampleStore, WINDOW_MS, type Sample } from './store';
@@ -43,6 +43,7 @@ export class HostPanel {
   private stopBtn: HTMLButtonElement;
   private resumeBtn: HTMLButtonElement;
   private stats: StatsStrip;
+  private cores = new CoreBars();
   private top: TopTable;
   private filesystems: FilesystemTable;
   private resizer: ResizeObserver;
@@ -101,6 +102,7 @@ export class HostPanel {
         this.metaEl,
       ),
       this.stats.root,
+      this.cores.root,
       this.chartsEl,
       el('div', { class: 'tables' }, this.top.root, this.filesystems.root),
     );
@@ -306,6 +308,7 @@ export class HostPanel {
     const newest = this.store.newest();
     if (newest) {
       this.stats.update(newest.metrics);
+      this.cores.update(newest.metrics);
       this.filesystems.update(newest.metrics);
     }
     this.top.update(this.store.top?.top ?? []);
@@ -350,7 +353,7 @@ export class HostPanel {
 
   private makeChart(spec: ChartSpec, old: Chart | undefined): Chart {
     const width = old?.root.clientWidth || this.chartsEl.clientWidth || 480;
-    const c = new Chart(spec, Math.min(width, this.chartsEl.clientWidth || width));
+    const c = new Chart(spec, Math.min(width, this.chartsEl.clientWidth || width), `sonde-${this.host}`);
     this.resizer.observe(c.root);
     return c;
   }

@@ -110,3 +110,41 @@ export class TopTable {
     }
   }
 }
+
+/** One small bar per core (busy = 100 − idle), to spot a single pegged core. */
+export class CoreBars {
+  readonly root: HTMLElement;
+  private bars: HTMLElement[] = [];
+  private strip: HTMLElement;
+
+  constructor() {
+    this.strip = el('div', { class: 'cores-strip', role: 'img' });
+    this.root = el('div', { class: 'cores', hidden: '' }, el('span', { class: 'cores-label' }, 'Cores'), this.strip);
+  }
+
+  update(m: Record<string, number>): void {
+    const busy: number[] = [];
+    for (let n = 0; ; n++) {
+      const idle = m[`cpu.${n}.idle_pct`];
+      if (idle == null) break;
+      busy.push(Math.max(0, Math.min(100, 100 - idle)));
+    }
+    this.root.hidden = busy.length === 0;
+    while (this.bars.length < busy.length) {
+      const bar = el('span', { class: 'core' }, el('span', { class: 'core-fill' }));
+      this.strip.append(bar);
+      this.bars.push(bar);
+    }
+    while (this.bars.length > busy.length) this.bars.pop()!.remove();
+    busy.forEach((b, n) => {
+      const bar = this.bars[n];
+      const fill = bar.firstElementChild as HTMLElement;
+      fill.style.height = `${b}%`;
+      fill.classList.toggle('warm', b >= 70 && b < 90);
+      fill.classList.toggle('hot', b >= 90);
+      bar.title = `core ${n}: ${fmt.pct(b)} busy`;
+    });
+    const hottest = busy.length ? Math.max(...busy) : 0;
+    this.strip.setAttribute('aria-label', `${busy.length} cores, busiest ${fmt.pct(hottest)}`);
+  }
+}
