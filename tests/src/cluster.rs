@@ -92,7 +92,7 @@ impl RelayNode {
             .arg("--config")
             .arg(&config)
             .args(["--bind", &addr.to_string()])
-            .env("SONDE_LOG", "warn")
+            .env("SONDE_LOG", std::env::var("SONDE_TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -87,6 +87,7 @@ impl Link {
 
     pub fn send(&self, app: &str, msg: Msg) {
         if !self.is_up() {
+            tracing::debug!(?msg, "cluster: Redis is away; message dropped");
             self.dropped.inc();
             return;
         }

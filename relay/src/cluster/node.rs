@@ -103,6 +103,7 @@ impl Cluster {
         let mut messages = pubsub.into_on_message();
         // Drop whatever queued while Redis was away: the resync below replaces it.
         while rx.try_recv().is_ok() {}
+        self.views.lock().heard_all_now();
         self.link.up.store(true, Ordering::Relaxed);
         self.state.set(1);
         self.heartbeat(&mut con).await?;
@@ -131,7 +132,11 @@ impl Cluster {
                         return Err(redis::RedisError::from((redis::ErrorKind::Io, "Redis closed the subscription")));
                     };
                     let payload: Vec<u8> = msg.get_payload()?;
-                    let Some(env) = Envelope::decode(&payload) else { continue };
+                    let Some(env) = Envelope::decode(&payload) else {
+                        tracing::debug!(len = payload.len(), "cluster: undecodable bus message");
+                        continue;
+                    };
+                    tracing::trace!(from = %env.node, msg = ?env.msg, "cluster: received");
                     if *env.node == *self.node {
                         continue;
                     }
@@ -157,6 +162,7 @@ impl Cluster {
                     for m in batch.drain(..) {
                         pipe.publish(self.key("bus"), m).ignore();
                     }
+                    tracing::debug!(n, "cluster: publishing a batch");
                     pipe.query_async::<()>(&mut con).await?;
                 }
                 _ = beat.tick() => {

@@ -255,6 +255,15 @@ impl Views {
         }
     }
 
+    /// After our own link to Redis came back, nobody could have been heard meanwhile: start
+    /// every node's silence count afresh.
+    pub(super) fn heard_all_now(&mut self) {
+        let now = Instant::now();
+        for v in self.nodes.values_mut() {
+            v.last_seen = now;
+        }
+    }
+
     /// Nodes silent for longer than `timeout`.
     pub(super) fn silent(&self, timeout: Duration) -> Vec<NodeId> {
         let now = Instant::now();
