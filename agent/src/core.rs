@@ -110,14 +110,20 @@ impl Core {
     fn apply(&self, st: &mut State, step: Step) {
         match step {
             Step::Start(id) => {
-                let parts = {
+                // The history goes as backfill; the newest tick goes at once as the first live
+                // sample, so a viewer does not wait for the next second boundary.
+                let (parts, first) = {
                     let ring = lock(&self.ring);
                     st.sent_seq = ring.latest().map_or(0, |t| t.seq);
-                    backfill_parts(&id, ring.iter())
+                    let history = ring.len().saturating_sub(1);
+                    (backfill_parts(&id, ring.iter().take(history)), ring.latest().map(sample_data))
                 };
                 tracing::info!(session = %id, parts = parts.len(), "session started; sending backfill");
                 for data in parts {
                     self.send(EVENT_BACKFILL, data);
+                }
+                if let Some(data) = first {
+                    self.send(EVENT_SAMPLE, data);
                 }
             }
             Step::Extended => tracing::debug!(lease_until = st.sessions.deadline(), "session lease extended"),

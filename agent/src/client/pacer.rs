@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Events sent back to back before pacing starts.
-pub const BURST: f64 = 20.0;
+/// Events sent back to back before pacing starts: a whole 5-minute backfill (about 60 parts)
+/// and the first live sample fit, so a viewer sees live data within milliseconds. The relay
+/// allows an agent token 100 events/s with a 200-event burst.
+pub const BURST: f64 = 100.0;
 /// Steady rate after the burst, per second.
-pub const RATE: f64 = 50.0;
+pub const RATE: f64 = 80.0;
 
 #[derive(Debug)]
 pub struct Pacer {
@@ -55,14 +57,14 @@ mod tests {
     async fn burst_then_steady_rate() {
         let mut p = Pacer::default();
         let start = Instant::now();
-        for _ in 0..20 {
-            p.acquire().await;
-        }
-        assert_eq!(start.elapsed(), Duration::ZERO, "the burst goes at once");
         for _ in 0..100 {
             p.acquire().await;
         }
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst goes at once");
+        for _ in 0..160 {
+            p.acquire().await;
+        }
         let secs = start.elapsed().as_secs_f64();
-        assert!((1.95..=2.05).contains(&secs), "100 more at 50/s took {secs}s");
+        assert!((1.95..=2.05).contains(&secs), "160 more at 80/s took {secs}s");
     }
 }

@@ -107,8 +107,8 @@ async fn start_sends_backfill_then_live_samples() {
     assert!(h.send(LinkEvent::Subscribed).await.is_empty(), "nothing leaves outside a session");
     assert!(h.second().await.is_empty());
     let out = h.send(h.directive(SessionState::Started, "s1", 30)).await;
-    assert_eq!(backfilled(&out), (1..=11).collect::<Vec<_>>());
-    assert!(samples(&out).is_empty());
+    assert_eq!(backfilled(&out), (1..=10).collect::<Vec<_>>(), "the history as backfill");
+    assert_eq!(samples(&out), [11], "the newest tick at once as the first live sample");
     let mut live = Vec::new();
     for _ in 0..3 {
         live.extend(samples(&h.second().await));
@@ -160,13 +160,14 @@ async fn duplicate_start_does_not_backfill_twice() {
     }
     h.send(LinkEvent::Subscribed).await;
     let first = h.send(h.directive(SessionState::Started, "s1", 30)).await;
-    assert_eq!(backfilled(&first).len(), 5);
+    assert_eq!(backfilled(&first).len(), 4);
+    assert_eq!(samples(&first).len(), 1);
     h.second().await;
     let again = h.send(h.directive(SessionState::Started, "s1", 30)).await;
     assert!(again.is_empty());
     assert_eq!(samples(&h.second().await), [7]);
     let other = h.send(h.directive(SessionState::Started, "s2", 30)).await;
-    assert_eq!(backfilled(&other).len(), 7, "a new session id gets its own backfill");
+    assert_eq!(backfilled(&other).len(), 6, "a new session id gets its own backfill");
     h.stop().await;
 }
 

@@ -147,19 +147,19 @@ async fn close_codes_and_refusals_end_the_connection() {
 async fn client_events_are_paced() {
     let mut r = FakeRelay::start();
     r.establish(120).await;
-    for i in 0..120 {
+    for i in 0..260 {
         r.outbound.send(Outbound { event: EVENT_SAMPLE, data: format!(r#"{{"seq":{i}}}"#) }).await.unwrap();
     }
     let start = Instant::now();
     let mut at = Vec::new();
-    for i in 0..120 {
+    for i in 0..260 {
         let text = r.heard_text().await;
         let inc = Incoming::parse(&text).unwrap();
         assert_eq!(inc.data.unwrap()["seq"], i, "in order");
         at.push(start.elapsed().as_secs_f64());
     }
-    assert_eq!(at[19], 0.0, "the first 20 go as a burst");
-    let last = at[119];
-    assert!((1.95..=2.05).contains(&last), "100 more at 50/s: last at {last}s");
+    assert_eq!(at[99], 0.0, "the first 100 go as a burst");
+    let last = at[259];
+    assert!((1.95..=2.05).contains(&last), "160 more at 80/s: last at {last}s");
     r.trigger.fire();
 }
