@@ -62,6 +62,8 @@ export class HostList {
   private sort: SortKey = 'name';
   private filter = '';
   private blocked: string | null = null;
+  private resizer = new ResizeObserver(() => this.schedule());
+  private ticker: ReturnType<typeof setInterval>;
 
   constructor(
     private inventory: Inventory,
@@ -122,13 +124,19 @@ export class HostList {
       const host = button?.closest('li')?.dataset.host;
       if (host) this.hooks.realtime(host);
     });
-    new ResizeObserver(() => this.schedule()).observe(this.scroller);
+    this.resizer.observe(this.scroller);
     inventory.onChange((c) => this.changed(c));
     // Relative times ("seen 5m ago") move on their own.
-    setInterval(() => {
+    this.ticker = setInterval(() => {
       this.forceRows = true;
       this.schedule();
     }, 1000);
+  }
+
+  destroy(): void {
+    clearInterval(this.ticker);
+    this.resizer.disconnect();
+    cancelAnimationFrame(this.frame);
   }
 
   focusFilter(): void {

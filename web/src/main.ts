@@ -53,6 +53,8 @@ function run(creds: credentials.Credentials): void {
   const relay = new Relay(creds);
   const inventory = new Inventory();
   const panels = new Map<string, HostPanel>();
+  // Listeners on the document live as long as this connection does.
+  const scope = new AbortController();
 
   const connDot = el('span', { class: 'conn-dot', 'aria-hidden': 'true' });
   const connText = el('span', { class: 'conn-text' }, 'Connecting…');
@@ -115,10 +117,10 @@ function run(creds: credentials.Credentials): void {
   });
 
   let relayRefused = false;
-  function refuse(message: string): void {
+  function refuse(message: string, headline = 'The relay refused this token.'): void {
     relayRefused = true;
     notice.replaceChildren(
-      el('strong', {}, 'The relay refused this token. '),
+      el('strong', {}, `${headline} `),
       message,
       ' ',
       el('button', { type: 'button', class: 'btn btn-small' }, 'Enter another token'),
@@ -129,7 +131,8 @@ function run(creds: credentials.Credentials): void {
   }
   relay.onRefusal((r) => {
     setConn(relay.state);
-    refuse(`${r.message}${r.code ? ` (close code ${r.code})` : ''}.`);
+    const headline = r.code === 4001 ? 'The relay does not know this app key.' : undefined;
+    refuse(`${r.message}${r.code ? ` (close code ${r.code})` : ''}.`, headline);
   });
 
   function changeToken(problem: string | null, keepKey = true): void {
@@ -138,6 +141,8 @@ function run(creds: credentials.Credentials): void {
     credentials.clear();
     cancelAnimationFrame(frame);
     clearInterval(expiryTimer);
+    list.destroy();
+    scope.abort();
     document.title = 'Sonde';
     showLogin(app, problem, keepKey ? creds.key : '', run);
   }
@@ -208,14 +213,18 @@ function run(creds: credentials.Credentials): void {
   };
   frame = requestAnimationFrame(loop);
 
-  document.addEventListener('keydown', (e) => {
-    const t = e.target as HTMLElement;
-    const typing = t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT';
-    if (e.key === '/' && !typing) {
-      e.preventDefault();
-      list.focusFilter();
-    }
-  });
+  document.addEventListener(
+    'keydown',
+    (e) => {
+      const t = e.target as HTMLElement;
+      const typing = t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT';
+      if (e.key === '/' && !typing) {
+        e.preventDefault();
+        list.focusFilter();
+      }
+    },
+    { signal: scope.signal },
+  );
 
   const hook: TestHook = {
     connection: () => relay.state,
