@@ -38,6 +38,7 @@ export class HostPanel {
   private channel: Channel | null = null;
   private charts = new Map<string, Chart>();
   private chartsEl: HTMLElement;
+  private chartsNote: HTMLElement;
   private stateEl: HTMLElement;
   private metaEl: HTMLElement;
   private stopBtn: HTMLButtonElement;
@@ -88,6 +89,7 @@ export class HostPanel {
 
     this.stats = new StatsStrip();
     this.chartsEl = el('div', { class: 'charts' });
+    this.chartsNote = el('p', { class: 'charts-note' }, 'Waiting for the first samples…');
     this.top = new TopTable(host);
     this.filesystems = new FilesystemTable(host);
 
@@ -103,6 +105,7 @@ export class HostPanel {
       ),
       this.stats.root,
       this.cores.root,
+      this.chartsNote,
       this.chartsEl,
       el('div', { class: 'tables' }, this.top.root, this.filesystems.root),
     );
@@ -302,6 +305,7 @@ export class HostPanel {
 
   private redraw(now: number): void {
     this.syncCharts(now);
+    this.chartsNote.hidden = this.charts.size > 0;
     const w = this.window();
     const [xs, rows] = this.rows(w[0] * 1000 - 2000);
     for (const c of this.charts.values()) c.setData(xs, rows, w);
@@ -361,6 +365,12 @@ export class HostPanel {
   private updateText(now: number): void {
     const [state, text] = this.computeState(now);
     this.state = state;
+    this.chartsNote.hidden = this.charts.size > 0;
+    if (this.charts.size === 0) {
+      const b = this.backfill;
+      const note = b && b.part + 1 < b.parts ? `Loading the last 5 minutes… part ${b.part + 1} of ${b.parts}` : text === 'Live' ? 'Drawing…' : `${text}`;
+      if (this.chartsNote.textContent !== note) this.chartsNote.textContent = note;
+    }
     this.root.dataset.state = state;
     if (this.stateEl.textContent !== text) this.stateEl.textContent = text;
     this.stateEl.className = `session-state s-${state}`;
