@@ -28,6 +28,9 @@ export class Relay {
     const token = creds.token;
     const options = {
       wsHost: host,
+      // Behind a reverse proxy under a prefix (https://ops.example/sonde/), the websocket
+      // lives under the same prefix.
+      wsPath: creds.ws ? '' : location.pathname.replace(/\/[^/]*$/, ''),
       wsPort: port || 80,
       wssPort: port || 443,
       forceTLS: location.protocol === 'https:',
