@@ -157,7 +157,10 @@ export class Chart {
     this.points = points;
     this.lastIdx = lastIndex(rows);
     this.plot.setData([xs, ...ys] as uPlot.AlignedData);
-    if (!this.hovering && this.lastIdx >= 0) this.plot.setLegend({ idx: this.lastIdx });
+    // uPlot commits in a microtask (and a new chart resets its legend then): follow it.
+    queueMicrotask(() => {
+      if (!this.hovering && this.lastIdx >= 0) this.plot.setLegend({ idx: this.lastIdx });
+    });
   }
 
   /**
