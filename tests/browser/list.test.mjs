@@ -59,6 +59,24 @@ test('the filter narrows the list and Enter opens the first match', { timeout: 2
   await page.fill('.filter', '');
 });
 
+test('an agent that goes away turns offline, and its open panel says so', { timeout: 40_000 }, async () => {
+  const { page } = browser;
+  const agent = await TestAgent.spawn(relay, 'web-02');
+  r.add(agent);
+  const row = page.locator('li.host[data-host="web-02"]');
+  await row.waitFor({ timeout: 10_000 });
+  await row.getByRole('button').click();
+  await until('web-02 live', async () => (await page.evaluate(() => window.__sonde.panels['web-02']?.state)) === 'live');
+  await agent.stop();
+  await until('the row to turn offline', () => page.locator('li.host.offline[data-host="web-02"]').count());
+  assert.match(await row.locator('.c-seen').innerText(), /^seen (just now|\d+s ago)$/);
+  const panel = page.locator('article.panel[data-host="web-02"]');
+  await until('the panel to say the host is offline', async () => /offline/.test(await panel.locator('.session-state').innerText()));
+  await screenshot(page, '03-host-offline');
+  await panel.getByRole('button', { name: 'Close web-02' }).click();
+  await panel.waitFor({ state: 'detached' });
+});
+
 test('ten thousand hosts render only the rows in view', { timeout: 30_000 }, async () => {
   const { page } = browser;
   // Feed the page's inventory the way the relay does: full pages of 100, then one update.
