@@ -72,7 +72,7 @@ test('an agent that goes away turns offline, and its open panel says so', { time
   assert.match(await row.locator('.c-seen').innerText(), /^seen (just now|\d+s ago)$/);
   const panel = page.locator('article.panel[data-host="web-02"]');
   await until('the panel to say the host is offline', async () => /offline/.test(await panel.locator('.session-state').innerText()));
-  await screenshot(page, '03-host-offline');
+  await screenshot(page, '02-host-offline');
   await panel.getByRole('button', { name: 'Close web-02' }).click();
   await panel.waitFor({ state: 'detached' });
 });
@@ -137,5 +137,5 @@ test('ten thousand hosts render only the rows in view', { timeout: 30_000 }, asy
   });
   await page.fill('.filter', 'node-0999');
   await until('the filtered count', async () => /10 shown/.test(await page.locator('.hosts-count').innerText()));
-  await screenshot(page, '02-host-list-10k');
+  await screenshot(page, '03-host-list-10k');
 });

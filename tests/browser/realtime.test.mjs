@@ -74,7 +74,7 @@ test('Realtime draws the backfill, then a point each second', { timeout: 40_000 
   assert.match(await panel.locator('[data-stat="mem"] .stat-sub').innerText(), /(KiB|MiB|GiB) of .*(MiB|GiB)/);
   assert.match(await panel.locator('[data-stat="net"] .stat-value').innerText(), /B\/s$/);
   await until('the top-processes table', async () => (await panel.locator('.top tbody tr:not([hidden])').count()) > 0);
-  await screenshot(page, '03-realtime-live');
+  await screenshot(page, '04-realtime-live');
 });
 
 test('custom app.* metrics each get a chart', { timeout: 20_000 }, async () => {
@@ -97,7 +97,7 @@ test('two hosts side by side', { timeout: 30_000 }, async () => {
   assert.ok(b.x > a.x + a.width - 1, 'beta is beside alpha');
   assert.equal(await page.locator('li.host[data-host="alpha"] button').innerText(), 'Watching');
   await page.locator('.panels').evaluate((el) => (el.scrollTop = 0));
-  await screenshot(page, '04-realtime-two-hosts');
+  await screenshot(page, '05-realtime-two-hosts');
 });
 
 test('Stop (by keyboard) ends the session on the relay within the grace', { timeout: 30_000 }, async () => {
@@ -117,7 +117,7 @@ test('Stop (by keyboard) ends the session on the relay within the grace', { time
   await sleep(1500);
   assert.equal((await panelInfo(page, 'alpha')).points, kept, 'no more points after Stop');
   assert.equal(await panel.locator('.session-state').innerText(), 'Stopped');
-  await screenshot(page, '05-stopped');
+  await screenshot(page, '06-stopped');
 
   // Resume with Enter: a new session, new points.
   await panel.getByRole('button', { name: 'Resume watching alpha' }).focus();

@@ -34,7 +34,7 @@ test('killing the relay and starting it again on the same port recovers by itsel
   await until('the panel to show reconnecting', async () => (await panelInfo(page, 'gamma')).state === 'reconnecting');
   assert.match(await page.locator('.conn-text').innerText(), /Reconnecting|Connecting/);
   assert.equal(await page.locator('article.panel[data-host="gamma"] .session-state').innerText(), 'Reconnecting…');
-  await screenshot(page, '06-relay-down');
+  await screenshot(page, '07-relay-down');
   const during = (await panelInfo(page, 'gamma')).points;
   assert.ok(during >= before, 'points are kept while the relay is away');
 
@@ -57,5 +57,5 @@ test('killing the relay and starting it again on the same port recovers by itsel
   });
   assert.ok(gaps <= 1, `${gaps} seconds missing after the backfill`);
   assert.ok((await relay.sessions()).some((s) => s.host === 'gamma'), 'a new session on the new relay');
-  await screenshot(page, '07-recovered');
+  await screenshot(page, '08-recovered');
 });

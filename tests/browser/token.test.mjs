@@ -27,7 +27,7 @@ test('a token signed with another secret is refused with a clear message', { tim
   assert.match(text, /refused this token/);
   assert.match(text, /signature|token/i);
   assert.equal(await page.locator('li.host').count(), 0, 'no hosts without a valid token');
-  await screenshot(page, '08-token-refused');
+  await screenshot(page, '09-token-refused');
 
   // The way out: enter another token.
   await notice.getByRole('button', { name: 'Enter another token' }).click();
@@ -48,7 +48,7 @@ test('without credentials the page asks for them, and a pasted token connects', 
   await page.keyboard.type(APP.key);
   await page.keyboard.press('Tab');
   await page.keyboard.type(relay.token('viewer'));
-  await screenshot(page, '09-login');
+  await screenshot(page, '10-login');
   await page.keyboard.press('Tab');
   await page.keyboard.press('Enter');
   await page.locator('li.host[data-host="delta"]').waitFor({ timeout: 10_000 });
