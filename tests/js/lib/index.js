@@ -4,7 +4,7 @@ import { after, afterEach, before, test } from 'node:test';
 
 import { Relay } from './relay.js';
 
-export { Relay, app, ENCRYPTION_MASTER_KEY } from './relay.js';
+export { Relay, app, freePort, ENCRYPTION_MASTER_KEY } from './relay.js';
 export { RawSocket } from './raw-socket.js';
 export { rejectedWith, signedRequest } from './http.js';
 export { connected, corrupt, nextEvent, signin, subscribe, subscribeLater, subscribed } from './pusher-client.js';

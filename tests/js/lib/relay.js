@@ -83,8 +83,9 @@ export class Relay {
    * Starts a relay. Apps with nothing but id/key/secret go on the command line (`--app`),
    * apps with switches into a TOML config file.
    */
-  static async start({ apps = [app(1001)], port } = {}) {
+  static async start({ apps = [app(1001)], port, extraToml = '' } = {}) {
     const relay = new Relay(apps);
+    relay.extraToml = extraToml;
     await relay.spawn(port ?? (await freePort()));
     return relay;
   }
@@ -109,10 +110,10 @@ export class Relay {
     const args = ['--bind', `127.0.0.1:${this.port}`];
     const configured = this.apps.filter(hasSwitches);
     for (const a of this.apps.filter((x) => !hasSwitches(x))) args.push('--app', `${a.id}:${a.key}:${a.secret}`);
-    if (configured.length > 0) {
+    if (configured.length > 0 || this.extraToml) {
       this.dir ??= mkdtempSync(path.join(os.tmpdir(), 'sonde-js-'));
       const file = path.join(this.dir, 'relay.toml');
-      writeFileSync(file, appsToml(configured));
+      writeFileSync(file, (this.extraToml ? `${this.extraToml}\n` : '') + appsToml(configured));
       args.push('--config', file);
     }
     return args;
@@ -175,6 +176,13 @@ export class Relay {
     this.closeClients();
     await this.terminate();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** SIGKILL: the process vanishes without a goodbye (a crashed node). */
+  async kill() {
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
+    this.child.kill('SIGKILL');
+    return this.exited;
   }
 
   /** SIGTERM (clients stay open, to observe the shutdown) and wait; SIGKILL after 10 s. */
