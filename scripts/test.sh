@@ -64,6 +64,14 @@ if [ -f tests/python/run.sh ]; then
   count_plain artifacts/python-test.log
 fi
 
+if [ -f web/package.json ]; then
+  step "Dashboard unit tests"
+  (cd web && npm ci --no-audit --no-fund >/dev/null) || { echo "npm ci failed"; STATUS=1; FAILED+=1; }
+  (cd web && npm test 2>&1) | tee artifacts/web-test.log
+  [ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
+  count_node artifacts/web-test.log
+fi
+
 if [ -f tests/browser/package.json ]; then
   step "Browser suite (Chromium)"
   (cd tests/browser && npm ci --no-audit --no-fund >/dev/null) || { echo "npm ci failed"; STATUS=1; FAILED+=1; }
