@@ -54,11 +54,16 @@ struct State {
     online: bool,
     /// The newest tick already sent (in a backfill or live).
     sent_seq: u64,
+    /// A snapshot is due but the ring has too few ticks for rates yet.
+    snapshot_due: bool,
 }
+
+/// Ticks needed before a snapshot's figures mean something (rates need two).
+const SNAPSHOT_MIN_TICKS: usize = 2;
 
 impl Core {
     pub async fn run(self, mut link: mpsc::Receiver<LinkEvent>, mut shutdown: Shutdown) {
-        let mut st = State { sessions: Sessions::default(), online: false, sent_seq: 0 };
+        let mut st = State { sessions: Sessions::default(), online: false, sent_seq: 0, snapshot_due: false };
         let mut latest = self.latest.clone();
         let mut minute = tokio::time::interval_at(tokio::time::Instant::now() + SNAPSHOT_INTERVAL, SNAPSHOT_INTERVAL);
         minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -93,7 +98,8 @@ impl Core {
             LinkEvent::Subscribed => {
                 st.online = true;
                 if st.sessions.active().is_none() {
-                    self.send_snapshot();
+                    st.snapshot_due = true;
+                    self.snapshot_if_ready(st);
                 }
             }
             LinkEvent::Directive(d) => {
@@ -132,9 +138,18 @@ impl Core {
         }
     }
 
+    /// Sends a due snapshot once the ring holds enough ticks for its figures.
+    fn snapshot_if_ready(&self, st: &mut State) {
+        if st.snapshot_due && st.online && lock(&self.ring).len() >= SNAPSHOT_MIN_TICKS {
+            st.snapshot_due = false;
+            self.send_snapshot();
+        }
+    }
+
     fn on_tick(&self, st: &mut State, seq: u64) {
         let step = st.sessions.on_time(self.clock.now_ms());
         self.apply(st, step);
+        self.snapshot_if_ready(st);
         if !st.online || seq <= st.sent_seq {
             return;
         }

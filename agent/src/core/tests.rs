@@ -188,7 +188,8 @@ async fn offline_sends_nothing_and_resumes_after_resubscribe() {
 async fn snapshots_once_a_minute_outside_sessions_only() {
     let mut h = Harness::spawn(true);
     h.second().await;
-    let out = h.send(LinkEvent::Subscribed).await;
+    assert!(h.send(LinkEvent::Subscribed).await.is_empty(), "one tick is too few for rates: the snapshot waits");
+    let out = h.second().await;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].event, EVENT_SNAPSHOT);
     let snap: Snapshot = serde_json::from_str(&out[0].data).unwrap();
