@@ -122,7 +122,7 @@ impl Core {
                     let ring = lock(&self.ring);
                     st.sent_seq = ring.latest().map_or(0, |t| t.seq);
                     let history = ring.len().saturating_sub(1);
-                    (backfill_parts(&id, ring.iter().take(history)), ring.latest().map(sample_data))
+                    (backfill_parts(&id, ring.iter().take(history), None), ring.latest().map(sample_data))
                 };
                 tracing::info!(session = %id, parts = parts.len(), "session started; sending backfill");
                 for data in parts {
@@ -130,6 +130,17 @@ impl Core {
                 }
                 if let Some(data) = first {
                     self.send(EVENT_SAMPLE, data);
+                }
+            }
+            Step::Backfill { id, for_socket } => {
+                // Everything already streamed, so the viewer's history meets the live samples.
+                let parts = {
+                    let ring = lock(&self.ring);
+                    backfill_parts(&id, ring.iter().filter(|t| t.seq <= st.sent_seq), for_socket)
+                };
+                tracing::debug!(session = %id, parts = parts.len(), "history for a viewer that joined");
+                for data in parts {
+                    self.send(EVENT_BACKFILL, data);
                 }
             }
             Step::Extended => tracing::debug!(lease_until = st.sessions.deadline(), "session lease extended"),

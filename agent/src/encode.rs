@@ -59,7 +59,7 @@ pub fn sample_data(tick: &Tick) -> String {
 
 /// The data of each `client-sonde-backfill` part, in order. `ticks` run oldest first; only the
 /// newest keeps its top list.
-pub fn backfill_parts<'a>(session: &SessionId, ticks: impl Iterator<Item = &'a Tick>) -> Vec<String> {
+pub fn backfill_parts<'a>(session: &SessionId, ticks: impl Iterator<Item = &'a Tick>, for_socket: Option<String>) -> Vec<String> {
     let mut groups: Vec<Vec<Sample>> = Vec::new();
     let mut used = usize::MAX;
     let mut ticks = ticks.peekable();
@@ -82,7 +82,7 @@ pub fn backfill_parts<'a>(session: &SessionId, ticks: impl Iterator<Item = &'a T
     groups
         .into_iter()
         .enumerate()
-        .map(|(part, samples)| encode(&Backfill { session: session.clone(), part: part as u32, parts, samples }))
+        .map(|(part, samples)| encode(&Backfill { session: session.clone(), part: part as u32, parts, samples, for_socket: for_socket.clone() }))
         .collect()
 }
 
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn backfill_parts_fit_and_carry_every_sample_once_in_order() {
         let ticks: Vec<Tick> = (1..=300).map(|s| big_tick(s, 8, 6)).collect();
-        let parts = backfill_parts(&SessionId("s1".into()), ticks.iter());
+        let parts = backfill_parts(&SessionId("s1".into()), ticks.iter(), None);
         assert!(parts.len() > 1);
         let mut seqs = Vec::new();
         for (i, data) in parts.iter().enumerate() {
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn empty_ring_gives_one_empty_part() {
-        let parts = backfill_parts(&SessionId("s".into()), std::iter::empty::<&Tick>());
+        let parts = backfill_parts(&SessionId("s".into()), std::iter::empty::<&Tick>(), None);
         assert_eq!(parts, [r#"{"session":"s","part":0,"parts":1,"samples":[]}"#]);
         assert!(is_per_core("cpu.12.user_pct"));
         assert!(!is_per_core("cpu.user_pct"));

@@ -25,6 +25,8 @@ pub enum Step {
     Extended,
     /// Stop streaming this session.
     Stop { id: SessionId, reason: StopReason },
+    /// Send the history again for one viewer that joined the running session.
+    Backfill { id: SessionId, for_socket: Option<String> },
     /// Nothing to do (a directive for another session, or nothing running).
     Ignore,
 }
@@ -72,7 +74,8 @@ impl Sessions {
                 self.active = None;
                 Step::Stop { id: d.id.clone(), reason: StopReason::Directive }
             }
-            SessionState::Renewed | SessionState::Stopped => Step::Ignore,
+            SessionState::Backfill if same => Step::Backfill { id: d.id.clone(), for_socket: d.for_socket.clone() },
+            SessionState::Renewed | SessionState::Stopped | SessionState::Backfill => Step::Ignore,
         }
     }
 
@@ -124,7 +127,7 @@ mod tests {
     use super::*;
 
     fn d(state: SessionState, id: &str, lease_until: u64) -> SessionDirective {
-        SessionDirective { state, id: SessionId(id.into()), interval_ms: 1000, lease_until }
+        SessionDirective { state, id: SessionId(id.into()), interval_ms: 1000, lease_until, for_socket: None }
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum SessionState {
     Renewed,
     /// Stop streaming now.
     Stopped,
+    /// Send the history again, to one viewer that joined a running session.
+    Backfill,
 }
 
 /// `sonde:session` data: the relay tells the agent to start, keep or stop streaming.
@@ -77,6 +79,10 @@ pub struct SessionDirective {
     /// Unix time (ms) after which the agent stops by itself unless the lease is renewed.
     #[serde(default)]
     pub lease_until: u64,
+    /// `backfill` only: the socket id of the viewer that joined a running session and needs
+    /// the history; the relay delivers that backfill to it alone.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_socket: Option<String>,
 }
 
 fn default_interval_ms() -> u64 {
@@ -141,6 +147,9 @@ pub struct Backfill {
     /// Number of parts in this backfill.
     pub parts: u32,
     pub samples: Vec<Sample>,
+    /// Set when the backfill answers a `backfill` directive: the one viewer it is for.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_socket: Option<String>,
 }
 
 /// Facts about the host that change rarely.
@@ -225,7 +234,7 @@ mod tests {
 
     #[test]
     fn directive_round_trip_and_defaults() {
-        let d = SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 1_700_000_030_000 };
+        let d = SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 1_700_000_030_000, for_socket: None };
         let text = serde_json::to_string(&d).unwrap();
         assert_eq!(text, r#"{"state":"started","id":"s1","interval_ms":1000,"lease_until":1700000030000}"#);
         assert_eq!(serde_json::from_str::<SessionDirective>(&text).unwrap(), d);
@@ -259,7 +268,7 @@ mod tests {
 
     #[test]
     fn backfill_and_snapshot_round_trip() {
-        let b = Backfill { session: SessionId("s".into()), part: 0, parts: 2, samples: vec![realistic_sample()] };
+        let b = Backfill { session: SessionId("s".into()), part: 0, parts: 2, samples: vec![realistic_sample()], for_socket: Some("1.2".into()) };
         let text = serde_json::to_string(&b).unwrap();
         assert_eq!(serde_json::from_str::<Backfill>(&text).unwrap(), b);
 

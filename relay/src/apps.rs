@@ -78,13 +78,7 @@ impl App {
                     let d = self.publish(&channel, frame, None, Urgency::Always);
                     self.metrics.messages_out.inc_by(d.delivered as u64);
                 }
-                Some(socket) => match self.hub.connection(socket) {
-                    Some(conn) => {
-                        conn.outbox.push(frame);
-                        self.metrics.messages_out.inc();
-                    }
-                    None => self.announce(Msg::Deliver { socket: socket.to_string(), frame: utf8(&frame) }),
-                },
+                Some(socket) => self.deliver(socket, frame),
             }
         }
         self.metrics.sessions.set(self.sessions.count() as i64);
@@ -119,6 +113,17 @@ impl App {
             });
         }
         self.hub.publish(channel, frame, except, urgency)
+    }
+
+    /// One frame for one connection, on this node or another.
+    pub fn deliver(&self, to: SocketId, frame: Bytes) {
+        match self.hub.connection(to) {
+            Some(conn) => {
+                conn.outbox.push(frame);
+                self.metrics.messages_out.inc();
+            }
+            None => self.announce(Msg::Deliver { socket: to.to_string(), frame: utf8(&frame) }),
+        }
     }
 
     /// Closes a user's connections here and on every other node.

@@ -201,3 +201,33 @@ async fn statsd_lines_appear_in_the_samples() {
     assert!(p50.is_some_and(|p| (10.0..=14.0).contains(&p)), "timer percentiles: {m}");
     drop(sender);
 }
+
+#[tokio::test]
+async fn a_viewer_joining_a_running_session_gets_the_history_alone() {
+    let relay = TestRelay::with_config(config()).await;
+    let agent = AgentProcess::spawn(&relay, "web5", &["--disable-usage-statistics"]);
+    wait_online(&relay, "web5").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut first = viewer_of(&relay, &agent.channel()).await;
+    while next_data(&mut first).await.event != "client-sonde-sample" {}
+    next_data(&mut first).await;
+    let mut late = viewer_of(&relay, &agent.channel()).await;
+    let f = next_data(&mut late).await;
+    assert_eq!(f.event, "client-sonde-backfill", "the late viewer's history comes first");
+    assert_eq!(f.data["for"], json!(late.socket_id));
+    let parts = f.data["parts"].as_u64().unwrap();
+    let mut seqs: Vec<u64> = f.data["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()).collect();
+    for _ in 1..parts {
+        let f = next_data(&mut late).await;
+        assert_eq!(f.event, "client-sonde-backfill");
+        seqs.extend(f.data["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()));
+    }
+    assert!(seqs.len() >= 3 && seqs.windows(2).all(|w| w[1] == w[0] + 1), "contiguous history: {seqs:?}");
+    let live = next_data(&mut late).await;
+    assert_eq!(live.event, "client-sonde-sample");
+    assert!(live.data["seq"].as_u64().unwrap() > *seqs.last().unwrap(), "live samples continue the history");
+    // The first viewer never sees the late viewer's history.
+    for _ in 0..2 {
+        assert_eq!(next_data(&mut first).await.event, "client-sonde-sample");
+    }
+}

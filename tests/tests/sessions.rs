@@ -103,6 +103,9 @@ async fn the_last_viewer_leaving_stops_the_session_after_the_grace() {
     let v1 = viewer_client(&relay, "web1").await;
     let v2 = viewer_client(&relay, "web1").await;
     assert_eq!(agent.expect_next("sonde:session").await.data["state"], "started");
+    let history = agent.expect_next("sonde:session").await;
+    assert_eq!(history.data["state"], "backfill", "the second viewer asks for the history");
+    assert_eq!(history.data["for"], json!(v2.socket_id));
     v1.close().await;
     let renewed = agent.expect_next("sonde:session").await;
     assert_eq!(renewed.data["state"], "renewed", "one viewer remains: the session goes on");

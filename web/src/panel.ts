@@ -12,7 +12,9 @@ import type { Agent } from './inventory';
 import { SampleStore, WINDOW_MS, type Sample } from './store';
 
 interface Directive {
-  state: 'started' | 'renewed' | 'stopped';
+  // 'backfill' asks the agent for the history of one viewer that joined; for the others it is
+  // a renewal of the running session.
+  state: 'started' | 'renewed' | 'stopped' | 'backfill';
   id: string;
   interval_ms?: number;
   lease_until?: number;

@@ -110,7 +110,7 @@ mod tests {
                 r#"{"event":"sonde:session","channel":"c","data":"{\"state\":\"started\",\"id\":\"s1\",\"interval_ms\":1000,\"lease_until\":5}"}"#,
                 RelayFrame::Directive {
                     channel: "c".into(),
-                    directive: SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 5 },
+                    directive: SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 5, for_socket: None },
                 },
             ),
             (r#"{"event":"client-sonde-sample","channel":"c","data":"{}"}"#, RelayFrame::Other { event: "client-sonde-sample".into() }),

@@ -74,7 +74,7 @@ impl Harness {
 
     fn directive(&self, state: SessionState, id: &str, lease_s: u64) -> LinkEvent {
         let lease_until = self.clock.now_ms() + lease_s * 1000;
-        LinkEvent::Directive(SessionDirective { state, id: SessionId(id.into()), interval_ms: 1000, lease_until })
+        LinkEvent::Directive(SessionDirective { state, id: SessionId(id.into()), interval_ms: 1000, lease_until, for_socket: None })
     }
 
     async fn stop(self) {
@@ -214,5 +214,32 @@ async fn usage_statistics_off_means_no_snapshots() {
     for _ in 0..130 {
         assert!(h.second().await.is_empty());
     }
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backfill_directive_resends_the_history_for_one_viewer() {
+    let mut h = Harness::spawn(false);
+    for _ in 0..5 {
+        h.second().await;
+    }
+    h.send(LinkEvent::Subscribed).await;
+    let started = h.send(h.directive(SessionState::Started, "s1", 30)).await;
+    let mut live = samples(&started);
+    live.extend(samples(&h.second().await));
+    let last_live = *live.last().expect("live samples flow");
+    let mut d = match h.directive(SessionState::Backfill, "s1", 30) {
+        LinkEvent::Directive(d) => d,
+        other => panic!("{other:?}"),
+    };
+    d.for_socket = Some("123.456".into());
+    let out = h.send(LinkEvent::Directive(d.clone())).await;
+    let parts: Vec<Backfill> = out.iter().filter(|o| o.event == EVENT_BACKFILL).map(|o| serde_json::from_str(&o.data).unwrap()).collect();
+    assert!(!parts.is_empty());
+    assert!(parts.iter().all(|p| p.for_socket.as_deref() == Some("123.456")));
+    let seqs: Vec<u64> = parts.iter().flat_map(|p| p.samples.iter().map(|s| s.seq)).collect();
+    assert_eq!(seqs, (1..=last_live).collect::<Vec<_>>(), "everything streamed so far, the live samples follow");
+    d.id = SessionId("other".into());
+    assert!(h.send(LinkEvent::Directive(d)).await.is_empty(), "only for the running session");
     h.stop().await;
 }

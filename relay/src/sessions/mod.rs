@@ -222,7 +222,7 @@ impl Sessions {
     }
 
     fn directive(&self, s: &Session, state: SessionState) -> SessionDirective {
-        SessionDirective { state, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms }
+        SessionDirective { state, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms, for_socket: None }
     }
 
     fn start(&self, host: &Arc<str>, st: &mut HostState, clock: Clock) -> Action {
@@ -238,15 +238,24 @@ impl Sessions {
         Action::Publish { host: host.clone(), directive }
     }
 
-    pub fn viewer_joined(&self, host: &str, clock: Clock) -> Vec<Action> {
+    /// A viewer subscribed: the first one starts a session; one joining a running session
+    /// gets the history through a `backfill` directive addressed to it.
+    pub fn viewer_joined(&self, host: &str, viewer: SocketId, clock: Clock) -> Vec<Action> {
         let mut hosts = self.hosts.lock();
         let (key, st) = entry(&mut hosts, host);
         st.viewers += 1;
         st.idle_since = None;
-        if st.session.is_none() && self.is_leader() {
-            return vec![self.start(&key, st, clock)];
-        }
-        Vec::new()
+        let running = match &st.session {
+            Some(s) => Some((s.id.clone(), s.lease_until_ms)),
+            None if self.is_leader() => return vec![self.start(&key, st, clock)],
+            None => self.table.lock().iter().find(|r| *r.host == *host).map(|r| (SessionId(r.id.clone()), r.lease_until_ms)),
+        };
+        running
+            .map(|(id, lease_until)| {
+                let directive = SessionDirective { state: SessionState::Backfill, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
+                vec![Action::Publish { host: key, directive }]
+            })
+            .unwrap_or_default()
     }
 
     pub fn viewer_left(&self, host: &str, clock: Clock) {
@@ -274,7 +283,7 @@ impl Sessions {
                 let table = self.table.lock();
                 let rec = table.iter().find(|r| *r.host == *host);
                 rec.map(|r| {
-                    let directive = SessionDirective { state: SessionState::Started, id: SessionId(r.id.clone()), interval_ms: self.timing.interval_ms, lease_until: r.lease_until_ms };
+                    let directive = SessionDirective { state: SessionState::Started, id: SessionId(r.id.clone()), interval_ms: self.timing.interval_ms, lease_until: r.lease_until_ms, for_socket: None };
                     vec![Action::Send { host: key.clone(), to: socket, directive }]
                 })
                 .unwrap_or_default()
@@ -342,7 +351,7 @@ impl Sessions {
             if clock.now.saturating_duration_since(s.renewed_at) >= self.timing.renew_every {
                 s.renewed_at = clock.now;
                 s.lease_until_ms = clock.now_ms + self.timing.lease.as_millis() as u64;
-                let directive = SessionDirective { state: SessionState::Renewed, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms };
+                let directive = SessionDirective { state: SessionState::Renewed, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms, for_socket: None };
                 actions.push(Action::Publish { host: host.clone(), directive });
             }
         }

@@ -1,5 +1,7 @@
 use super::*;
 
+const V: SocketId = SocketId { high: 9, low: 9 };
+
 fn clock(t0: Instant, secs: f64) -> Clock {
     Clock { now: t0 + Duration::from_secs_f64(secs), now_ms: 1_000_000 + (secs * 1000.0) as u64 }
 }
@@ -17,9 +19,11 @@ fn states(actions: &[Action]) -> Vec<SessionState> {
 fn first_viewer_starts_last_viewer_stops_after_grace() {
     let s = Sessions::new(SessionTiming::default());
     let t0 = Instant::now();
-    let a = s.viewer_joined("web1", clock(t0, 0.0));
+    let a = s.viewer_joined("web1", V, clock(t0, 0.0));
     assert_eq!(states(&a), [SessionState::Started]);
-    assert!(s.viewer_joined("web1", clock(t0, 1.0)).is_empty(), "a second viewer joins the running session");
+    let second = s.viewer_joined("web1", V, clock(t0, 1.0));
+    assert_eq!(states(&second), [SessionState::Backfill], "a second viewer gets the history, the session goes on");
+    assert!(matches!(&second[0], Action::Publish { directive, .. } if directive.for_socket.as_deref() == Some("9.9")));
     s.viewer_left("web1", clock(t0, 2.0));
     assert!(s.tick(clock(t0, 5.0)).is_empty(), "one viewer remains");
     s.viewer_left("web1", clock(t0, 6.0));
@@ -32,9 +36,9 @@ fn first_viewer_starts_last_viewer_stops_after_grace() {
 fn a_viewer_returning_within_the_grace_keeps_the_session() {
     let s = Sessions::new(SessionTiming::default());
     let t0 = Instant::now();
-    let started = s.viewer_joined("web1", clock(t0, 0.0));
+    let started = s.viewer_joined("web1", V, clock(t0, 0.0));
     s.viewer_left("web1", clock(t0, 1.0));
-    assert!(s.viewer_joined("web1", clock(t0, 5.0)).is_empty());
+    assert_eq!(states(&s.viewer_joined("web1", V, clock(t0, 5.0))), [SessionState::Backfill]);
     assert!(!states(&s.tick(clock(t0, 30.0))).contains(&SessionState::Stopped));
     let id = |a: &Action| match a {
         Action::Publish { directive, .. } | Action::Send { directive, .. } => directive.id.clone(),
@@ -46,7 +50,7 @@ fn a_viewer_returning_within_the_grace_keeps_the_session() {
 fn leases_are_renewed_while_the_session_lives() {
     let s = Sessions::new(SessionTiming::default());
     let t0 = Instant::now();
-    let first = s.viewer_joined("web1", clock(t0, 0.0));
+    let first = s.viewer_joined("web1", V, clock(t0, 0.0));
     let Action::Publish { directive, .. } = &first[0] else { panic!() };
     assert_eq!(directive.lease_until, 1_000_000 + 30_000);
     assert!(s.tick(clock(t0, 9.0)).is_empty());
@@ -62,7 +66,7 @@ fn agents_joining_a_running_session_get_the_directive_at_once() {
     let agent = SocketId::new(1, 1);
     assert!(s.agent_joined("web1", agent).is_empty(), "no viewer, no stream");
     s.agent_left("web1", agent);
-    s.viewer_joined("web1", clock(t0, 0.0));
+    s.viewer_joined("web1", V, clock(t0, 0.0));
     let a = s.agent_joined("web1", agent);
     assert!(matches!(&a[..], [Action::Send { to, directive, .. }] if *to == agent && directive.state == SessionState::Started));
 }
@@ -78,7 +82,7 @@ fn server_side_sessions_run_for_their_duration_then_the_grace() {
     assert!(!states(&s.tick(clock(t0, 65.0))).contains(&SessionState::Stopped), "the grace counts from the end of the duration");
     assert_eq!(states(&s.tick(clock(t0, 70.0))), [SessionState::Stopped]);
     // An explicit duration keeps a viewer's session alive after it leaves, too.
-    s.viewer_joined("db1", clock(t0, 100.0));
+    s.viewer_joined("db1", V, clock(t0, 100.0));
     s.start_for("db1", Duration::from_secs(60), clock(t0, 101.0));
     s.viewer_left("db1", clock(t0, 102.0));
     assert!(!states(&s.tick(clock(t0, 150.0))).contains(&SessionState::Stopped));

@@ -18,7 +18,7 @@ use crate::hub::{Conn, PresenceUser, SubscribeError, Urgency};
 use crate::limits::TokenBucket;
 use crate::sessions::Clock;
 use crate::tokens::{looks_like_jwt, Grant, INVENTORY_CHANNEL};
-use sonde_protocol::sonde::{host_of, EVENT_SAMPLE, EVENT_SNAPSHOT};
+use sonde_protocol::sonde::{host_of, EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SNAPSHOT};
 
 /// Whether the connection goes on after a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +319,14 @@ impl Handler {
         }
         let urgency = if ev.event == EVENT_SAMPLE { Urgency::Conflatable } else { Urgency::Always };
         let sub = &self.channels[&name];
+        if let (Role::Agent(_), EVENT_BACKFILL) = (&sub.role, ev.event.as_str()) {
+            if let Some(to) = backfill_for(&ev.data) {
+                // History for one viewer that joined late: to it alone, wherever it is.
+                let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: None }.encode();
+                self.app.deliver(to, frame);
+                return;
+            }
+        }
         if let (Role::Agent(host), EVENT_SNAPSHOT) = (&sub.role, ev.event.as_str()) {
             let text: String = serde_json::from_str(&ev.data).unwrap_or_default();
             if let Err(e) = self.app.inventory.snapshot(host, &text, Clock::now().now_ms) {
@@ -344,7 +352,7 @@ impl Handler {
             }
             Role::Plain => {}
             Role::Viewer(host) => {
-                self.app.apply(self.app.sessions.viewer_joined(host, Clock::now()));
+                self.app.apply(self.app.sessions.viewer_joined(host, self.conn.socket_id, Clock::now()));
                 self.app.announce_host(host);
             }
             Role::Agent(host) => {
@@ -388,6 +396,19 @@ impl Handler {
             self.left(&sub.role);
         }
     }
+}
+
+#[derive(Deserialize)]
+struct BackfillFor {
+    #[serde(default, rename = "for")]
+    for_socket: Option<String>,
+}
+
+/// The viewer a backfill is addressed to (`data` is the event's JSON string literal).
+fn backfill_for(data_json: &str) -> Option<sonde_protocol::SocketId> {
+    let text: String = serde_json::from_str(data_json).ok()?;
+    let b: BackfillFor = serde_json::from_str(&text).ok()?;
+    b.for_socket?.parse().ok()
 }
 
 #[derive(Deserialize)]
