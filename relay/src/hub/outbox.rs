@@ -138,9 +138,8 @@ impl Outbox {
         let mut inner = self.inner.lock();
         out.extend(inner.queue.drain(..).map(Queued::into_bytes));
         inner.bytes = 0;
-        if inner.queue.capacity() > 64 {
-            inner.queue.shrink_to(16);
-        }
+        // Most connections are idle most of the time: keep no queue storage between bursts.
+        inner.queue = VecDeque::new();
         inner.close.clone()
     }
 

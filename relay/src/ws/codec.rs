@@ -7,8 +7,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bytes the read buffer starts with and shrinks back to.
-const READ_CHUNK: usize = 512;
+/// Bytes the read buffer grows by while a message arrives.
+const READ_CHUNK: usize = 256;
+/// Bytes an idle connection's pending read holds (client messages are rare and small).
+const IDLE_READ: usize = 64;
 
 /// A complete message from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +76,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
                     return Ok(msg);
                 }
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 64 {
+            if self.rbuf.is_empty() && self.rbuf.capacity() == 0 {
+                // Waiting for the next message holds only this much.
+                self.rbuf.reserve(IDLE_READ);
+            } else if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
                 self.rbuf.reserve(READ_CHUNK.max(self.rbuf.len()));
             }
             match self.io.read_buf(&mut self.rbuf).await {
@@ -86,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     }
 
     fn shrink(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > READ_CHUNK * 4 {
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
     }

@@ -118,10 +118,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                 let close_req = conn.outbox.drain(&mut batch);
                 if !batch.is_empty() {
                     let wrote = timeout(timing.write, ws.send_texts(&batch)).await;
-                    batch.clear();
-                    if batch.capacity() > 256 {
-                        batch = Vec::new();
-                    }
+                    // An idle connection keeps no buffer: most sit idle between rare events.
+                    batch = Vec::new();
                     match wrote {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return format!("write failed: {e}"),
@@ -190,3 +188,4 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
         }
     }
 }
+

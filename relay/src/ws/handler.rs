@@ -3,7 +3,6 @@
 //! Independent of the transport: frames come in as text, replies go to the connection's
 //! outbox, and the result says whether the connection goes on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -51,6 +50,34 @@ struct Sub {
     token_publish: bool,
 }
 
+/// A connection's subscriptions: a few each, so a vector costs less memory than a map.
+#[derive(Default)]
+struct Subs(Vec<(ChannelName, Sub)>);
+
+impl Subs {
+    fn get(&self, name: &ChannelName) -> Option<&Sub> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    fn contains_key(&self, name: &ChannelName) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: ChannelName, sub: Sub) {
+        self.remove(&name);
+        self.0.push((name, sub));
+    }
+
+    fn remove(&mut self, name: &ChannelName) -> Option<Sub> {
+        let i = self.0.iter().position(|(n, _)| n == name)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// How a subscription was authorised.
 struct Access {
     presence: Option<PresenceUser>,
@@ -63,7 +90,7 @@ pub struct Handler {
     conn: Arc<Conn>,
     /// The token given on the websocket URL, if any.
     grant: Option<Arc<Grant>>,
-    channels: HashMap<ChannelName, Sub>,
+    channels: Subs,
     limiter: TokenBucket,
     token_limiter: TokenBucket,
     /// The earliest expiry of a token this connection relies on.
@@ -77,7 +104,7 @@ impl Handler {
         // Agents burst when they send a backfill: twice the rate may queue up.
         let token_limiter = TokenBucket::new(l.token_client_events_per_second, l.token_client_events_per_second.saturating_mul(2));
         let expiry = grant.as_ref().map(|g| g.expires_at);
-        Self { app, conn, grant, channels: HashMap::new(), limiter, token_limiter, expiry }
+        Self { app, conn, grant, channels: Subs::default(), limiter, token_limiter, expiry }
     }
 
     /// When the connection must end because a token it relies on expires.
@@ -318,7 +345,7 @@ impl Handler {
             return reject(self, &format!("client event rate limit of {rate}/s exceeded"));
         }
         let urgency = if ev.event == EVENT_SAMPLE { Urgency::Conflatable } else { Urgency::Always };
-        let sub = &self.channels[&name];
+        let Some(sub) = self.channels.get(&name) else { return };
         if let (Role::Agent(_), EVENT_BACKFILL) = (&sub.role, ev.event.as_str()) {
             if let Some(to) = backfill_for(&ev.data) {
                 // History for one viewer that joined late: to it alone, wherever it is.
@@ -384,7 +411,7 @@ impl Handler {
     pub fn finish(mut self) {
         let n = self.channels.len() as i64;
         let channels = std::mem::take(&mut self.channels);
-        let (changes, offline) = self.app.hub.unregister(&self.conn, channels.keys().cloned().collect::<Vec<_>>());
+        let (changes, offline) = self.app.hub.unregister(&self.conn, channels.0.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
         self.app.metrics.subscriptions.dec_by(n);
         for (name, change) in &changes {
             self.app.announce_change(name, change);
@@ -392,7 +419,7 @@ impl Handler {
         if let Some(user) = offline {
             self.app.announce_user(&user, false);
         }
-        for sub in channels.values() {
+        for (_, sub) in &channels.0 {
             self.left(&sub.role);
         }
     }
