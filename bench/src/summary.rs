@@ -13,6 +13,7 @@ const KEY_ROWS: &[&str] = &[
     "server rss per connection",
     "bench rss per connection",
     "rate asked",
+    "published per second",
     "receivers per message",
     "delivered per second",
     "loss",
