@@ -13,7 +13,9 @@ use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
 use crate::cluster::bus::{Msg, SessionRecord};
 use crate::cluster::Link;
+use crate::http::events::{fan_out, Checked};
 use crate::hub::{Change, Delivery, Urgency};
+use tokio::sync::mpsc;
 use crate::sessions::Clock;
 use crate::limits::Limiters;
 use crate::sessions::inventory::{pages, Inventory};
@@ -41,7 +43,12 @@ pub struct App {
     pub inventory: Inventory,
     /// The cluster bus, when the relay runs with Redis.
     cluster: OnceLock<Link>,
+    /// HTTP publishes waiting for fan-out, in order.
+    fanout: OnceLock<mpsc::Sender<Vec<Checked>>>,
 }
+
+/// HTTP publish calls queued for fan-out before the API answers 503.
+const FANOUT_QUEUE: usize = 4096;
 
 impl App {
     pub fn new(config: AppConfig, metrics: &Metrics) -> Self {
@@ -58,7 +65,7 @@ impl App {
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
-        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new() }
+        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new(), fanout: OnceLock::new() }
     }
 
     /// Sends what the session controller asked for. Directives are control frames: they are
@@ -84,6 +91,34 @@ impl App {
         self.metrics.sessions.set(self.sessions.count() as i64);
         if changed && self.sessions.is_leader() {
             self.announce_sessions();
+        }
+    }
+
+    /// Starts the task that fans HTTP publishes out, so API answers never wait for it.
+    pub fn start_fanout(self: &Arc<Self>) {
+        let (tx, mut rx) = mpsc::channel::<Vec<Checked>>(FANOUT_QUEUE);
+        if self.fanout.set(tx).is_err() {
+            return;
+        }
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(events) = rx.recv().await {
+                let Some(app) = app.upgrade() else { return };
+                for ev in &events {
+                    fan_out(&app, ev);
+                }
+            }
+        });
+    }
+
+    /// Queues events for fan-out; fans out here and now when no task was started.
+    pub fn enqueue(&self, events: Vec<Checked>) -> Result<(), ()> {
+        match self.fanout.get() {
+            Some(tx) => tx.try_send(events).map_err(|_| ()),
+            None => {
+                events.iter().for_each(|ev| fan_out(self, ev));
+                Ok(())
+            }
         }
     }
 

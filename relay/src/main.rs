@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use sonde_relay::cli::{Cli, Command};
 use sonde_relay::{config::Config, server};
-use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,7 +32,7 @@ fn serve(cli: &Cli) -> ExitCode {
     init_tracing(&cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let listener = match TcpListener::bind(config.bind).await {
+        let listener = match server::bind(config.bind) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("sonde-relay: cannot listen on {}: {e}", config.bind);

@@ -39,7 +39,7 @@ struct BatchBody {
 }
 
 /// An event that passed every check, ready to fan out.
-struct Checked {
+pub struct Checked {
     name: String,
     data_json: String,
     channels: Vec<ChannelName>,
@@ -104,7 +104,9 @@ fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
     Ok(Checked { name: ev.name, data_json, channels, except, info })
 }
 
-fn publish(app: &App, ev: &Checked) -> Option<Value> {
+/// Queues every subscriber's copy of an event. Runs on the app's fan-out task, so the HTTP
+/// response never waits for it.
+pub fn fan_out(app: &App, ev: &Checked) {
     let started = Instant::now();
     for ch in &ev.channels {
         let frame = ServerFrame::Event { event: &ev.name, channel: Some(ch.as_str()), data_json: &ev.data_json, user_id: None }.encode();
@@ -114,6 +116,16 @@ fn publish(app: &App, ev: &Checked) -> Option<Value> {
         app.metrics.bytes_out.inc_by(len * d.delivered as u64);
     }
     app.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
+}
+
+/// Accepts events for fan-out, in order, and answers with the `info` attributes asked for.
+fn publish(app: &App, events: Vec<Checked>) -> Result<Vec<Option<Value>>, ApiError> {
+    let infos = events.iter().map(|ev| info(app, ev)).collect();
+    app.enqueue(events).map_err(|()| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
+    Ok(infos)
+}
+
+fn info(app: &App, ev: &Checked) -> Option<Value> {
     if !(ev.info.user_count || ev.info.subscription_count) {
         return None;
     }
@@ -140,7 +152,8 @@ pub async fn events(State(s): State<AppState>, Path(app_id): Path<String>, metho
     let body = body?;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
     let ev = check(&signed.app, parse_json(&body)?)?;
-    Ok(Json(match publish(&signed.app, &ev) {
+    let info = publish(&signed.app, vec![ev])?.pop().flatten();
+    Ok(Json(match info {
         Some(channels) => json!({ "channels": channels }),
         None => json!({}),
     }))
@@ -162,7 +175,7 @@ pub async fn batch_events(State(s): State<AppState>, Path(app_id): Path<String>,
         }
         checked.push(check(app, ev)?);
     }
-    let infos: Vec<Option<Value>> = checked.iter().map(|ev| publish(app, ev)).collect();
+    let infos = publish(app, checked)?;
     if infos.iter().all(Option::is_none) {
         return Ok(Json(json!({})));
     }

@@ -3,7 +3,7 @@
 pub mod auth;
 mod channels;
 mod error;
-mod events;
+pub mod events;
 mod sessions;
 
 use std::time::Instant;

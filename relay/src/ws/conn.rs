@@ -9,7 +9,7 @@ use sonde_protocol::{CloseCode, ServerFrame, SocketId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, Instrument};
+use tracing::debug;
 
 use super::codec::{Inbound, WsError, WsStream};
 use super::handler::{Flow, Handler};
@@ -70,8 +70,7 @@ pub struct Start {
 
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, start: Start, timing: Timing, shutdown: CancellationToken) {
     let Start { app, socket_id, grant } = start;
-    let span = tracing::debug_span!("conn", app = %app.id(), socket_id = %socket_id);
-    async move {
+    {
         let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
         app.hub.register(conn.clone());
         app.metrics.connections.inc();
@@ -80,12 +79,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, start: Start, timin
         conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
         let mut ws = WsStream::new(io, app.config.limits.max_message_bytes);
         let reason = run(&mut ws, &conn, &mut handler, timing, &shutdown).await;
-        debug!(%reason, "connection ended");
+        // No span per connection: entering one on every poll costs more than the fields are worth.
+        debug!(app = %app.id(), %socket_id, %reason, "connection ended");
         handler.finish();
         app.metrics.connections.dec();
     }
-    .instrument(span)
-    .await;
 }
 
 /// Turns a wall-clock expiry into a timer deadline.
