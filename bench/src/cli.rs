@@ -64,6 +64,9 @@ pub enum Scenario {
     Churn(ChurnArgs),
     /// Signed HTTP API publishes with C requests in flight.
     Http(HttpArgs),
+    /// A viewer subscribes to a real agent's host channel, again and again: subscribe → first
+    /// live sample, and the agent's own CPU and memory while it streams.
+    Session(SessionArgs),
     /// Markdown tables of the JSON reports in a folder (as `run-all.sh` writes them).
     Summary {
         dir: std::path::PathBuf,
@@ -149,6 +152,25 @@ pub struct ChurnArgs {
     /// Connect-subscribe-close cycles in flight at most.
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// The agent's host name (its channel is `private-sonde-host.{host}`).
+    #[arg(long = "agent-host")]
+    pub agent_host: String,
+    /// The agent's process id, to report its CPU and RSS while it streams.
+    #[arg(long)]
+    pub agent_pid: Option<u32>,
+    #[arg(long, default_value_t = 30)]
+    pub iterations: usize,
+    /// Seconds each viewer watches before leaving.
+    #[arg(long, default_value_t = 3.0)]
+    pub watch: f64,
+    /// Milliseconds between leaving and the next subscribe (longer than the relay's session
+    /// grace, so every iteration starts a new session).
+    #[arg(long, default_value_t = 1500)]
+    pub gap_ms: u64,
 }
 
 #[derive(Debug, Args)]

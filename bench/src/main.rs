@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Metrics(a) => scenario::metrics::run(&ctx, a).await,
             Scenario::Churn(a) => scenario::churn::run(&ctx, a).await,
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,
+            Scenario::Session(a) => scenario::session::run(&ctx, a).await,
             Scenario::Summary { .. } => unreachable!("handled before the runtime starts"),
         }
     })?;

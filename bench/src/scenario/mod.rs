@@ -5,6 +5,7 @@ pub mod churn;
 pub mod http;
 pub mod idle;
 pub mod metrics;
+pub mod session;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
