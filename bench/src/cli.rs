@@ -113,6 +113,10 @@ pub struct BroadcastArgs {
     /// HTTP publishes in flight at most.
     #[arg(long, default_value_t = 64)]
     pub http_inflight: usize,
+    /// Publish through another server of the same cluster (host:port), to measure cross-node
+    /// delivery: subscribers stay on `--host`/`--port`.
+    #[arg(long)]
+    pub publish_to: Option<std::net::SocketAddr>,
     /// Seconds to wait after a step for late deliveries.
     #[arg(long, default_value_t = 3)]
     pub drain: u64,

@@ -18,7 +18,7 @@ use crate::Ctx;
 pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
     let params = serde_json::json!({
         "subscribers": a.subscribers, "rate": a.rate, "duration_s": a.duration, "via": a.via,
-        "payload_bytes": a.payload, "stalled_pct": a.stalled,
+        "payload_bytes": a.payload, "stalled_pct": a.stalled, "publish_to": a.publish_to.map(|p| p.to_string()),
     });
     let channel: Arc<str> = format!("private-bench-{:08x}", rand::random::<u32>()).into();
     let stalled_n = ((a.subscribers as f64 * a.stalled / 100.0).round() as usize).min(a.subscribers);
@@ -30,13 +30,14 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
     // A small receive buffer makes a stalled socket back up into the server within seconds
     // instead of first filling megabytes of kernel buffer.
     let stalled_target = Target { recv_buffer: Some(a.stalled_rcvbuf), ..ctx.target.clone() };
+    let publish_target = Target { server: a.publish_to.unwrap_or(ctx.target.server), ..ctx.target.clone() };
     let stalled = fleet::open(&stalled_target, 0, stalled_n, ctx.connect_concurrency, channel_for.clone()).await;
     let stalled = Stalled::hold(stalled.conns);
     let active = fleet::open(&ctx.target, stalled_n, a.subscribers - stalled_n, ctx.connect_concurrency, channel_for).await;
     let readers = Readers::spawn(active.conns, &recorder);
     let publisher = match a.via {
-        Via::Http => Publisher::http(&ctx.target, a.http_inflight)?,
-        Via::Client => Publisher::Client(ClientPublisher::open(&ctx.target, a.subscribers, &channel).await?),
+        Via::Http => Publisher::http(&publish_target, a.http_inflight)?,
+        Via::Client => Publisher::Client(ClientPublisher::open(&publish_target, a.subscribers, &channel).await?),
     };
     let event: Arc<str> = publisher.event("bench").into();
     publisher.warm_up(&channel, &event).await;
