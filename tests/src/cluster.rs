@@ -79,6 +79,11 @@ key = "key"
 secret = "secret"
 client_events = true
 subscription_count = true
+
+[[apps]]
+id = "2"
+key = "key2"
+secret = "secret2"
 "#;
 
 impl RelayNode {
@@ -119,6 +124,15 @@ impl RelayNode {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/app/key?protocol=7&client=rust-test&version=1.0", self.addr)
+    }
+
+    /// The second app of the cluster (`2:key2:secret2`).
+    pub fn api2(&self) -> Api {
+        Api { base: format!("http://{}", self.addr), id: "2".into(), key: "key2".into(), secret: "secret2".into(), http: reqwest::Client::new() }
+    }
+
+    pub fn ws_url2(&self) -> String {
+        format!("ws://{}/app/key2?protocol=7&client=rust-test&version=1.0", self.addr)
     }
 
     pub async fn client(&self) -> Client {

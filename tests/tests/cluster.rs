@@ -277,3 +277,41 @@ async fn a_node_that_says_ready_is_already_a_full_member() {
     newcomer.trigger("presence-x", "client-hi", json!({})).await;
     assert_eq!(member.expect("client-hi").await.user_id.as_deref(), Some("new"));
 }
+
+#[tokio::test]
+async fn apps_never_mix_across_nodes_and_the_inventory_is_cluster_wide() {
+    let (_redis, nodes) = cluster("t8").await;
+    let mut app1 = nodes[1].client().await;
+    app1.subscribe("news").await;
+    let mut app2 = Client::connect(&nodes[1].ws_url2()).await;
+    app2.subscribe("news").await;
+    nodes[0].api().trigger(&["news"], "for-app-1", "1").await;
+    nodes[0].api2().trigger(&["news"], "for-app-2", "2").await;
+    assert_eq!(app1.expect("for-app-1").await.data, json!(1));
+    assert_eq!(app2.expect("for-app-2").await.data, json!(2));
+    nodes[2].api().trigger(&["news"], "marker", "1").await;
+    nodes[2].api2().trigger(&["news"], "marker", "2").await;
+    app1.expect_only("marker").await;
+    let (_, b) = nodes[2].api2().request("GET", "/channels/news", None, &[("info", "subscription_count")]).await;
+    assert_eq!(b["subscription_count"], 1, "app 2 counts only its own subscriber: {b}");
+
+    // An agent connected to node 1 is listed by node 3, with its snapshot.
+    let token = hs256(&agent("1", "db9"), "secret");
+    let mut agent_c = Client::connect(&format!("{}&token={token}", nodes[0].ws_url())).await;
+    agent_c.subscribe("private-sonde-host.db9").await;
+    let snap = json!({"install_id":"ab","host":"db9","facts":{},"summary":{"cpu_pct":1.0,"load1":0.1,"mem_used_pct":2.0},"custom":{}});
+    agent_c.trigger("private-sonde-host.db9", "client-sonde-snapshot", snap.clone()).await;
+    eventually("node 3 lists the agent of node 1 with its snapshot", || async {
+        let (_, b) = nodes[2].api().request("GET", "/agents", None, &[]).await;
+        b["agents"].as_array().is_some_and(|a| a.iter().any(|e| e["host"] == "db9" && e["online"] == true && e["snapshot"] == snap))
+    })
+    .await;
+    let (_, b) = nodes[2].api2().request("GET", "/agents", None, &[]).await;
+    assert_eq!(b["agents"], json!([]), "another app's inventory stays empty");
+    agent_c.close().await;
+    eventually("node 3 sees it go offline", || async {
+        let (_, b) = nodes[2].api().request("GET", "/agents", None, &[]).await;
+        b["agents"].as_array().is_some_and(|a| a.iter().any(|e| e["host"] == "db9" && e["online"] == false))
+    })
+    .await;
+}
