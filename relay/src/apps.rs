@@ -47,6 +47,10 @@ pub struct App {
     fanout: OnceLock<mpsc::Sender<Vec<Checked>>>,
 }
 
+/// The fan-out queue is full: the API answers 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutBusy;
+
 /// HTTP publish calls queued for fan-out before the API answers 503.
 const FANOUT_QUEUE: usize = 4096;
 
@@ -112,9 +116,9 @@ impl App {
     }
 
     /// Queues events for fan-out; fans out here and now when no task was started.
-    pub fn enqueue(&self, events: Vec<Checked>) -> Result<(), ()> {
+    pub fn enqueue(&self, events: Vec<Checked>) -> Result<(), FanoutBusy> {
         match self.fanout.get() {
-            Some(tx) => tx.try_send(events).map_err(|_| ()),
+            Some(tx) => tx.try_send(events).map_err(|_| FanoutBusy),
             None => {
                 events.iter().for_each(|ev| fan_out(self, ev));
                 Ok(())

@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the relay (the default).
     Serve,
     /// Print a signed token (JWT) for a viewer, an agent or a custom subject.
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 #[derive(Debug, clap::Args)]

@@ -144,10 +144,10 @@ async fn tick_sessions(state: AppState) {
         let clock = Clock::now();
         for app in state.apps.iter() {
             app.apply(app.sessions.tick(clock));
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 app.flush_inventory();
             }
-            if n % 240 == 0 {
+            if n.is_multiple_of(240) {
                 app.inventory.prune(clock.now_ms);
             }
         }

@@ -121,7 +121,7 @@ pub fn fan_out(app: &App, ev: &Checked) {
 /// Accepts events for fan-out, in order, and answers with the `info` attributes asked for.
 fn publish(app: &App, events: Vec<Checked>) -> Result<Vec<Option<Value>>, ApiError> {
     let infos = events.iter().map(|ev| info(app, ev)).collect();
-    app.enqueue(events).map_err(|()| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
+    app.enqueue(events).map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
     Ok(infos)
 }
 

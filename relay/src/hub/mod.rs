@@ -42,6 +42,9 @@ impl Conn {
     }
 }
 
+/// A channel as this node has it: name, subscriber count, presence members.
+pub type LocalChannel = (ChannelName, usize, Vec<PresenceUser>);
+
 /// Another relay node of the cluster, by its id.
 pub type NodeId = Arc<str>;
 
@@ -212,7 +215,7 @@ impl Hub {
 
     /// This node's own state, to announce to the cluster: per channel its subscriber count and
     /// presence members, and the signed-in users.
-    pub fn local_state(&self) -> (Vec<(ChannelName, usize, Vec<PresenceUser>)>, Vec<Arc<str>>) {
+    pub fn local_state(&self) -> (Vec<LocalChannel>, Vec<Arc<str>>) {
         let all: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
         let channels = all
             .iter()

@@ -306,7 +306,7 @@ mod tests {
         let unmasked = vec![0x81, 0x01, b'a'];
         let cases: Vec<(Vec<u8>, u16)> = vec![
             (unmasked, 1002),
-            (client_frame(true, 1, &vec![b'x'; 200]), 1009),
+            (client_frame(true, 1, &[b'x'; 200]), 1009),
             (client_frame(true, 1, &[0xff, 0xfe]), 1007),
             (client_frame(true, 3, b""), 1002),
             (client_frame(true, 0, b"x"), 1002),
