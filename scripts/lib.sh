@@ -19,6 +19,7 @@ ensure_system_packages() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v bc >/dev/null || missing+=(bc)
+  command -v curl >/dev/null || missing+=(curl)
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
