@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use sonde_protocol::CloseCode;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -69,7 +69,6 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/app/{key}", get(upgrade::app_socket))
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::app_js))
         .route("/app.css", get(dashboard::app_css))
@@ -106,19 +105,29 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     }
     let sweeper = tokio::spawn(sweep(state.clone()));
     let ticker = tokio::spawn(tick_sessions(state.clone()));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let routes = router(state.clone());
     let stop = cancel.clone();
-    let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = stop.cancelled() => {}
-            }
-            info!("shutting down: closing clients with 4200");
-            stop.cancel();
-        })
-        .await;
+    // Polled on its own task from the start, so signal handlers are installed at once.
+    let mut shutdown = tokio::spawn(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((mut tcp, peer)) => {
+                    tune_socket(&mut tcp);
+                    state.tracker.spawn(serve_tcp(tcp, peer, state.clone(), routes.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+            () = stop.cancelled() => break,
+        }
+    }
+    info!("shutting down: closing clients with 4200");
+    let served: std::io::Result<()> = Ok(());
     cancel.cancel();
     for app in state.apps.iter() {
         app.hub.close_all(CloseCode::Reconnect, "server is shutting down, reconnect");
@@ -154,11 +163,36 @@ async fn tick_sessions(state: AppState) {
     }
 }
 
+/// One accepted connection: the websocket endpoint handles its own handshake (so it owns its
+/// socket); everything else is served by hyper with the router.
+async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
+    let sniff = tokio::select! {
+        app = crate::ws::accept::is_app_socket(&tcp) => app,
+        () = state.shutdown.cancelled() => return,
+    };
+    if sniff {
+        return crate::ws::accept::serve(tcp, peer, state).await;
+    }
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        tower::ServiceExt::oneshot(routes.clone(), req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tcp), service).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
 /// Kernel send buffer per connection: a client that stops reading holds at most this much
 /// kernel memory (plus its bounded outbox) instead of several MiB of autotuned buffer.
 pub const SEND_BUFFER_BYTES: usize = 256 * 1024;
 
-fn tune_socket(tcp: &mut tokio::net::TcpStream) {
+fn tune_socket(tcp: &mut TcpStream) {
     // Frames are already batched per write; waiting for more (Nagle) only adds latency.
     let _ = tcp.set_nodelay(true);
     let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);

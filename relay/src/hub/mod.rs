@@ -18,7 +18,7 @@ use parking_lot::{Mutex, RwLock};
 use sonde_protocol::{ChannelKind, ChannelName, CloseCode, ServerFrame, SocketId};
 
 pub use channel::{Change, ChannelInfo, SubscribeError};
-pub use outbox::{CloseRequest, Outbox, Pushed};
+pub use outbox::{CloseRequest, DirectWrite, Outbox, Outgoing, Pushed, Written};
 pub use users::SigninError;
 
 use channel::Channel;

@@ -6,6 +6,7 @@
 //! if they would overflow the bound, the connection is asked to close with a reconnect code.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -19,21 +20,48 @@ pub struct CloseRequest {
     pub reason: String,
 }
 
+/// What the writer puts on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A text message's payload: the writer frames it.
+    Text(Bytes),
+    /// Bytes already framed (control frames, the rest of a partly written frame).
+    Raw(Bytes),
+}
+
+/// How much of a frame a socket took at once.
+pub enum Written {
+    All,
+    /// The rest, already framed.
+    Part(Bytes),
+    /// Nothing now (would block, or an error the writer task will meet).
+    Nothing,
+}
+
+/// Writing to the socket without waiting, from whichever thread publishes. The edge provides
+/// it; the core only calls it when nothing is queued and no write is in progress, so frames
+/// stay in order.
+pub trait DirectWrite: Send + Sync {
+    fn try_write(&self, frame: &Outgoing) -> Written;
+}
+
 enum Queued {
     Frame(Bytes),
     /// A frame that a newer one of the same channel may replace while it waits.
     Sample(ChannelName, Bytes),
+    Raw(Bytes),
 }
 
 impl Queued {
     fn len(&self) -> usize {
         match self {
-            Self::Frame(b) | Self::Sample(_, b) => b.len(),
+            Self::Frame(b) | Self::Sample(_, b) | Self::Raw(b) => b.len(),
         }
     }
-    fn into_bytes(self) -> Bytes {
+    fn into_outgoing(self) -> Outgoing {
         match self {
-            Self::Frame(b) | Self::Sample(_, b) => b,
+            Self::Frame(b) | Self::Sample(_, b) => Outgoing::Text(b),
+            Self::Raw(b) => Outgoing::Raw(b),
         }
     }
 }
@@ -42,6 +70,8 @@ struct Inner {
     queue: VecDeque<Queued>,
     bytes: usize,
     close: Option<CloseRequest>,
+    /// The connection's writer holds frames taken from the queue and is writing them.
+    writing: bool,
 }
 
 /// Outcome of a push, for the publisher's counters.
@@ -55,15 +85,55 @@ pub enum Pushed {
 }
 
 pub struct Outbox {
-    // A std-style mutex: it is held for a few instructions and never across an await.
+    // A std-style mutex: held for a few instructions (or one non-blocking write), never
+    // across an await.
     inner: Mutex<Inner>,
     notify: Notify,
     limit: usize,
+    direct: OnceLock<Arc<dyn DirectWrite>>,
 }
 
 impl Outbox {
     pub fn new(limit: usize) -> Self {
-        Self { inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None }), notify: Notify::new(), limit }
+        Self { inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None, writing: false }), notify: Notify::new(), limit, direct: OnceLock::new() }
+    }
+
+    /// Lets publishers write to the socket themselves when nothing waits before them.
+    pub fn set_direct(&self, direct: Arc<dyn DirectWrite>) {
+        let _ = self.direct.set(direct);
+    }
+
+    /// Writes at once when the queue is empty and no write is in progress: no wake-up of the
+    /// connection's task. Returns the frame back when it must be queued.
+    fn try_direct(&self, inner: &mut Inner, frame: Outgoing) -> Result<(), Outgoing> {
+        let Some(direct) = self.direct.get() else { return Err(frame) };
+        if !inner.queue.is_empty() || inner.writing {
+            return Err(frame);
+        }
+        match direct.try_write(&frame) {
+            Written::All => Ok(()),
+            Written::Part(rest) => {
+                inner.bytes += rest.len();
+                inner.queue.push_back(Queued::Raw(rest));
+                self.notify.notify_one();
+                Ok(())
+            }
+            Written::Nothing => Err(frame),
+        }
+    }
+
+    /// Queues bytes that are already a whole websocket frame (pongs, close frames).
+    pub fn push_raw(&self, frame: Bytes) -> Pushed {
+        let mut inner = self.inner.lock();
+        if inner.close.is_some() {
+            return Pushed::Refused;
+        }
+        let Err(Outgoing::Raw(frame) | Outgoing::Text(frame)) = self.try_direct(&mut inner, Outgoing::Raw(frame)) else { return Pushed::Queued };
+        inner.bytes += frame.len();
+        inner.queue.push_back(Queued::Raw(frame));
+        drop(inner);
+        self.notify.notify_one();
+        Pushed::Queued
     }
 
     /// Queues a frame that must arrive (events, control frames).
@@ -72,6 +142,10 @@ impl Outbox {
         if inner.close.is_some() {
             return Pushed::Refused;
         }
+        let frame = match self.try_direct(&mut inner, Outgoing::Text(frame)) {
+            Ok(()) => return Pushed::Queued,
+            Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
+        };
         if inner.bytes + frame.len() > self.limit {
             inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
             drop(inner);
@@ -92,6 +166,10 @@ impl Outbox {
         if inner.close.is_some() {
             return Pushed::Refused;
         }
+        let frame = match self.try_direct(&mut inner, Outgoing::Text(frame)) {
+            Ok(()) => return Pushed::Queued,
+            Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
+        };
         if inner.bytes > self.limit / 4 {
             let slot = inner.queue.iter_mut().rev().find(|q| matches!(q, Queued::Sample(c, _) if c == channel));
             if let Some(slot) = slot {
@@ -133,14 +211,37 @@ impl Outbox {
         self.notify.notified().await;
     }
 
-    /// Moves every queued frame into `out` and returns a pending close request.
-    pub fn drain(&self, out: &mut Vec<Bytes>) -> Option<CloseRequest> {
+    /// Moves every queued frame into `out` for the writer and returns a pending close
+    /// request. Until `finish_writing` says the queue is empty, publishers queue behind them.
+    pub fn take(&self, out: &mut Vec<Outgoing>) -> Option<CloseRequest> {
         let mut inner = self.inner.lock();
-        out.extend(inner.queue.drain(..).map(Queued::into_bytes));
+        out.extend(inner.queue.drain(..).map(Queued::into_outgoing));
         inner.bytes = 0;
         // Most connections are idle most of the time: keep no queue storage between bursts.
         inner.queue = VecDeque::new();
+        if !out.is_empty() {
+            inner.writing = true;
+        }
         inner.close.clone()
+    }
+
+    /// The writer wrote what it took. Returns true when more is queued (take it next).
+    pub fn finish_writing(&self) -> bool {
+        let mut inner = self.inner.lock();
+        let more = !inner.queue.is_empty();
+        inner.writing = more;
+        more
+    }
+
+    /// Takes the payloads of every queued frame (tests and tools without a socket).
+    pub fn drain(&self, out: &mut Vec<Bytes>) -> Option<CloseRequest> {
+        let mut taken = Vec::new();
+        let close = self.take(&mut taken);
+        self.finish_writing();
+        out.extend(taken.into_iter().map(|o| match o {
+            Outgoing::Text(b) | Outgoing::Raw(b) => b,
+        }));
+        close
     }
 
     pub fn queued_bytes(&self) -> usize {

@@ -62,9 +62,18 @@ struct Frame {
     payload: BytesMut,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+impl<S: AsyncRead + Unpin> WsStream<S> {
     pub fn new(io: S, max_message: usize) -> Self {
         Self { io, rbuf: BytesMut::new(), max_message, partial: None }
+    }
+
+    /// Starts with bytes already read past the HTTP request.
+    pub fn with_prefix(io: S, max_message: usize, prefix: &[u8]) -> Self {
+        Self { io, rbuf: BytesMut::from(prefix), max_message, partial: None }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.io
     }
 
     /// Reads the next complete message. Cancel safe: bytes read stay in the buffer.
@@ -180,6 +189,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         }
     }
 
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     /// Writes text frames, gathered into one write.
     pub async fn send_texts(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
         let total: usize = frames.iter().map(|f| f.len() + 10).sum();
@@ -224,6 +236,41 @@ fn finish(opcode: u8, payload: BytesMut) -> Result<Inbound, WsError> {
         return Err(WsError::BadUtf8);
     }
     Ok(Inbound::Text(payload.freeze()))
+}
+
+/// A frame header, written into a small array.
+pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x80 | opcode;
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if len <= usize::from(u16::MAX) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
+/// A whole control or close frame, as bytes.
+pub fn control_frame(opcode: u8, payload: &[u8]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 2);
+    put_header(&mut out, opcode, payload.len());
+    out.extend_from_slice(payload);
+    bytes::Bytes::from(out)
+}
+
+/// A close frame with a code and a reason (truncated to fit).
+pub fn close_frame(code: u16, reason: &str) -> bytes::Bytes {
+    let reason = truncate_utf8(reason, 123);
+    let mut payload = Vec::with_capacity(reason.len() + 2);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    control_frame(0x8, &payload)
 }
 
 fn put_header(out: &mut Vec<u8>, opcode: u8, len: usize) {

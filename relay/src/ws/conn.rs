@@ -4,17 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sonde_protocol::{CloseCode, ServerFrame, SocketId};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::codec::{Inbound, WsError, WsStream};
+use super::codec::{close_frame, control_frame, Inbound, WsError, WsStream};
 use super::handler::{Flow, Handler};
+use super::tcp::TcpWriter;
 use crate::apps::App;
-use crate::hub::Conn;
+use crate::hub::{CloseRequest, Conn, Outgoing};
 use crate::tokens::Grant;
 
 /// Timing of a connection.
@@ -68,22 +70,25 @@ pub struct Start {
     pub grant: Option<Arc<Grant>>,
 }
 
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, start: Start, timing: Timing, shutdown: CancellationToken) {
+/// Runs one accepted, upgraded connection. `prefix` is what was read past the HTTP request.
+pub async fn serve(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing, shutdown: CancellationToken) {
     let Start { app, socket_id, grant } = start;
-    {
-        let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
-        app.hub.register(conn.clone());
-        app.metrics.connections.inc();
-        app.metrics.connections_total.inc();
-        let mut handler = Handler::new(app.clone(), conn.clone(), grant);
-        conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
-        let mut ws = WsStream::new(io, app.config.limits.max_message_bytes);
-        let reason = run(&mut ws, &conn, &mut handler, timing, &shutdown).await;
-        // No span per connection: entering one on every poll costs more than the fields are worth.
-        debug!(app = %app.id(), %socket_id, %reason, "connection ended");
-        handler.finish();
-        app.metrics.connections.dec();
-    }
+    let (read, write) = tcp.into_split();
+    let writer = Arc::new(TcpWriter(write));
+    let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
+    conn.outbox.set_direct(writer.clone());
+    app.hub.register(conn.clone());
+    app.metrics.connections.inc();
+    app.metrics.connections_total.inc();
+    let mut handler = Handler::new(app.clone(), conn.clone(), grant);
+    conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
+    let mut ws = WsStream::with_prefix(read, app.config.limits.max_message_bytes, prefix);
+    let reason = run(&mut ws, &writer, &conn, &mut handler, timing, &shutdown).await;
+    // No span per connection: entering one on every poll costs more than the fields are worth.
+    debug!(app = %app.id(), %socket_id, %reason, "connection ended");
+    handler.finish();
+    app.metrics.connections.dec();
+    let _ = socket2::SockRef::from(ws.get_ref().as_ref()).shutdown(std::net::Shutdown::Write);
 }
 
 /// Turns a wall-clock expiry into a timer deadline.
@@ -91,8 +96,48 @@ fn deadline_of(at: std::time::SystemTime) -> Instant {
     Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
 }
 
-async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
-    let mut batch: Vec<Bytes> = Vec::new();
+/// Stops publishers from writing, then writes a close frame and waits briefly for the client's.
+async fn close_tcp(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) {
+    conn.outbox.close(CloseCode::Reconnect, "closing");
+    let mut rest = Vec::new();
+    conn.outbox.take(&mut rest);
+    if writer.write(&[Outgoing::Raw(close_frame(code, reason))]).await.is_err() {
+        return;
+    }
+    let _ = timeout(Duration::from_secs(2), async {
+        loop {
+            match ws.recv().await {
+                Ok(Inbound::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes everything queued, taking again while publishers keep adding.
+async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option<CloseRequest>, String> {
+    let mut batch: Vec<Outgoing> = Vec::new();
+    loop {
+        let close_req = conn.outbox.take(&mut batch);
+        if !batch.is_empty() {
+            match timeout(timing.write, writer.write(&batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("write failed: {e}")),
+                Err(_) => return Err("write timed out".into()),
+            }
+            batch.clear();
+        }
+        if close_req.is_some() {
+            return Ok(close_req);
+        }
+        if !conn.outbox.finish_writing() {
+            return Ok(None);
+        }
+    }
+}
+
+async fn run(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
     let mut pinged = false;
     let mut shutting_down = false;
     // Futures that live across iterations are created once: re-creating a cancellation
@@ -113,20 +158,13 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                 conn.outbox.close(CloseCode::Reconnect, "server is shutting down, reconnect");
             }
             () = conn.outbox.ready() => {
-                let close_req = conn.outbox.drain(&mut batch);
-                if !batch.is_empty() {
-                    let wrote = timeout(timing.write, ws.send_texts(&batch)).await;
-                    // An idle connection keeps no buffer: most sit idle between rare events.
-                    batch = Vec::new();
-                    match wrote {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return format!("write failed: {e}"),
-                        Err(_) => return "write timed out".into(),
+                match flush(writer, conn, timing).await {
+                    Err(e) => return e,
+                    Ok(Some(c)) => {
+                        close_tcp(ws, writer, conn, c.code.code(), &c.reason).await;
+                        return format!("closed by server with {}: {}", c.code.code(), c.reason);
                     }
-                }
-                if let Some(c) = close_req {
-                    close(ws, c.code.code(), &c.reason).await;
-                    return format!("closed by server with {}: {}", c.code.code(), c.reason);
+                    Ok(None) => {}
                 }
             }
             msg = ws.recv() => {
@@ -147,23 +185,23 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
                         }
                     }
                     Ok(Inbound::Binary) => {
-                        close(ws, 1003, "binary frames are not supported").await;
+                        close_tcp(ws, writer, conn, 1003, "binary frames are not supported").await;
                         return "binary frame".into();
                     }
                     Ok(Inbound::Ping(p)) => {
-                        if ws.send_pong(&p).await.is_err() {
-                            return "write failed".into();
-                        }
+                        conn.outbox.push_raw(control_frame(0xA, &p));
                     }
                     Ok(Inbound::Pong) => {}
                     Ok(Inbound::Close(code)) => {
-                        let _ = ws.send_close(1000, "").await;
-                        ws.shutdown().await;
+                        conn.outbox.close(CloseCode::Reconnect, "client closed");
+                        let mut rest = Vec::new();
+                        conn.outbox.take(&mut rest);
+                        let _ = writer.write(&[Outgoing::Raw(close_frame(1000, ""))]).await;
                         return format!("closed by client ({code:?})");
                     }
                     Err(e @ (WsError::Eof | WsError::Io(_))) => return e.to_string(),
                     Err(e) => {
-                        close(ws, e.close_code(), &e.to_string()).await;
+                        close_tcp(ws, writer, conn, e.close_code(), &e.to_string()).await;
                         return e.to_string();
                     }
                 }
@@ -186,4 +224,3 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, conn: &Arc
         }
     }
 }
-

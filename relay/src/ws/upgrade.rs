@@ -2,18 +2,18 @@
 //! upgraded stream to a connection task. App and protocol checks happen after the upgrade,
 //! because pusher-js only learns a close code from the websocket itself.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use sonde_protocol::{CloseCode, SocketId};
+use sonde_protocol::CloseCode;
 
 use super::conn::{self, Refusal};
 use crate::apps::App;
@@ -38,32 +38,6 @@ pub fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
-/// `GET /app/{key}`.
-pub async fn app_socket(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-    RawQuery(query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
-    let refusal = check(&state, &key, query.as_deref(), origin.as_deref(), peer.ip());
-    let (timing, shutdown) = (state.timing, state.shutdown.clone());
-    upgrade(
-        req,
-        move |io| async move {
-            match refusal {
-                Err(r) => conn::refuse(io, r).await,
-                Ok((app, grant)) => {
-                    let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
-                    conn::serve(io, conn::Start { app, socket_id, grant }, timing, shutdown).await;
-                }
-            }
-        },
-        &state,
-    )
-}
-
 /// A websocket request on any other path: upgraded and closed with 4005.
 pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response {
     if !is_upgrade(req.headers()) {
@@ -72,9 +46,9 @@ pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response
     upgrade(req, |io| conn::refuse(io, Refusal { code: CloseCode::PathNotFound, message: "websocket path must be /app/{key}".into() }), &state)
 }
 
-type Accepted = (Arc<App>, Option<Arc<Grant>>);
+pub(super) type Accepted = (Arc<App>, Option<Arc<Grant>>);
 
-fn check(state: &AppState, key: &str, query: Option<&str>, origin: Option<&str>, ip: IpAddr) -> Result<Accepted, Refusal> {
+pub(super) fn check(state: &AppState, key: &str, query: Option<&str>, origin: Option<&str>, ip: IpAddr) -> Result<Accepted, Refusal> {
     let app = state.apps.by_key(key).ok_or_else(|| Refusal { code: CloseCode::UnknownApp, message: format!("App key {key} not in this cluster") })?;
     let params: Vec<(String, String)> = query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());

@@ -1,0 +1,104 @@
+//! The websocket endpoint's own HTTP handshake on an accepted TCP socket, so the connection
+//! owns its socket: publishers can then write to it directly without waking its task.
+//! Every other request goes to hyper untouched (`peek` reads without consuming).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sonde_protocol::SocketId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::conn::{self, Start};
+use super::upgrade::{accept_key, check};
+use crate::server::AppState;
+
+/// Longest request head accepted on the websocket endpoint.
+const MAX_HEAD: usize = 8 * 1024;
+/// A client that has not sent its request head by then is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const PREFIX: &[u8] = b"GET /app/";
+
+/// Whether the connection starts with `GET /app/` (waiting for enough bytes to tell).
+pub async fn is_app_socket(tcp: &TcpStream) -> bool {
+    let mut buf = [0u8; 9];
+    let check = async {
+        loop {
+            let n = tcp.peek(&mut buf).await.ok()?;
+            if n == 0 || buf[..n] != PREFIX[..n] {
+                return Some(false);
+            }
+            if n == PREFIX.len() {
+                return Some(true);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(HEAD_TIMEOUT, check).await.ok().flatten().unwrap_or(false)
+}
+
+fn reply(status: &str, message: &str) -> String {
+    let body = serde_json::json!({ "error": message }).to_string();
+    format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+}
+
+fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
+    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(h.value).ok())
+}
+
+fn has_token(value: Option<&str>, token: &str) -> bool {
+    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Reads the request head, answers 101 (or an HTTP error) and runs the connection.
+pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, state: AppState) {
+    let mut buf = BytesMut::with_capacity(1024);
+    let head_len = loop {
+        match tokio::time::timeout(HEAD_TIMEOUT, tcp.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            let _ = tcp.write_all(reply("431 Request Header Fields Too Large", "request head too large").as_bytes()).await;
+            return;
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 40];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
+        let _ = tcp.write_all(reply("400 Bad Request", "malformed request").as_bytes()).await;
+        return;
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+    let key = path.strip_prefix("/app/").unwrap_or("");
+    let upgrade = has_token(header(&req, "upgrade"), "websocket") && has_token(header(&req, "connection"), "upgrade");
+    let ws_key = header(&req, "sec-websocket-key");
+    let (true, Some(ws_key), false) = (upgrade, ws_key, key.is_empty() || key.contains('/')) else {
+        let _ = tcp.write_all(reply("400 Bad Request", "expected a websocket upgrade on /app/{key}").as_bytes()).await;
+        return;
+    };
+    if header(&req, "sec-websocket-version") != Some("13") {
+        let msg = reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
+        let _ = tcp.write_all(msg.as_bytes()).await;
+        return;
+    }
+    let verdict = check(&state, key, query, header(&req, "origin"), peer.ip());
+    let accept = accept_key(ws_key.as_bytes());
+    let response = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n");
+    if tcp.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    let rest = buf.split_off(head_len);
+    match verdict {
+        Err(r) => conn::refuse(tcp, r).await,
+        Ok((app, grant)) => {
+            let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
+            conn::serve(tcp, &rest, Start { app, socket_id, grant }, state.timing, state.shutdown.clone()).await;
+        }
+    }
+}
