@@ -302,14 +302,19 @@ impl Channel {
     }
 }
 
+/// Up to this many subscribers, a publisher writes to their sockets itself (no task wake-up);
+/// beyond, the connections' tasks write in parallel on every worker.
+const DIRECT_FANOUT_MAX: usize = 16;
+
 fn fan_out(st: &State, name: &ChannelName, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, d: &mut Delivery) {
+    let direct = st.subscribers.len() <= DIRECT_FANOUT_MAX;
     for (id, s) in &st.subscribers {
         if Some(*id) == except {
             continue;
         }
         let pushed = match urgency {
-            Urgency::Always => s.conn.outbox.push(frame.clone()),
-            Urgency::Conflatable => s.conn.outbox.push_sample(name, frame.clone()),
+            Urgency::Always => s.conn.outbox.push_with(frame.clone(), direct),
+            Urgency::Conflatable => s.conn.outbox.push_sample(name, frame.clone(), direct),
         };
         match pushed {
             Pushed::Queued => d.delivered += 1,

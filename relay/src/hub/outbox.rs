@@ -136,15 +136,26 @@ impl Outbox {
         Pushed::Queued
     }
 
-    /// Queues a frame that must arrive (events, control frames).
+    /// Queues a frame that must arrive (events, control frames), writing it at once when
+    /// nothing waits before it.
     pub fn push(&self, frame: Bytes) -> Pushed {
+        self.push_with(frame, true)
+    }
+
+    /// Like `push`; `direct: false` always leaves the write to the connection's task (a large
+    /// fan-out is faster spread over the workers than written from one thread).
+    pub fn push_with(&self, frame: Bytes, direct: bool) -> Pushed {
         let mut inner = self.inner.lock();
         if inner.close.is_some() {
             return Pushed::Refused;
         }
-        let frame = match self.try_direct(&mut inner, Outgoing::Text(frame)) {
-            Ok(()) => return Pushed::Queued,
-            Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
+        let frame = if direct {
+            match self.try_direct(&mut inner, Outgoing::Text(frame)) {
+                Ok(()) => return Pushed::Queued,
+                Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
+            }
+        } else {
+            frame
         };
         if inner.bytes + frame.len() > self.limit {
             inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
@@ -161,14 +172,18 @@ impl Outbox {
 
     /// Queues a sample: once the queue holds more than a quarter of its bound, a newer
     /// sample replaces a queued one of the same channel instead of queueing behind it.
-    pub fn push_sample(&self, channel: &ChannelName, frame: Bytes) -> Pushed {
+    pub fn push_sample(&self, channel: &ChannelName, frame: Bytes, direct: bool) -> Pushed {
         let mut inner = self.inner.lock();
         if inner.close.is_some() {
             return Pushed::Refused;
         }
-        let frame = match self.try_direct(&mut inner, Outgoing::Text(frame)) {
-            Ok(()) => return Pushed::Queued,
-            Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
+        let frame = if direct {
+            match self.try_direct(&mut inner, Outgoing::Text(frame)) {
+                Ok(()) => return Pushed::Queued,
+                Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
+            }
+        } else {
+            frame
         };
         if inner.bytes > self.limit / 4 {
             let slot = inner.queue.iter_mut().rev().find(|q| matches!(q, Queued::Sample(c, _) if c == channel));
@@ -275,10 +290,10 @@ mod tests {
         let ch = ChannelName::parse("private-sonde-host.a").unwrap();
         let other = ChannelName::parse("private-sonde-host.b").unwrap();
         let o = Outbox::new(100);
-        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'1'; 15])), Pushed::Queued);
-        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'2'; 15])), Pushed::Queued, "not behind yet");
-        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'3'; 15])), Pushed::Conflated, "over a quarter: latest wins");
-        assert_eq!(o.push_sample(&other, Bytes::from(vec![b'x'; 15])), Pushed::Queued, "other channels keep theirs");
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'1'; 15]), true), Pushed::Queued);
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'2'; 15]), true), Pushed::Queued, "not behind yet");
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'3'; 15]), true), Pushed::Conflated, "over a quarter: latest wins");
+        assert_eq!(o.push_sample(&other, Bytes::from(vec![b'x'; 15]), true), Pushed::Queued, "other channels keep theirs");
         let (v, c) = drained(&o);
         assert_eq!(v.len(), 3);
         assert_eq!(v[1], Bytes::from(vec![b'3'; 15]));
