@@ -1,6 +1,7 @@
 //! The apps (accounts) a relay serves, by key and by id.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -45,7 +46,13 @@ pub struct App {
     cluster: OnceLock<Link>,
     /// HTTP publishes waiting for fan-out, in order.
     fanout: OnceLock<mpsc::Sender<Vec<Checked>>>,
+    /// Publish calls queued and not yet fanned out.
+    fanout_pending: Arc<AtomicUsize>,
 }
+
+/// An HTTP publish reaching at most this many subscribers is fanned out by the request itself
+/// (queueing frames never waits for a socket) when nothing is queued before it.
+const INLINE_FANOUT_MAX: usize = 16;
 
 /// The fan-out queue is full: the API answers 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +76,7 @@ impl App {
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
-        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new(), fanout: OnceLock::new() }
+        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new(), fanout: OnceLock::new(), fanout_pending: Arc::default() }
     }
 
     /// Sends what the session controller asked for. Directives are control frames: they are
@@ -105,20 +112,34 @@ impl App {
             return;
         }
         let app = Arc::downgrade(self);
+        let pending = self.fanout_pending.clone();
         tokio::spawn(async move {
             while let Some(events) = rx.recv().await {
                 let Some(app) = app.upgrade() else { return };
                 for ev in &events {
                     fan_out(&app, ev);
                 }
+                pending.fetch_sub(1, Ordering::AcqRel);
             }
         });
     }
 
     /// Queues events for fan-out; fans out here and now when no task was started.
     pub fn enqueue(&self, events: Vec<Checked>) -> Result<(), FanoutBusy> {
+        let small = || events.iter().flat_map(|ev| ev.channels.iter()).map(|c| self.hub.channel_info(c).subscription_count).sum::<usize>() <= INLINE_FANOUT_MAX;
+        // In order: only when nothing queued earlier is still waiting.
+        if self.fanout_pending.load(Ordering::Acquire) == 0 && small() {
+            events.iter().for_each(|ev| fan_out(self, ev));
+            return Ok(());
+        }
         match self.fanout.get() {
-            Some(tx) => tx.try_send(events).map_err(|_| FanoutBusy),
+            Some(tx) => {
+                self.fanout_pending.fetch_add(1, Ordering::AcqRel);
+                tx.try_send(events).map_err(|_| {
+                    self.fanout_pending.fetch_sub(1, Ordering::AcqRel);
+                    FanoutBusy
+                })
+            }
             None => {
                 events.iter().for_each(|ev| fan_out(self, ev));
                 Ok(())

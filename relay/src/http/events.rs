@@ -42,7 +42,7 @@ struct BatchBody {
 pub struct Checked {
     name: String,
     data_json: String,
-    channels: Vec<ChannelName>,
+    pub channels: Vec<ChannelName>,
     except: Option<SocketId>,
     info: Info,
 }
