@@ -49,13 +49,18 @@ count_cargo artifacts/cargo-test.log
 export SONDE_RELAY_BIN="$ROOT/target/debug/sonde-relay"
 export SONDE_AGENT_BIN="$ROOT/target/debug/sonde-agent"
 
-if [ -f tests/js/package.json ]; then
-  step "JavaScript suite (pusher-js, laravel-echo, pusher SDK)"
-  (cd tests/js && npm ci --no-audit --no-fund >/dev/null) || { echo "npm ci failed"; STATUS=1; FAILED+=1; }
-  (cd tests/js && node --test --test-concurrency=2 2>&1) | tee artifacts/js-test.log
+# An npm project's suite: install its locked packages, run COMMAND in it, count the results.
+npm_suite() {
+  local dir=$1 label=$2 log=$3; shift 3
+  [ -f "$dir/package.json" ] || return 0
+  step "$label"
+  (cd "$dir" && npm ci --no-audit --no-fund >/dev/null) || { echo "npm ci failed in $dir"; STATUS=1; FAILED+=1; return; }
+  (cd "$dir" && "$@" 2>&1) | tee "artifacts/$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
-  count_node artifacts/js-test.log
-fi
+  count_node "artifacts/$log"
+}
+
+npm_suite tests/js "JavaScript suite (pusher-js, laravel-echo, pusher SDK)" js-test.log node --test --test-concurrency=2
 
 if [ -f tests/python/run.sh ]; then
   step "Python SDK check"
@@ -64,21 +69,8 @@ if [ -f tests/python/run.sh ]; then
   count_plain artifacts/python-test.log
 fi
 
-if [ -f web/package.json ]; then
-  step "Dashboard unit tests"
-  (cd web && npm ci --no-audit --no-fund >/dev/null) || { echo "npm ci failed"; STATUS=1; FAILED+=1; }
-  (cd web && npm test 2>&1) | tee artifacts/web-test.log
-  [ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
-  count_node artifacts/web-test.log
-fi
-
-if [ -f tests/browser/package.json ]; then
-  step "Browser suite (Chromium)"
-  (cd tests/browser && npm ci --no-audit --no-fund >/dev/null) || { echo "npm ci failed"; STATUS=1; FAILED+=1; }
-  (cd tests/browser && node --test --test-concurrency=1 2>&1) | tee artifacts/browser-test.log
-  [ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
-  count_node artifacts/browser-test.log
-fi
+npm_suite web "Dashboard unit tests" web-test.log npm test
+npm_suite tests/browser "Browser suite (Chromium)" browser-test.log node --test --test-concurrency=1
 
 if [ "$STATUS" -ne 0 ] && [ "$FAILED" -eq 0 ]; then FAILED=1; fi
 echo

@@ -131,58 +131,63 @@ impl Cluster {
                     let Some(msg) = msg else {
                         return Err(redis::RedisError::from((redis::ErrorKind::Io, "Redis closed the subscription")));
                     };
-                    let payload: Vec<u8> = msg.get_payload()?;
-                    let Some(env) = Envelope::decode(&payload) else {
-                        tracing::debug!(len = payload.len(), "cluster: undecodable bus message");
-                        continue;
-                    };
-                    tracing::trace!(from = %env.node, msg = ?env.msg, "cluster: received");
-                    if *env.node == *self.node {
-                        continue;
-                    }
-                    let from: NodeId = env.node.as_str().into();
-                    let hello = matches!(env.msg, Msg::Hello);
-                    let known = self.views.lock().live_nodes().any(|n| *n == from);
-                    let done = self.views.lock().apply(&from, &env.app, env.msg, &self.node);
-                    if !known {
-                        self.set_leader();
-                    }
-                    if hello {
-                        self.announce_state(&mut con, &env.node).await?;
-                    }
-                    if done && waiting.remove(&env.node) && waiting.is_empty() {
-                        self.ready.send_replace(true);
-                    }
+                    self.on_bus(&mut con, &msg.get_payload::<Vec<u8>>()?, &mut waiting).await?;
                 }
                 n = rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         return Ok(());
                     }
-                    let mut pipe = redis::pipe();
-                    for m in batch.drain(..) {
-                        pipe.publish(self.key("bus"), m).ignore();
-                    }
-                    tracing::debug!(n, "cluster: publishing a batch");
-                    pipe.query_async::<()>(&mut con).await?;
+                    self.publish(&mut con, &batch).await?;
+                    batch.clear();
                 }
-                _ = beat.tick() => {
-                    self.heartbeat(&mut con).await?;
-                    self.publish(&mut con, &[self.envelope("", Msg::Heartbeat)]).await?;
-                    let silent = self.views.lock().silent(Duration::from_millis(self.config.node_timeout_ms));
-                    for n in &silent {
-                        warn!(node = %n, "cluster: node stopped answering; dropping its state");
-                        self.views.lock().drop_node(n);
-                        waiting.remove(&**n);
-                    }
-                    if !silent.is_empty() {
-                        self.set_leader();
-                    }
-                    if !self.is_ready() && (waiting.is_empty() || tokio::time::Instant::now() >= sync_deadline) {
-                        self.ready.send_replace(true);
-                    }
-                }
+                _ = beat.tick() => self.on_beat(&mut con, &mut waiting, sync_deadline).await?,
             }
         }
+    }
+
+    /// One message from another node; answers a `Hello` with this node's state.
+    async fn on_bus(&self, con: &mut redis::aio::MultiplexedConnection, payload: &[u8], waiting: &mut HashSet<String>) -> Res<()> {
+        let Some(env) = Envelope::decode(payload) else {
+            tracing::debug!(len = payload.len(), "cluster: undecodable bus message");
+            return Ok(());
+        };
+        if *env.node == *self.node {
+            return Ok(());
+        }
+        let from: NodeId = env.node.as_str().into();
+        let hello = matches!(env.msg, Msg::Hello);
+        let known = self.views.lock().live_nodes().any(|n| *n == from);
+        let done = self.views.lock().apply(&from, &env.app, env.msg, &self.node);
+        if !known {
+            self.set_leader();
+        }
+        if hello {
+            self.announce_state(con, &env.node).await?;
+        }
+        if done && waiting.remove(&env.node) && waiting.is_empty() {
+            self.ready.send_replace(true);
+        }
+        Ok(())
+    }
+
+    /// Says this node is alive, drops nodes that stopped answering, and declares this node
+    /// ready once the others answered its `Hello` (or the sync wait passed).
+    async fn on_beat(&self, con: &mut redis::aio::MultiplexedConnection, waiting: &mut HashSet<String>, sync_deadline: tokio::time::Instant) -> Res<()> {
+        self.heartbeat(con).await?;
+        self.publish(con, &[self.envelope("", Msg::Heartbeat)]).await?;
+        let silent = self.views.lock().silent(Duration::from_millis(self.config.node_timeout_ms));
+        for n in &silent {
+            warn!(node = %n, "cluster: node stopped answering; dropping its state");
+            self.views.lock().drop_node(n);
+            waiting.remove(&**n);
+        }
+        if !silent.is_empty() {
+            self.set_leader();
+        }
+        if !self.is_ready() && (waiting.is_empty() || tokio::time::Instant::now() >= sync_deadline) {
+            self.ready.send_replace(true);
+        }
+        Ok(())
     }
 
     fn envelope(&self, app: &str, msg: Msg) -> Vec<u8> {

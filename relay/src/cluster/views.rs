@@ -84,6 +84,7 @@ impl Views {
         false
     }
 
+    /// Channel-level messages: publishes, counts, presence, users; the rest go on.
     fn apply_app(&mut self, node: &NodeId, app: &Arc<App>, msg: Msg, clock: Clock) {
         let id = app.id().to_owned();
         match msg {
@@ -144,6 +145,14 @@ impl Views {
                     conn.outbox.push(Bytes::from(frame));
                 }
             }
+            msg => self.apply_sessions(node, app, msg, clock),
+        }
+    }
+
+    /// Session and inventory messages: viewers and agents per host, directives, the table.
+    fn apply_sessions(&mut self, node: &NodeId, app: &Arc<App>, msg: Msg, clock: Clock) {
+        let id = app.id().to_owned();
+        match msg {
             Msg::Host { host, viewers, agents } => {
                 let agents: Vec<SocketId> = agents.iter().filter_map(|a| socket(a)).collect();
                 let gone = viewers == 0 && agents.is_empty();
@@ -194,6 +203,7 @@ impl Views {
                     app.hub.store_cache(&c, Bytes::from(frame), Instant::now() + Duration::from_millis(ttl_ms));
                 }
             }
+            Msg::Publish { .. } | Msg::Count { .. } | Msg::Join { .. } | Msg::Leave { .. } | Msg::User { .. } | Msg::Terminate { .. } | Msg::Deliver { .. } => {}
             Msg::Heartbeat | Msg::Hello | Msg::Bye | Msg::SyncStart { .. } | Msg::SyncDone { .. } => {}
         }
     }

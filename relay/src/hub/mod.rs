@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use sonde_protocol::{ChannelKind, ChannelName, CloseCode, ServerFrame, SocketId};
+use sonde_protocol::{ChannelName, CloseCode, ServerFrame, SocketId};
 
 pub use channel::{Change, ChannelInfo, SubscribeError};
 pub use outbox::{CloseRequest, DirectWrite, Outbox, Outgoing, Pushed, Written};
@@ -321,10 +321,6 @@ impl Hub {
             ch.expire_cache(now);
             self.drop_if_empty(&ch);
         }
-    }
-
-    pub fn kind_of(name: &ChannelName) -> ChannelKind {
-        name.kind()
     }
 }
 

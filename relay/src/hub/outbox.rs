@@ -58,6 +58,13 @@ impl Queued {
             Self::Frame(b) | Self::Sample(_, b) | Self::Raw(b) => b.len(),
         }
     }
+    fn outgoing(&self) -> Outgoing {
+        match self {
+            Self::Frame(b) | Self::Sample(_, b) => Outgoing::Text(b.clone()),
+            Self::Raw(b) => Outgoing::Raw(b.clone()),
+        }
+    }
+
     fn into_outgoing(self) -> Outgoing {
         match self {
             Self::Frame(b) | Self::Sample(_, b) => Outgoing::Text(b),
@@ -104,13 +111,13 @@ impl Outbox {
     }
 
     /// Writes at once when the queue is empty and no write is in progress: no wake-up of the
-    /// connection's task. Returns the frame back when it must be queued.
-    fn try_direct(&self, inner: &mut Inner, frame: Outgoing) -> Result<(), Outgoing> {
-        let Some(direct) = self.direct.get() else { return Err(frame) };
+    /// connection's task. Returns the item back when it must be queued.
+    fn try_direct(&self, inner: &mut Inner, item: Queued) -> Result<(), Queued> {
+        let Some(direct) = self.direct.get() else { return Err(item) };
         if !inner.queue.is_empty() || inner.writing {
-            return Err(frame);
+            return Err(item);
         }
-        match direct.try_write(&frame) {
+        match direct.try_write(&item.outgoing()) {
             Written::All => Ok(()),
             Written::Part(rest) => {
                 inner.bytes += rest.len();
@@ -118,93 +125,70 @@ impl Outbox {
                 self.notify.notify_one();
                 Ok(())
             }
-            Written::Nothing => Err(frame),
+            Written::Nothing => Err(item),
         }
     }
 
-    /// Queues bytes that are already a whole websocket frame (pongs, close frames).
-    pub fn push_raw(&self, frame: Bytes) -> Pushed {
+    /// The one way in: a direct write when allowed and possible, else the queue, where a
+    /// sample may replace an older one of its channel and an overflow closes the connection
+    /// (frames already framed, like pongs, are never refused for size).
+    fn push_item(&self, item: Queued, direct: bool) -> Pushed {
         let mut inner = self.inner.lock();
         if inner.close.is_some() {
             return Pushed::Refused;
         }
-        let Err(Outgoing::Raw(frame) | Outgoing::Text(frame)) = self.try_direct(&mut inner, Outgoing::Raw(frame)) else { return Pushed::Queued };
-        inner.bytes += frame.len();
-        inner.queue.push_back(Queued::Raw(frame));
+        let item = match direct {
+            true => match self.try_direct(&mut inner, item) {
+                Ok(()) => return Pushed::Queued,
+                Err(item) => item,
+            },
+            false => item,
+        };
+        if let Queued::Sample(channel, _) = &item {
+            if inner.bytes > self.limit / 4 {
+                let slot = inner.queue.iter_mut().rev().find(|q| matches!(q, Queued::Sample(c, _) if c == channel));
+                if let Some(slot) = slot {
+                    let (old, new) = (slot.len(), item.len());
+                    *slot = item;
+                    inner.bytes = inner.bytes - old + new;
+                    return Pushed::Conflated;
+                }
+            }
+        }
+        if !matches!(item, Queued::Raw(_)) && inner.bytes + item.len() > self.limit {
+            inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
+            drop(inner);
+            self.notify.notify_one();
+            return Pushed::Refused;
+        }
+        inner.bytes += item.len();
+        inner.queue.push_back(item);
         drop(inner);
         self.notify.notify_one();
         Pushed::Queued
+    }
+
+    /// Queues bytes that are already a whole websocket frame (pongs, close frames).
+    pub fn push_raw(&self, frame: Bytes) -> Pushed {
+        self.push_item(Queued::Raw(frame), true)
     }
 
     /// Queues a frame that must arrive (events, control frames), writing it at once when
     /// nothing waits before it.
     pub fn push(&self, frame: Bytes) -> Pushed {
-        self.push_with(frame, true)
+        self.push_item(Queued::Frame(frame), true)
     }
 
     /// Like `push`; `direct: false` always leaves the write to the connection's task (a large
     /// fan-out is faster spread over the workers than written from one thread).
     pub fn push_with(&self, frame: Bytes, direct: bool) -> Pushed {
-        let mut inner = self.inner.lock();
-        if inner.close.is_some() {
-            return Pushed::Refused;
-        }
-        let frame = if direct {
-            match self.try_direct(&mut inner, Outgoing::Text(frame)) {
-                Ok(()) => return Pushed::Queued,
-                Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
-            }
-        } else {
-            frame
-        };
-        if inner.bytes + frame.len() > self.limit {
-            inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
-            drop(inner);
-            self.notify.notify_one();
-            return Pushed::Refused;
-        }
-        inner.bytes += frame.len();
-        inner.queue.push_back(Queued::Frame(frame));
-        drop(inner);
-        self.notify.notify_one();
-        Pushed::Queued
+        self.push_item(Queued::Frame(frame), direct)
     }
 
     /// Queues a sample: once the queue holds more than a quarter of its bound, a newer
     /// sample replaces a queued one of the same channel instead of queueing behind it.
     pub fn push_sample(&self, channel: &ChannelName, frame: Bytes, direct: bool) -> Pushed {
-        let mut inner = self.inner.lock();
-        if inner.close.is_some() {
-            return Pushed::Refused;
-        }
-        let frame = if direct {
-            match self.try_direct(&mut inner, Outgoing::Text(frame)) {
-                Ok(()) => return Pushed::Queued,
-                Err(Outgoing::Text(f) | Outgoing::Raw(f)) => f,
-            }
-        } else {
-            frame
-        };
-        if inner.bytes > self.limit / 4 {
-            let slot = inner.queue.iter_mut().rev().find(|q| matches!(q, Queued::Sample(c, _) if c == channel));
-            if let Some(slot) = slot {
-                let old = std::mem::replace(slot, Queued::Sample(channel.clone(), frame));
-                let new_len = slot.len();
-                inner.bytes = inner.bytes - old.len() + new_len;
-                return Pushed::Conflated;
-            }
-        }
-        if inner.bytes + frame.len() > self.limit {
-            inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
-            drop(inner);
-            self.notify.notify_one();
-            return Pushed::Refused;
-        }
-        inner.bytes += frame.len();
-        inner.queue.push_back(Queued::Sample(channel.clone(), frame));
-        drop(inner);
-        self.notify.notify_one();
-        Pushed::Queued
+        self.push_item(Queued::Sample(channel.clone(), frame), direct)
     }
 
     /// Asks the writer to close the connection after what is already queued.

@@ -204,22 +204,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.io.flush().await
     }
 
-    pub async fn send_pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 2);
-        put_header(&mut out, 0xA, payload.len());
-        out.extend_from_slice(payload);
-        self.io.write_all(&out).await?;
-        self.io.flush().await
-    }
-
     /// Sends a close frame; the caller then waits briefly for the client's and drops.
     pub async fn send_close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
-        let reason = truncate_utf8(reason, 123);
-        let mut out = Vec::with_capacity(reason.len() + 4);
-        put_header(&mut out, 0x8, reason.len() + 2);
-        out.extend_from_slice(&code.to_be_bytes());
-        out.extend_from_slice(reason.as_bytes());
-        self.io.write_all(&out).await?;
+        self.io.write_all(&close_frame(code, reason)).await?;
         self.io.flush().await
     }
 

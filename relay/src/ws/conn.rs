@@ -46,10 +46,14 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: S, refusal: Refusal) 
 }
 
 async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, code: u16, reason: &str) {
-    if ws.send_close(code, reason).await.is_err() {
-        return;
+    if ws.send_close(code, reason).await.is_ok() {
+        await_client_close(ws).await;
+        ws.shutdown().await;
     }
-    // Give the client a moment to answer with its own close frame, so it sees a clean close.
+}
+
+/// Gives the client a moment to answer with its own close frame, so it sees a clean close.
+async fn await_client_close<S: AsyncRead + Unpin>(ws: &mut WsStream<S>) {
     let _ = timeout(Duration::from_secs(2), async {
         loop {
             match ws.recv().await {
@@ -59,7 +63,6 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, code: u1
         }
     })
     .await;
-    ws.shutdown().await;
 }
 
 /// What a connection starts with.
@@ -96,23 +99,18 @@ fn deadline_of(at: std::time::SystemTime) -> Instant {
     Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
 }
 
-/// Stops publishers from writing, then writes a close frame and waits briefly for the client's.
-async fn close_tcp(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) {
+/// Stops publishers from writing (what is still queued is dropped) and writes a close frame.
+async fn write_close(writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) -> std::io::Result<()> {
     conn.outbox.close(CloseCode::Reconnect, "closing");
-    let mut rest = Vec::new();
-    conn.outbox.take(&mut rest);
-    if writer.write(&[Outgoing::Raw(close_frame(code, reason))]).await.is_err() {
-        return;
+    conn.outbox.take(&mut Vec::new());
+    writer.write(&[Outgoing::Raw(close_frame(code, reason))]).await
+}
+
+/// Closes with `code` and waits briefly for the client's close frame.
+async fn close_tcp(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) {
+    if write_close(writer, conn, code, reason).await.is_ok() {
+        await_client_close(ws).await;
     }
-    let _ = timeout(Duration::from_secs(2), async {
-        loop {
-            match ws.recv().await {
-                Ok(Inbound::Close(_)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
 }
 
 /// Writes everything queued, taking again while publishers keep adding.
@@ -133,6 +131,38 @@ async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option
         }
         if !conn.outbox.finish_writing() {
             return Ok(None);
+        }
+    }
+}
+
+/// What one message from the client does; `Err` ends the connection, with the reason.
+async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Conn, handler: &mut Handler) -> Result<(), String> {
+    match msg {
+        Ok(Inbound::Text(bytes)) => {
+            // The codec has checked UTF-8 already.
+            let text = std::str::from_utf8(&bytes).unwrap_or_default();
+            if let Flow::Close(code, reason) = handler.on_text(text) {
+                conn.outbox.close(code, reason);
+            }
+            Ok(())
+        }
+        Ok(Inbound::Binary) => {
+            close_tcp(ws, writer, conn, 1003, "binary frames are not supported").await;
+            Err("binary frame".into())
+        }
+        Ok(Inbound::Ping(p)) => {
+            conn.outbox.push_raw(control_frame(0xA, &p));
+            Ok(())
+        }
+        Ok(Inbound::Pong) => Ok(()),
+        Ok(Inbound::Close(code)) => {
+            let _ = write_close(writer, conn, 1000, "").await;
+            Err(format!("closed by client ({code:?})"))
+        }
+        Err(e @ (WsError::Eof | WsError::Io(_))) => Err(e.to_string()),
+        Err(e) => {
+            close_tcp(ws, writer, conn, e.close_code(), &e.to_string()).await;
+            Err(e.to_string())
         }
     }
 }
@@ -170,39 +200,13 @@ async fn run(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Arc<Co
             msg = ws.recv() => {
                 activity.as_mut().reset(Instant::now() + timing.activity);
                 pinged = false;
-                match msg {
-                    Ok(Inbound::Text(bytes)) => {
-                        // The codec has checked UTF-8 already.
-                        let text = std::str::from_utf8(&bytes).unwrap_or_default();
-                        if let Flow::Close(code, reason) = handler.on_text(text) {
-                            conn.outbox.close(code, reason);
-                        }
-                        if handler.expiry() != expiry_at {
-                            expiry_at = handler.expiry();
-                            if let Some(at) = expiry_at {
-                                expiry.as_mut().reset(deadline_of(at));
-                            }
-                        }
-                    }
-                    Ok(Inbound::Binary) => {
-                        close_tcp(ws, writer, conn, 1003, "binary frames are not supported").await;
-                        return "binary frame".into();
-                    }
-                    Ok(Inbound::Ping(p)) => {
-                        conn.outbox.push_raw(control_frame(0xA, &p));
-                    }
-                    Ok(Inbound::Pong) => {}
-                    Ok(Inbound::Close(code)) => {
-                        conn.outbox.close(CloseCode::Reconnect, "client closed");
-                        let mut rest = Vec::new();
-                        conn.outbox.take(&mut rest);
-                        let _ = writer.write(&[Outgoing::Raw(close_frame(1000, ""))]).await;
-                        return format!("closed by client ({code:?})");
-                    }
-                    Err(e @ (WsError::Eof | WsError::Io(_))) => return e.to_string(),
-                    Err(e) => {
-                        close_tcp(ws, writer, conn, e.close_code(), &e.to_string()).await;
-                        return e.to_string();
+                if let Err(reason) = on_inbound(msg, ws, writer, conn, handler).await {
+                    return reason;
+                }
+                if handler.expiry() != expiry_at {
+                    expiry_at = handler.expiry();
+                    if let Some(at) = expiry_at {
+                        expiry.as_mut().reset(deadline_of(at));
                     }
                 }
             }

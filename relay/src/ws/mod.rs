@@ -4,5 +4,6 @@ pub mod accept;
 pub mod codec;
 pub mod conn;
 pub mod handler;
+mod payloads;
 pub mod tcp;
 pub mod upgrade;
