@@ -178,13 +178,14 @@ async fn one_session_per_host_cluster_wide() {
         .await;
     }
     v2.close().await;
-    // One viewer remains on node 3: the session goes on (renewals only, same id).
+    // One viewer remains on node 3: the session goes on, always the same one. (The leader may
+    // repeat `started` for the same id when it hears of the agent after starting the session:
+    // the protocol makes that a lease extension, not a second session.)
     let until = Instant::now() + Duration::from_millis(2500);
     while Instant::now() < until {
         let d = agent_c.expect("sonde:session").await;
-        assert_eq!(d.data["id"], id);
+        assert_eq!(d.data["id"], id, "no second session");
         assert_ne!(d.data["state"], "stopped", "no stop while a viewer remains on another node");
-        assert_ne!(d.data["state"], "started", "no second session");
     }
     v3.close().await;
     loop {
