@@ -1,12 +1,11 @@
 //! The apps (accounts) a relay serves, by key and by id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::AppConfig;
-use crate::hub::{Hub, HubOptions};
+use crate::hub::{lanes, Hub, HubOptions};
 use bytes::Bytes;
 use sonde_protocol::frame::json_string;
 use sonde_protocol::sonde::{host_channel, EVENT_SESSION};
@@ -16,7 +15,6 @@ use crate::cluster::bus::{Msg, SessionRecord};
 use crate::cluster::Link;
 use crate::http::events::{fan_out, Checked};
 use crate::hub::{Change, Delivery, Urgency};
-use tokio::sync::mpsc;
 use crate::sessions::Clock;
 use crate::limits::Limiters;
 use crate::sessions::inventory::{pages, Inventory};
@@ -44,22 +42,14 @@ pub struct App {
     pub inventory: Inventory,
     /// The cluster bus, when the relay runs with Redis.
     cluster: OnceLock<Link>,
-    /// HTTP publishes waiting for fan-out, in order.
-    fanout: OnceLock<mpsc::Sender<Vec<Checked>>>,
-    /// Publish calls queued and not yet fanned out.
-    fanout_pending: Arc<AtomicUsize>,
 }
 
-/// An HTTP publish reaching at most this many subscribers is fanned out by the request itself
-/// (queueing frames never waits for a socket) when nothing is queued before it.
-const INLINE_FANOUT_MAX: usize = 16;
+/// The fan-out lanes are behind by so many deliveries: the API answers 503.
+const BUSY_BACKLOG: usize = 1_000_000;
 
-/// The fan-out queue is full: the API answers 503.
+/// The fan-out lanes are far behind: the API answers 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FanoutBusy;
-
-/// HTTP publish calls queued for fan-out before the API answers 503.
-const FANOUT_QUEUE: usize = 4096;
 
 impl App {
     pub fn new(config: AppConfig, metrics: &Metrics) -> Self {
@@ -76,7 +66,7 @@ impl App {
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
-        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new(), fanout: OnceLock::new(), fanout_pending: Arc::default() }
+        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new() }
     }
 
     /// Sends what the session controller asked for. Directives are control frames: they are
@@ -105,46 +95,15 @@ impl App {
         }
     }
 
-    /// Starts the task that fans HTTP publishes out, so API answers never wait for it.
-    pub fn start_fanout(self: &Arc<Self>) {
-        let (tx, mut rx) = mpsc::channel::<Vec<Checked>>(FANOUT_QUEUE);
-        if self.fanout.set(tx).is_err() {
-            return;
+    /// Fans HTTP publishes out, in order. Queueing never waits for a socket: small channels
+    /// are written to at once, large ones handed to the fan-out lanes, so the API answers
+    /// before a large fan-out is done. Refused while the lanes are far behind.
+    pub fn publish_events(&self, events: &[Checked]) -> Result<(), FanoutBusy> {
+        if lanes().backlog() > BUSY_BACKLOG {
+            return Err(FanoutBusy);
         }
-        let app = Arc::downgrade(self);
-        let pending = self.fanout_pending.clone();
-        tokio::spawn(async move {
-            while let Some(events) = rx.recv().await {
-                let Some(app) = app.upgrade() else { return };
-                for ev in &events {
-                    fan_out(&app, ev);
-                }
-                pending.fetch_sub(1, Ordering::AcqRel);
-            }
-        });
-    }
-
-    /// Queues events for fan-out; fans out here and now when no task was started.
-    pub fn enqueue(&self, events: Vec<Checked>) -> Result<(), FanoutBusy> {
-        let small = || events.iter().flat_map(|ev| ev.channels.iter()).map(|c| self.hub.channel_info(c).subscription_count).sum::<usize>() <= INLINE_FANOUT_MAX;
-        // In order: only when nothing queued earlier is still waiting.
-        if self.fanout_pending.load(Ordering::Acquire) == 0 && small() {
-            events.iter().for_each(|ev| fan_out(self, ev));
-            return Ok(());
-        }
-        match self.fanout.get() {
-            Some(tx) => {
-                self.fanout_pending.fetch_add(1, Ordering::AcqRel);
-                tx.try_send(events).map_err(|_| {
-                    self.fanout_pending.fetch_sub(1, Ordering::AcqRel);
-                    FanoutBusy
-                })
-            }
-            None => {
-                events.iter().for_each(|ev| fan_out(self, ev));
-                Ok(())
-            }
-        }
+        events.iter().for_each(|ev| fan_out(self, ev));
+        Ok(())
     }
 
     pub fn set_cluster(&self, link: Link) {

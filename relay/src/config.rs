@@ -25,6 +25,10 @@ pub struct Config {
     /// How long the server waits for any frame after its own ping.
     #[serde(default = "default_pong_timeout")]
     pub pong_timeout_s: u64,
+    /// Threads that write large fan-outs (channels with more than 16 subscribers); default:
+    /// one per core.
+    #[serde(default)]
+    pub fanout_threads: Option<usize>,
     /// Realtime session timing.
     #[serde(default)]
     pub sessions: SessionsConfig,
@@ -84,6 +88,7 @@ impl Default for Config {
             bind: default_bind(),
             activity_timeout_s: DEFAULT_ACTIVITY_TIMEOUT_S,
             pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
+            fanout_threads: None,
             sessions: SessionsConfig::default(),
             redis: None,
             apps: Vec::new(),

@@ -30,6 +30,9 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     };
     init_tracing(&cli.log_format);
+    if let Some(n) = config.fanout_threads {
+        sonde_relay::hub::configure_lanes(n);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let listener = match server::bind(config.bind) {

@@ -91,9 +91,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
 pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let cancel = state.shutdown.clone();
-    for app in state.apps.iter() {
-        app.start_fanout();
-    }
     let cluster_task = state.cluster.clone().map(|c| {
         let task = tokio::spawn(c.clone().run(cancel.child_token()));
         (c, task)

@@ -104,8 +104,7 @@ fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
     Ok(Checked { name: ev.name, data_json, channels, except, info })
 }
 
-/// Queues every subscriber's copy of an event. Runs on the app's fan-out task, so the HTTP
-/// response never waits for it.
+/// Queues every subscriber's copy of an event (never waiting for a socket).
 pub fn fan_out(app: &App, ev: &Checked) {
     let started = Instant::now();
     for ch in &ev.channels {
@@ -121,7 +120,7 @@ pub fn fan_out(app: &App, ev: &Checked) {
 /// Accepts events for fan-out, in order, and answers with the `info` attributes asked for.
 fn publish(app: &App, events: Vec<Checked>) -> Result<Vec<Option<Value>>, ApiError> {
     let infos = events.iter().map(|ev| info(app, ev)).collect();
-    app.enqueue(events).map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
+    app.publish_events(&events).map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
     Ok(infos)
 }
 

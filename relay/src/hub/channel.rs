@@ -2,14 +2,16 @@
 //! nodes reported about it (their subscriber counts and presence members).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use sonde_protocol::frame::Member;
 use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
 
+use super::lanes::{lanes, Shares};
 use super::{Conn, Delivery, HubOptions, NodeId, PresenceUser, Pushed, Urgency};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,12 +97,17 @@ pub(super) struct Channel {
     name: ChannelName,
     kind: ChannelKind,
     state: RwLock<State>,
+    /// The subscribers split by fan-out lane, built on the first large publish after a change.
+    shares: Mutex<Option<Arc<Shares>>>,
+    /// Publishes handed to lanes and not yet written: until they are, every publish goes the
+    /// same way, so none overtakes another.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Channel {
     pub(super) fn new(name: ChannelName) -> Self {
         let kind = name.kind();
-        Self { name, kind, state: RwLock::default() }
+        Self { name, kind, state: RwLock::default(), shares: Mutex::new(None), in_flight: Arc::default() }
     }
 
     pub(super) fn name(&self) -> &ChannelName {
@@ -156,6 +163,7 @@ impl Channel {
             };
         }
         st.subscribers.insert(conn.socket_id, Subscriber { conn: conn.clone(), user });
+        *self.shares.lock() = None;
         change.local_count = st.subscribers.len();
         if self.counts_enabled(opts) {
             st.broadcast(&ServerFrame::SubscriptionCount { channel: ch, count: st.total() }.encode());
@@ -167,6 +175,7 @@ impl Channel {
     pub(super) fn unsubscribe(&self, socket: SocketId, opts: &HubOptions) -> Option<Change> {
         let mut st = self.state.write();
         let sub = st.subscribers.remove(&socket)?;
+        *self.shares.lock() = None;
         let mut change = Change::default();
         if let Some(user) = sub.user {
             let gone = match st.members.get_mut(&user) {
@@ -253,12 +262,37 @@ impl Channel {
         if let Some(until) = cache_until {
             let mut st = self.state.write();
             st.cached = Some((frame.clone(), until));
-            fan_out(&st, &self.name, &frame, except, urgency, &mut d);
+            self.fan_out(&st, &frame, except, urgency, &mut d);
         } else {
             let st = self.state.read();
-            fan_out(&st, &self.name, &frame, except, urgency, &mut d);
+            self.fan_out(&st, &frame, except, urgency, &mut d);
         }
         d
+    }
+
+    /// Up to `DIRECT_FANOUT_MAX` subscribers, the publisher writes to their sockets itself;
+    /// beyond, the lanes do (see `lanes`), on every core and without waking each connection.
+    fn fan_out(&self, st: &State, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, d: &mut Delivery) {
+        if st.subscribers.len() > DIRECT_FANOUT_MAX || self.in_flight.load(Ordering::Acquire) > 0 {
+            let share = self.shares.lock().get_or_insert_with(|| Arc::new(Shares::new(st.subscribers.values().map(|s| &s.conn)))).clone();
+            lanes().dispatch(&share, &self.name, frame, except, urgency, &self.in_flight);
+            d.delivered += st.subscribers.len() - usize::from(except.is_some_and(|e| st.subscribers.contains_key(&e)));
+            return;
+        }
+        for (id, s) in &st.subscribers {
+            if Some(*id) == except {
+                continue;
+            }
+            let pushed = match urgency {
+                Urgency::Always => s.conn.outbox.push(frame.clone()),
+                Urgency::Conflatable => s.conn.outbox.push_sample(&self.name, frame.clone()),
+            };
+            match pushed {
+                Pushed::Queued => d.delivered += 1,
+                Pushed::Conflated => d.conflated += 1,
+                Pushed::Refused => d.refused += 1,
+            }
+        }
     }
 
     pub(super) fn info(&self) -> ChannelInfo {
@@ -302,24 +336,5 @@ impl Channel {
     }
 }
 
-/// Up to this many subscribers, a publisher writes to their sockets itself (no task wake-up);
-/// beyond, the connections' tasks write in parallel on every worker.
+/// Up to this many subscribers, a publisher writes to their sockets itself.
 const DIRECT_FANOUT_MAX: usize = 16;
-
-fn fan_out(st: &State, name: &ChannelName, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, d: &mut Delivery) {
-    let direct = st.subscribers.len() <= DIRECT_FANOUT_MAX;
-    for (id, s) in &st.subscribers {
-        if Some(*id) == except {
-            continue;
-        }
-        let pushed = match urgency {
-            Urgency::Always => s.conn.outbox.push_with(frame.clone(), direct),
-            Urgency::Conflatable => s.conn.outbox.push_sample(name, frame.clone(), direct),
-        };
-        match pushed {
-            Pushed::Queued => d.delivered += 1,
-            Pushed::Conflated => d.conflated += 1,
-            Pushed::Refused => d.refused += 1,
-        }
-    }
-}

@@ -6,6 +6,7 @@
 //! socket.
 
 mod channel;
+mod lanes;
 mod outbox;
 mod users;
 
@@ -18,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use sonde_protocol::{ChannelName, CloseCode, ServerFrame, SocketId};
 
 pub use channel::{Change, ChannelInfo, SubscribeError};
+pub use lanes::{configure as configure_lanes, lanes};
 pub use outbox::{CloseRequest, DirectWrite, Outbox, Outgoing, Pushed, Written};
 pub use users::SigninError;
 
@@ -28,13 +30,15 @@ use users::Users;
 pub struct Conn {
     pub socket_id: SocketId,
     pub outbox: Outbox,
+    /// The fan-out lane that writes this connection's frames of large channels.
+    lane: usize,
     /// Set once by sign-in.
     user: Mutex<Option<Arc<str>>>,
 }
 
 impl Conn {
     pub fn new(socket_id: SocketId, outbox_limit: usize) -> Arc<Self> {
-        Arc::new(Self { socket_id, outbox: Outbox::new(outbox_limit), user: Mutex::new(None) })
+        Arc::new(Self { socket_id, outbox: Outbox::new(outbox_limit), lane: lanes().assign(), user: Mutex::new(None) })
     }
 
     pub fn user(&self) -> Option<Arc<str>> {

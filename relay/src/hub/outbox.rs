@@ -13,6 +13,8 @@ use parking_lot::Mutex;
 use sonde_protocol::{ChannelName, CloseCode};
 use tokio::sync::Notify;
 
+use super::{Delivery, Urgency};
+
 /// What the writer should do after writing the frames it drained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
@@ -29,11 +31,13 @@ pub enum Outgoing {
     Raw(Bytes),
 }
 
-/// How much of a frame a socket took at once.
+/// How much of a run of frames a socket took at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     All,
-    /// The rest, already framed.
-    Part(Bytes),
+    /// `frames` whole frames, and of the next one the bytes in `rest` are still to write
+    /// (already framed), when it was cut.
+    Part { frames: usize, rest: Option<Bytes> },
     /// Nothing now (would block, or an error the writer task will meet).
     Nothing,
 }
@@ -42,7 +46,9 @@ pub enum Written {
 /// it; the core only calls it when nothing is queued and no write is in progress, so frames
 /// stay in order.
 pub trait DirectWrite: Send + Sync {
-    fn try_write(&self, frame: &Outgoing) -> Written;
+    /// Writes `frames` in order, in one system call, as far as the socket takes them: text
+    /// payloads that the writer frames, or (`raw`) bytes already framed.
+    fn try_write(&self, frames: &[Bytes], raw: bool) -> Written;
 }
 
 enum Queued {
@@ -58,13 +64,6 @@ impl Queued {
             Self::Frame(b) | Self::Sample(_, b) | Self::Raw(b) => b.len(),
         }
     }
-    fn outgoing(&self) -> Outgoing {
-        match self {
-            Self::Frame(b) | Self::Sample(_, b) => Outgoing::Text(b.clone()),
-            Self::Raw(b) => Outgoing::Raw(b.clone()),
-        }
-    }
-
     fn into_outgoing(self) -> Outgoing {
         match self {
             Self::Frame(b) | Self::Sample(_, b) => Outgoing::Text(b),
@@ -110,40 +109,18 @@ impl Outbox {
         let _ = self.direct.set(direct);
     }
 
-    /// Writes at once when the queue is empty and no write is in progress: no wake-up of the
-    /// connection's task. Returns the item back when it must be queued.
-    fn try_direct(&self, inner: &mut Inner, item: Queued) -> Result<(), Queued> {
-        let Some(direct) = self.direct.get() else { return Err(item) };
-        if !inner.queue.is_empty() || inner.writing {
-            return Err(item);
-        }
-        match direct.try_write(&item.outgoing()) {
-            Written::All => Ok(()),
-            Written::Part(rest) => {
-                inner.bytes += rest.len();
-                inner.queue.push_back(Queued::Raw(rest));
-                self.notify.notify_one();
-                Ok(())
-            }
-            Written::Nothing => Err(item),
-        }
+    /// Whether a publisher may write to the socket now: nothing queued, nothing being written.
+    fn direct_now(&self, inner: &Inner) -> Option<&Arc<dyn DirectWrite>> {
+        self.direct.get().filter(|_| inner.queue.is_empty() && !inner.writing)
     }
 
-    /// The one way in: a direct write when allowed and possible, else the queue, where a
-    /// sample may replace an older one of its channel and an overflow closes the connection
-    /// (frames already framed, like pongs, are never refused for size).
-    fn push_item(&self, item: Queued, direct: bool) -> Pushed {
-        let mut inner = self.inner.lock();
+    /// Queues one frame: a sample may replace an older one of its channel, and an overflow
+    /// closes the connection (frames already framed, like pongs, are never refused for size).
+    /// The caller notifies the writer.
+    fn enqueue(&self, inner: &mut Inner, item: Queued) -> Pushed {
         if inner.close.is_some() {
             return Pushed::Refused;
         }
-        let item = match direct {
-            true => match self.try_direct(&mut inner, item) {
-                Ok(()) => return Pushed::Queued,
-                Err(item) => item,
-            },
-            false => item,
-        };
         if let Queued::Sample(channel, _) = &item {
             if inner.bytes > self.limit / 4 {
                 let slot = inner.queue.iter_mut().rev().find(|q| matches!(q, Queued::Sample(c, _) if c == channel));
@@ -157,38 +134,103 @@ impl Outbox {
         }
         if !matches!(item, Queued::Raw(_)) && inner.bytes + item.len() > self.limit {
             inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
-            drop(inner);
-            self.notify.notify_one();
             return Pushed::Refused;
         }
         inner.bytes += item.len();
         inner.queue.push_back(item);
+        Pushed::Queued
+    }
+
+    /// The one way in for a single frame: written at once when nothing waits before it (no
+    /// wake-up of the connection's task), else queued.
+    fn push_item(&self, item: Queued) -> Pushed {
+        let mut inner = self.inner.lock();
+        if inner.close.is_some() {
+            return Pushed::Refused;
+        }
+        if let Some(direct) = self.direct_now(&inner) {
+            let (bytes, raw) = match &item {
+                Queued::Frame(b) | Queued::Sample(_, b) => (b, false),
+                Queued::Raw(b) => (b, true),
+            };
+            match direct.try_write(std::slice::from_ref(bytes), raw) {
+                Written::All => return Pushed::Queued,
+                Written::Part { rest: Some(rest), .. } => {
+                    inner.bytes += rest.len();
+                    inner.queue.push_back(Queued::Raw(rest));
+                    drop(inner);
+                    self.notify.notify_one();
+                    return Pushed::Queued;
+                }
+                Written::Part { rest: None, .. } | Written::Nothing => {}
+            }
+        }
+        let pushed = self.enqueue(&mut inner, item);
         drop(inner);
         self.notify.notify_one();
-        Pushed::Queued
+        pushed
+    }
+
+    /// Frames of one channel, in order: written in one system call when nothing waits before
+    /// them, and what the socket does not take is queued (`urgency` as for `push_sample`).
+    pub fn push_run(&self, channel: &ChannelName, frames: &[Bytes], urgency: Urgency) -> Delivery {
+        let mut d = Delivery::default();
+        let mut inner = self.inner.lock();
+        if inner.close.is_some() {
+            d.refused = frames.len();
+            return d;
+        }
+        let mut rest = frames;
+        if let Some(direct) = self.direct_now(&inner) {
+            match direct.try_write(frames, false) {
+                Written::All => {
+                    d.delivered = frames.len();
+                    return d;
+                }
+                Written::Part { frames: n, rest: cut } => {
+                    rest = &frames[n..];
+                    d.delivered = n;
+                    if let Some(cut) = cut {
+                        inner.bytes += cut.len();
+                        inner.queue.push_back(Queued::Raw(cut));
+                        d.delivered += 1;
+                        rest = &rest[1..];
+                    }
+                }
+                Written::Nothing => {}
+            }
+        }
+        for frame in rest {
+            let item = match urgency {
+                Urgency::Always => Queued::Frame(frame.clone()),
+                Urgency::Conflatable => Queued::Sample(channel.clone(), frame.clone()),
+            };
+            match self.enqueue(&mut inner, item) {
+                Pushed::Queued => d.delivered += 1,
+                Pushed::Conflated => d.conflated += 1,
+                Pushed::Refused => d.refused += 1,
+            }
+        }
+        drop(inner);
+        self.notify.notify_one();
+        d
     }
 
     /// Queues bytes that are already a whole websocket frame (pongs, close frames).
     pub fn push_raw(&self, frame: Bytes) -> Pushed {
-        self.push_item(Queued::Raw(frame), true)
+        self.push_item(Queued::Raw(frame))
     }
 
     /// Queues a frame that must arrive (events, control frames), writing it at once when
     /// nothing waits before it.
     pub fn push(&self, frame: Bytes) -> Pushed {
-        self.push_item(Queued::Frame(frame), true)
-    }
-
-    /// Like `push`; `direct: false` always leaves the write to the connection's task (a large
-    /// fan-out is faster spread over the workers than written from one thread).
-    pub fn push_with(&self, frame: Bytes, direct: bool) -> Pushed {
-        self.push_item(Queued::Frame(frame), direct)
+        self.push_item(Queued::Frame(frame))
     }
 
     /// Queues a sample: once the queue holds more than a quarter of its bound, a newer
     /// sample replaces a queued one of the same channel instead of queueing behind it.
-    pub fn push_sample(&self, channel: &ChannelName, frame: Bytes, direct: bool) -> Pushed {
-        self.push_item(Queued::Sample(channel.clone(), frame), direct)
+    pub fn push_sample(&self, channel: &ChannelName, frame: Bytes) -> Pushed {
+        self.push_item(Queued::Sample(channel.clone(), frame))
     }
 
     /// Asks the writer to close the connection after what is already queued.
@@ -274,10 +316,10 @@ mod tests {
         let ch = ChannelName::parse("private-sonde-host.a").unwrap();
         let other = ChannelName::parse("private-sonde-host.b").unwrap();
         let o = Outbox::new(100);
-        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'1'; 15]), true), Pushed::Queued);
-        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'2'; 15]), true), Pushed::Queued, "not behind yet");
-        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'3'; 15]), true), Pushed::Conflated, "over a quarter: latest wins");
-        assert_eq!(o.push_sample(&other, Bytes::from(vec![b'x'; 15]), true), Pushed::Queued, "other channels keep theirs");
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'1'; 15])), Pushed::Queued);
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'2'; 15])), Pushed::Queued, "not behind yet");
+        assert_eq!(o.push_sample(&ch, Bytes::from(vec![b'3'; 15])), Pushed::Conflated, "over a quarter: latest wins");
+        assert_eq!(o.push_sample(&other, Bytes::from(vec![b'x'; 15])), Pushed::Queued, "other channels keep theirs");
         let (v, c) = drained(&o);
         assert_eq!(v.len(), 3);
         assert_eq!(v[1], Bytes::from(vec![b'3'; 15]));

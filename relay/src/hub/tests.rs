@@ -124,3 +124,81 @@ fn subscription_count_is_opt_in_and_skips_presence() {
     h.subscribe(&a, &p, user("a")).unwrap();
     assert_eq!(names(&a), ["pusher_internal:subscription_succeeded"]);
 }
+
+/// A socket that takes a few frames, then a part of one, then nothing for a while: every
+/// path of a direct write (all, part, none) meets the queue behind it.
+struct FlakySocket {
+    written: parking_lot::Mutex<Vec<u8>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl DirectWrite for FlakySocket {
+    fn try_write(&self, frames: &[Bytes], _raw: bool) -> Written {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut w = self.written.lock();
+        match call % 5 {
+            0 | 1 => {
+                frames.iter().for_each(|f| w.extend_from_slice(f));
+                Written::All
+            }
+            2 if frames[0].len() > 3 => {
+                w.extend_from_slice(&frames[0][..3]);
+                Written::Part { frames: 0, rest: Some(frames[0].slice(3..)) }
+            }
+            _ => Written::Nothing,
+        }
+    }
+}
+
+/// What reached a flaky socket, directly or through the queue, as one byte string.
+fn received(c: &Conn, sock: &FlakySocket) -> Vec<u8> {
+    let mut queued = Vec::new();
+    c.outbox.drain(&mut queued);
+    let mut all = sock.written.lock().clone();
+    sock.written.lock().clear();
+    // The queue only ever holds what comes after the socket's bytes.
+    queued.iter().for_each(|b| all.extend_from_slice(b));
+    all
+}
+
+#[test]
+fn large_fan_outs_keep_every_connections_order_through_the_lanes() {
+    let h = hub();
+    let ch = ChannelName::parse("big").unwrap();
+    let socks: Vec<_> = (0..40).map(|_| Arc::new(FlakySocket { written: Default::default(), calls: Default::default() })).collect();
+    let conns: Vec<_> = (0..40u64).map(|n| conn(n + 100)).collect();
+    for (c, s) in conns.iter().zip(&socks) {
+        h.subscribe(c, &ch, None).unwrap();
+        c.outbox.drain(&mut Vec::new());
+        c.outbox.set_direct(s.clone());
+    }
+    // Publishes from two threads at once would have no order to keep; one publisher does.
+    let mut expected: Vec<Vec<u8>> = vec![Vec::new(); 40];
+    for i in 0..300u64 {
+        let frame = Bytes::from(format!("[{i}]"));
+        let except = (i % 7 == 0).then(|| conns[(i % 40) as usize].socket_id);
+        let d = h.publish(&ch, frame.clone(), except, Urgency::Always);
+        let present = if i <= 150 { 40 } else { 16 };
+        let excluded = usize::from(i % 7 == 0 && ((i % 40) as usize) < present);
+        assert_eq!(d.delivered, present - excluded);
+        for (n, c) in conns.iter().enumerate() {
+            // The last 24 leave after publish 150 and keep what came while they were there.
+            if Some(c.socket_id) != except && (n < 16 || i <= 150) {
+                expected[n].extend_from_slice(&frame);
+            }
+        }
+        // Then the channel shrinks to the direct path while lane jobs may still be in flight.
+        if i == 150 {
+            for c in &conns[16..] {
+                h.unsubscribe(c, &ch);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lanes().backlog() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (n, (c, s)) in conns.iter().zip(&socks).enumerate() {
+        assert_eq!(String::from_utf8(received(c, s)).unwrap(), String::from_utf8(expected[n].clone()).unwrap(), "connection {n}");
+    }
+}

@@ -21,21 +21,62 @@ fn parts(f: &Outgoing) -> ([u8; 10], usize, &Bytes) {
     }
 }
 
-impl DirectWrite for TcpWriter {
-    fn try_write(&self, f: &Outgoing) -> Written {
-        let (h, hn, payload) = parts(f);
-        let total = hn + payload.len();
-        match self.0.try_write_vectored(&[IoSlice::new(&h[..hn]), IoSlice::new(payload)]) {
-            Ok(n) if n == total => Written::All,
-            Ok(n) if n >= hn => Written::Part(payload.slice(n - hn..)),
-            Ok(n) => {
-                let mut rest = Vec::with_capacity(total - n);
-                rest.extend_from_slice(&h[n..hn]);
-                rest.extend_from_slice(payload);
-                Written::Part(Bytes::from(rest))
+/// Frames written by one `writev` at most (two slices each: header and payload).
+const FRAMES_PER_CALL: usize = 64;
+
+impl TcpWriter {
+    /// One `writev` of up to `FRAMES_PER_CALL` frames; how far it got.
+    fn try_write_chunk(&self, frames: &[Bytes], raw: bool) -> Written {
+        let mut heads = [([0u8; 10], 0usize); FRAMES_PER_CALL];
+        for (h, f) in heads.iter_mut().zip(frames) {
+            if !raw {
+                *h = header(0x1, f.len());
             }
-            Err(_) => Written::Nothing,
         }
+        let mut iov = [IoSlice::new(&[]); 2 * FRAMES_PER_CALL];
+        for (i, f) in frames.iter().enumerate() {
+            iov[2 * i] = IoSlice::new(&heads[i].0[..heads[i].1]);
+            iov[2 * i + 1] = IoSlice::new(f);
+        }
+        let Ok(mut n) = self.0.try_write_vectored(&iov[..2 * frames.len()]) else { return Written::Nothing };
+        for (i, f) in frames.iter().enumerate() {
+            let hn = heads[i].1;
+            let len = hn + f.len();
+            if n >= len {
+                n -= len;
+                continue;
+            }
+            let rest = match n {
+                0 => None,
+                n if n >= hn => Some(f.slice(n - hn..)),
+                n => {
+                    let mut rest = Vec::with_capacity(len - n);
+                    rest.extend_from_slice(&heads[i].0[n..hn]);
+                    rest.extend_from_slice(f);
+                    Some(Bytes::from(rest))
+                }
+            };
+            return match (i, rest) {
+                (0, None) => Written::Nothing,
+                (frames, rest) => Written::Part { frames, rest },
+            };
+        }
+        Written::All
+    }
+}
+
+impl DirectWrite for TcpWriter {
+    fn try_write(&self, frames: &[Bytes], raw: bool) -> Written {
+        let mut done = 0;
+        for chunk in frames.chunks(FRAMES_PER_CALL) {
+            match self.try_write_chunk(chunk, raw) {
+                Written::All => done += chunk.len(),
+                Written::Part { frames, rest } => return Written::Part { frames: done + frames, rest },
+                Written::Nothing if done == 0 => return Written::Nothing,
+                Written::Nothing => return Written::Part { frames: done, rest: None },
+            }
+        }
+        Written::All
     }
 }
 

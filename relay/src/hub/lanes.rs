@@ -1,0 +1,172 @@
+//! Writers for large fan-outs.
+//!
+//! Waking one task per subscriber costs about as much as the write itself, so a publish to a
+//! large channel does not wake the subscribers' tasks: it hands each lane (one thread per core)
+//! its share of the channel's subscribers, and the lane writes to their sockets itself. A
+//! connection always belongs to the same lane and a lane works through its jobs in order, so a
+//! connection's frames keep their order. When a lane falls behind, frames for the same
+//! subscribers join the ones already going round, and each connection gets all of them in one
+//! system call.
+//! A socket that is full gets the rest queued in its outbox, where its own task finishes the
+//! write (and slow readers are conflated or closed as usual).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use sonde_protocol::{ChannelName, SocketId};
+
+use super::{Conn, Urgency};
+
+/// Frames going round one share at most, when a lane is behind.
+const RUN_MAX: usize = 64;
+
+/// A channel's subscribers, split by lane. Shared by every publish until the channel changes.
+pub struct Shares {
+    by_lane: Vec<Vec<Arc<Conn>>>,
+}
+
+impl Shares {
+    pub fn new<'a>(conns: impl Iterator<Item = &'a Arc<Conn>>) -> Self {
+        let mut by_lane = vec![Vec::new(); lanes().count()];
+        for c in conns {
+            by_lane[c.lane].push(c.clone());
+        }
+        Self { by_lane }
+    }
+}
+
+struct Job {
+    share: Arc<Shares>,
+    channel: ChannelName,
+    frame: Bytes,
+    except: Option<SocketId>,
+    urgency: Urgency,
+    /// The channel's count of jobs not yet written.
+    in_flight: Arc<AtomicUsize>,
+}
+
+pub struct Lanes {
+    senders: Vec<Sender<Job>>,
+    /// Deliveries handed to lanes and not yet written or queued.
+    backlog: AtomicUsize,
+    next: AtomicUsize,
+}
+
+static LANES: OnceLock<Lanes> = OnceLock::new();
+
+/// The process's lanes, started on first use: as many as `configure` said, else one per core.
+pub fn lanes() -> &'static Lanes {
+    LANES.get_or_init(|| Lanes::start(std::thread::available_parallelism().map_or(1, |n| n.get())))
+}
+
+/// Sets the number of lanes before the first fan-out (a relay sharing its machine with other
+/// busy processes may want fewer than its cores). Returns false when they were started already.
+pub fn configure(threads: usize) -> bool {
+    let mut fresh = false;
+    LANES.get_or_init(|| {
+        fresh = true;
+        Lanes::start(threads)
+    });
+    fresh
+}
+
+impl Lanes {
+    fn start(threads: usize) -> Self {
+        let n = threads.clamp(1, 64);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Job>()).unzip();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            std::thread::Builder::new().name(format!("sonde-fanout-{i}")).spawn(move || run(i, rx)).expect("spawn a fan-out thread");
+        }
+        Self { senders, backlog: AtomicUsize::new(0), next: AtomicUsize::new(0) }
+    }
+
+    pub fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The lane of a new connection (they take turns).
+    pub fn assign(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.count()
+    }
+
+    /// Deliveries waiting for a lane.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Hands a frame for every subscriber in `share` to their lanes; `in_flight` counts the
+    /// channel's jobs until they are written.
+    pub fn dispatch(&self, share: &Arc<Shares>, channel: &ChannelName, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, in_flight: &Arc<AtomicUsize>) {
+        for (lane, conns) in share.by_lane.iter().enumerate() {
+            if conns.is_empty() {
+                continue;
+            }
+            self.backlog.fetch_add(conns.len(), Ordering::Relaxed);
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            let job = Job { share: share.clone(), channel: channel.clone(), frame: frame.clone(), except, urgency, in_flight: in_flight.clone() };
+            // The lane threads never stop, so the receiver is always there.
+            let _ = self.senders[lane].send(job);
+        }
+    }
+}
+
+/// A lane looks for new jobs after writing to this many connections.
+const POLL_EVERY: u64 = 8;
+
+/// A frame being written around a share: it is done at step `end`.
+struct InFlight {
+    job: Job,
+    end: u64,
+}
+
+/// Writes one share's frames connection by connection, in a circle. A job for the same
+/// subscribers that arrives meanwhile joins at the current connection: from there on each
+/// connection gets every frame still going round in one write, and each frame is done once it
+/// has gone all the way round. Jobs for other subscribers wait (and stop the joining) until
+/// the circle is empty, so no channel's frames overtake each other.
+fn run(lane: usize, rx: Receiver<Job>) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut going: VecDeque<InFlight> = VecDeque::new();
+    let mut frames: Vec<Bytes> = Vec::new();
+    loop {
+        let first = match waiting.pop_front() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let share = first.share.clone();
+        let (channel, urgency) = (first.channel.clone(), first.urgency);
+        let conns = &share.by_lane[lane];
+        let n = conns.len() as u64;
+        let mut step = 0u64;
+        going.push_back(InFlight { job: first, end: n });
+        while !going.is_empty() {
+            if step % POLL_EVERY == 0 {
+                while let Ok(job) = rx.try_recv() {
+                    if waiting.is_empty() && going.len() < RUN_MAX && Arc::ptr_eq(&job.share, &share) && job.urgency == urgency {
+                        going.push_back(InFlight { job, end: step + n });
+                    } else {
+                        waiting.push_back(job);
+                    }
+                }
+            }
+            let conn = &conns[(step % n) as usize];
+            frames.clear();
+            frames.extend(going.iter().filter(|f| f.job.except != Some(conn.socket_id)).map(|f| f.job.frame.clone()));
+            if !frames.is_empty() {
+                conn.outbox.push_run(&channel, &frames, urgency);
+            }
+            step += 1;
+            while going.front().is_some_and(|f| f.end == step) {
+                let done = going.pop_front().expect("front exists");
+                lanes().backlog.fetch_sub(conns.len(), Ordering::Relaxed);
+                done.job.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
