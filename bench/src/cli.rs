@@ -67,6 +67,12 @@ pub enum Scenario {
     /// A viewer subscribes to a real agent's host channel, again and again: subscribe → first
     /// live sample, and the agent's own CPU and memory while it streams.
     Session(SessionArgs),
+    /// The cheapest possible fan-out on this machine: a child process that only writes the
+    /// same frames to N subscribers (no protocol, no queues), read by the usual subscribers.
+    Floor(FloorArgs),
+    /// The child process of `floor` (started by it).
+    #[command(hide = true)]
+    FloorServer(FloorServerArgs),
     /// Markdown tables of the JSON reports in a folder (as `run-all.sh` writes them).
     Summary {
         dir: std::path::PathBuf,
@@ -194,4 +200,29 @@ pub struct HttpArgs {
     pub payload: usize,
     #[arg(long, default_value_t = 3)]
     pub drain: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Messages a second; a comma list runs steps over the same subscribers.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub rate: Vec<f64>,
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Approximate size of each message's data, bytes.
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Threads writing in parallel, each to its share of the subscribers.
+    #[arg(long, default_value_t = 2)]
+    pub writers: usize,
+    #[arg(long, default_value_t = 3)]
+    pub drain: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FloorServerArgs {
+    #[arg(long, default_value_t = 2)]
+    pub writers: usize,
 }

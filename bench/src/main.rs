@@ -36,6 +36,10 @@ fn main() -> anyhow::Result<()> {
         print!("{}", summary::run(dir)?);
         return Ok(());
     }
+    if let Scenario::FloorServer(a) = &cli.scenario {
+        raise_open_files_limit();
+        return scenario::floor::serve(a);
+    }
     raise_open_files_limit();
     let c = &cli.common;
     let server = (c.host.as_str(), c.port).to_socket_addrs()?.next().context("host has no address")?;
@@ -64,7 +68,8 @@ fn main() -> anyhow::Result<()> {
             Scenario::Churn(a) => scenario::churn::run(&ctx, a).await,
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,
             Scenario::Session(a) => scenario::session::run(&ctx, a).await,
-            Scenario::Summary { .. } => unreachable!("handled before the runtime starts"),
+            Scenario::Floor(a) => scenario::floor::run(&ctx, a).await,
+            Scenario::Summary { .. } | Scenario::FloorServer(_) => unreachable!("handled before the runtime starts"),
         }
     })?;
     let json = serde_json::to_string_pretty(&report)?;

@@ -2,6 +2,7 @@
 
 pub mod broadcast;
 pub mod churn;
+pub mod floor;
 pub mod http;
 pub mod idle;
 pub mod metrics;
