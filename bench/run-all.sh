@@ -127,16 +127,31 @@ run() {
     sleep 1
 }
 
+# run_floor NAME args…: `sonde-bench floor`, which starts its own writer process (no relay):
+# the cheapest possible fan-out of the same messages to the same kind of subscribers.
+run_floor() {
+    local name=$1
+    shift
+    selected "$name" || return 0
+    echo "== $name: sonde-bench floor $*"
+    (prio "$BENCH" --wait-quiet "$QUIET" --save "$OUT/$name.json" floor "$@") \
+        >"$OUT/$name.txt" 2>"$OUT/$name.log" || echo "   $name failed: see $OUT/$name.log" >&2
+    cat "$OUT/$name.txt"
+    sleep 1
+}
+
 run idle -n "$IDLE_N" --channels 100 --hold 5
 run broadcast-1k-10 -n 1000 --rate 10 --duration 15
 run broadcast-1k-100 -n 1000 --rate 100 --duration 15
 run broadcast-1k-100-client -n 1000 --rate 100 --duration 15 --via client
+run_floor floor-1k -n 1000 --rate 10,100 --duration 15
 # Slow consumers: 2 KB messages, so that a stalled socket's backlog passes the relay's
 # per-connection bound within the run; compared with the same run without stalled readers.
 run broadcast-1k-100-2kb -n 1000 --rate 100 --duration 20 --payload 2000
 run broadcast-1k-100-stalled -n 1000 --rate 100 --duration 20 --payload 2000 --stalled 10
 # Steps up until a step is not sustained: the asked rate not kept, a loss, or over 1 s of backlog.
 run broadcast-5k-max -n 5000 --rate 10,20,40,60,80,100,150,200,300,400,600,800,1000 --duration 10
+run_floor floor-5k -n 5000 --rate 40,200 --duration 10
 run metrics-http --hosts 500 --viewers 2 --idle 1000 --duration 15 --via http
 run metrics-client --hosts 500 --viewers 2 --idle 1000 --duration 15 --via client
 run churn --rate 5000 --duration 10 --concurrency 512

@@ -29,6 +29,10 @@ pub struct Config {
     /// one per core.
     #[serde(default)]
     pub fanout_threads: Option<usize>,
+    /// Threads that serve connections, each with its own event loop; default: one per core.
+    /// 0 serves them on the runtime that runs the server (as embedded in a program).
+    #[serde(default)]
+    pub io_threads: Option<usize>,
     /// Realtime session timing.
     #[serde(default)]
     pub sessions: SessionsConfig,
@@ -89,6 +93,7 @@ impl Default for Config {
             activity_timeout_s: DEFAULT_ACTIVITY_TIMEOUT_S,
             pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
             fanout_threads: None,
+            io_threads: None,
             sessions: SessionsConfig::default(),
             redis: None,
             apps: Vec::new(),

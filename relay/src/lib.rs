@@ -12,6 +12,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod server;
 pub mod sessions;
 pub mod tokens;

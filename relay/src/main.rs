@@ -33,7 +33,8 @@ fn serve(cli: &Cli) -> ExitCode {
     if let Some(n) = config.fanout_threads {
         sonde_relay::hub::configure_lanes(n);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // Accepting, timers and the cluster link; connections are served by `io_threads`.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let listener = match server::bind(config.bind) {
             Ok(l) => l,
@@ -42,8 +43,9 @@ fn serve(cli: &Cli) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let stop = shutdown_signal();
         print_banner(&config, listener.local_addr().unwrap_or(config.bind), dev);
-        match server::run(listener, config, shutdown_signal()).await {
+        match server::run(listener, config, stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sonde-relay: {e}");
@@ -82,12 +84,16 @@ fn init_tracing(format: &str) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before anyone is told the relay is up) and
+/// resolves when either signal comes.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

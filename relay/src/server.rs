@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,59 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// The cluster adapter, when running with Redis.
     pub cluster: Option<Arc<Cluster>>,
+    /// The runtimes that serve connections; without them, the caller's runtime does.
+    pub io: Option<Arc<IoRuntimes>>,
+}
+
+/// Where connections are served: the I/O threads' runtimes, in turn.
+pub struct IoRuntimes {
+    handles: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+}
+
+impl IoRuntimes {
+    /// The runtime for the next connection (they take turns).
+    fn pick(&self) -> &tokio::runtime::Handle {
+        &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len()]
+    }
+}
+
+/// One single-threaded runtime per core, each serving its share of the connections.
+///
+/// A work-stealing runtime wakes a second worker whenever a task is scheduled while it runs
+/// (in case that one could help), which on a relay serving a request at a time costs a thread
+/// wake-up and two context switches per request. Here a connection lives on one thread for
+/// its whole life; threads meet only through the hub (and the fan-out lanes).
+pub struct IoThreads {
+    pub runtimes: Arc<IoRuntimes>,
+    stop: CancellationToken,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IoThreads {
+    pub fn start(count: usize) -> std::io::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..count.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            handles.push(rt.handle().clone());
+            let stop = stop.clone();
+            threads.push(std::thread::Builder::new().name(format!("sonde-io-{i}")).spawn(move || rt.block_on(stop.cancelled()))?);
+        }
+        Ok(Self { runtimes: Arc::new(IoRuntimes { handles, next: AtomicUsize::new(0) }), stop, threads })
+    }
+}
+
+/// Stops the threads (and drops what is left on them). Owned by `run` alone, so it never
+/// runs on one of these threads.
+impl Drop for IoThreads {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl AppState {
@@ -63,6 +117,7 @@ impl AppState {
             },
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            io: None,
         }
     }
 }
@@ -85,8 +140,16 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then closes every client with 4200 and returns.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let state = AppState::new(&config);
-    run_with_state(listener, state, shutdown).await
+    let mut state = AppState::new(&config);
+    let threads = config.io_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let io = match threads {
+        0 => None,
+        n => Some(IoThreads::start(n)?),
+    };
+    state.io = io.as_ref().map(|t| t.runtimes.clone());
+    let served = run_with_state(listener, state, shutdown).await;
+    drop(io);
+    served
 }
 
 pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
@@ -111,7 +174,18 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
             accepted = listener.accept() => match accepted {
                 Ok((mut tcp, peer)) => {
                     tune_socket(&mut tcp);
-                    state.tracker.spawn(serve_tcp(tcp, peer, state.clone(), routes.clone()));
+                    match &state.io {
+                        // Handed over unregistered: it registers with the runtime it runs on.
+                        Some(io) => match tcp.into_std() {
+                            Ok(std) => {
+                                io.pick().spawn(state.tracker.track_future(serve_std(std, peer, state.clone(), routes.clone())));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
+                        },
+                        None => {
+                            state.tracker.spawn(serve_tcp(tcp, peer, state.clone(), routes.clone()));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
@@ -160,6 +234,12 @@ async fn tick_sessions(state: AppState) {
     }
 }
 
+async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
+    if let Ok(tcp) = TcpStream::from_std(std) {
+        serve_tcp(tcp, peer, state, routes).await;
+    }
+}
+
 /// One accepted connection: the websocket endpoint handles its own handshake (so it owns its
 /// socket); everything else is served by hyper with the router.
 async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
@@ -174,7 +254,9 @@ async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         tower::ServiceExt::oneshot(routes.clone(), req)
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tcp), service).with_upgrades();
+    let Ok(socket) = crate::net::Socket::new(tcp) else { return };
+    let io = hyper_util::rt::TokioIo::new(crate::net::SocketStream::new(socket));
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

@@ -273,7 +273,9 @@ impl Hub {
     /// Signs a connection in as `user_id`, subscribes it to its `#server-to-user-` channel and
     /// starts its watchlist.
     /// Returns the channel and whether this is the user's first connection on this node.
-    pub fn signin(&self, conn: &Arc<Conn>, user_id: Arc<str>, watchlist: Vec<Arc<str>>) -> Result<(ChannelName, bool), SigninError> {
+    /// `success` (the `signin_success` frame) goes out once the user is registered, so a client
+    /// that acts on it finds the relay agreeing, and before anything of the user's channel.
+    pub fn signin(&self, conn: &Arc<Conn>, user_id: Arc<str>, watchlist: Vec<Arc<str>>, success: Bytes) -> Result<(ChannelName, bool), SigninError> {
         let channel = ChannelName::server_to_user(&user_id).map_err(|_| SigninError::BadUserId)?;
         {
             let mut slot = conn.user.lock();
@@ -283,6 +285,7 @@ impl Hub {
             *slot = Some(user_id.clone());
         }
         let (out, first) = self.users.lock().signin(user_id, conn.socket_id, watchlist);
+        conn.outbox.push(success);
         self.subscribe(conn, &channel, None).map_err(|_| SigninError::BadUserId)?;
         self.send_watch_events(out);
         Ok((channel, first))

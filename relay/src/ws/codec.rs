@@ -4,13 +4,37 @@
 //! messages (tungstenite's 128 KiB per connection is far too much for idle viewers), and
 //! outgoing frames are shared `Bytes` gathered into one write.
 
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Bytes the read buffer grows by while a message arrives.
 const READ_CHUNK: usize = 256;
 /// Bytes an idle connection's pending read holds (client messages are rare and small).
 const IDLE_READ: usize = 64;
+
+/// Where a websocket reads from: appends what the peer sent to the read buffer (`Ok(0)` at
+/// the end of the stream).
+pub trait Source: Unpin {
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+}
+
+/// Any byte stream, read into the buffer's spare room: `IDLE_READ` bytes at a time while
+/// waiting for a message, more once one is arriving.
+impl<T: AsyncRead + Unpin> Source for T {
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        if buf.is_empty() && buf.capacity() == 0 {
+            buf.reserve(IDLE_READ);
+        } else if buf.capacity() - buf.len() < IDLE_READ {
+            buf.reserve(READ_CHUNK.max(buf.len()));
+        }
+        tokio_util::io::poll_read_buf(Pin::new(self), cx, buf)
+    }
+}
 
 /// A complete message from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,7 +86,7 @@ struct Frame {
     payload: BytesMut,
 }
 
-impl<S: AsyncRead + Unpin> WsStream<S> {
+impl<S: Source> WsStream<S> {
     pub fn new(io: S, max_message: usize) -> Self {
         Self { io, rbuf: BytesMut::new(), max_message, partial: None }
     }
@@ -85,13 +109,8 @@ impl<S: AsyncRead + Unpin> WsStream<S> {
                     return Ok(msg);
                 }
             }
-            if self.rbuf.is_empty() && self.rbuf.capacity() == 0 {
-                // Waiting for the next message holds only this much.
-                self.rbuf.reserve(IDLE_READ);
-            } else if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
-                self.rbuf.reserve(READ_CHUNK.max(self.rbuf.len()));
-            }
-            match self.io.read_buf(&mut self.rbuf).await {
+            let (io, rbuf) = (&mut self.io, &mut self.rbuf);
+            match poll_fn(|cx| io.poll_fill(cx, rbuf)).await {
                 Ok(0) => return Err(WsError::Eof),
                 Ok(_) => {}
                 Err(e) => return Err(WsError::Io(e.to_string())),
@@ -191,7 +210,7 @@ impl<S: AsyncRead + Unpin> WsStream<S> {
 
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+impl<S: Source + AsyncWrite> WsStream<S> {
     /// Writes text frames, gathered into one write.
     pub async fn send_texts(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
         let total: usize = frames.iter().map(|f| f.len() + 10).sum();
@@ -287,6 +306,7 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [1u8, 2, 3, 4];

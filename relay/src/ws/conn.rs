@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use sonde_protocol::{CloseCode, ServerFrame, SocketId};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::codec::{close_frame, control_frame, Inbound, WsError, WsStream};
+use super::codec::{close_frame, control_frame, Inbound, Source, WsError, WsStream};
 use super::handler::{Flow, Handler};
 use super::tcp::TcpWriter;
 use crate::apps::App;
 use crate::hub::{CloseRequest, Conn, Outgoing};
+use crate::net::{Socket, SocketReader};
 use crate::tokens::Grant;
 
 /// Timing of a connection.
@@ -45,7 +45,7 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: S, refusal: Refusal) 
     }
 }
 
-async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, code: u16, reason: &str) {
+async fn close<S: Source + AsyncWrite>(ws: &mut WsStream<S>, code: u16, reason: &str) {
     if ws.send_close(code, reason).await.is_ok() {
         await_client_close(ws).await;
         ws.shutdown().await;
@@ -53,7 +53,7 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<S>, code: u1
 }
 
 /// Gives the client a moment to answer with its own close frame, so it sees a clean close.
-async fn await_client_close<S: AsyncRead + Unpin>(ws: &mut WsStream<S>) {
+async fn await_client_close<S: Source>(ws: &mut WsStream<S>) {
     let _ = timeout(Duration::from_secs(2), async {
         loop {
             match ws.recv().await {
@@ -76,8 +76,11 @@ pub struct Start {
 /// Runs one accepted, upgraded connection. `prefix` is what was read past the HTTP request.
 pub async fn serve(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing, shutdown: CancellationToken) {
     let Start { app, socket_id, grant } = start;
-    let (read, write) = tcp.into_split();
-    let writer = Arc::new(TcpWriter(write));
+    let socket = match Socket::new(tcp) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return debug!(%socket_id, "cannot register the socket: {e}"),
+    };
+    let writer = Arc::new(TcpWriter(socket.clone()));
     let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
     conn.outbox.set_direct(writer.clone());
     app.hub.register(conn.clone());
@@ -85,13 +88,13 @@ pub async fn serve(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing, 
     app.metrics.connections_total.inc();
     let mut handler = Handler::new(app.clone(), conn.clone(), grant);
     conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
-    let mut ws = WsStream::with_prefix(read, app.config.limits.max_message_bytes, prefix);
+    let mut ws = WsStream::with_prefix(SocketReader(socket.clone()), app.config.limits.max_message_bytes, prefix);
     let reason = run(&mut ws, &writer, &conn, &mut handler, timing, &shutdown).await;
     // No span per connection: entering one on every poll costs more than the fields are worth.
     debug!(app = %app.id(), %socket_id, %reason, "connection ended");
     handler.finish();
     app.metrics.connections.dec();
-    let _ = socket2::SockRef::from(ws.get_ref().as_ref()).shutdown(std::net::Shutdown::Write);
+    socket.shutdown_write();
 }
 
 /// Turns a wall-clock expiry into a timer deadline.
@@ -107,7 +110,7 @@ async fn write_close(writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) -
 }
 
 /// Closes with `code` and waits briefly for the client's close frame.
-async fn close_tcp(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) {
+async fn close_tcp(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) {
     if write_close(writer, conn, code, reason).await.is_ok() {
         await_client_close(ws).await;
     }
@@ -136,7 +139,7 @@ async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option
 }
 
 /// What one message from the client does; `Err` ends the connection, with the reason.
-async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Conn, handler: &mut Handler) -> Result<(), String> {
+async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Conn, handler: &mut Handler) -> Result<(), String> {
     match msg {
         Ok(Inbound::Text(bytes)) => {
             // The codec has checked UTF-8 already.
@@ -167,7 +170,7 @@ async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<OwnedReadHa
     }
 }
 
-async fn run(ws: &mut WsStream<OwnedReadHalf>, writer: &TcpWriter, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
+async fn run(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
     let mut pinged = false;
     let mut shutting_down = false;
     // Futures that live across iterations are created once: re-creating a cancellation

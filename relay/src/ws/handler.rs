@@ -294,9 +294,9 @@ impl Handler {
         if ChannelName::server_to_user(&id).is_err() {
             return fail(self, "user id may only use [A-Za-z0-9_-=@,.;]".into());
         }
-        self.conn.outbox.push(ServerFrame::SigninSuccess { user_data }.encode());
         let user: Arc<str> = id.into();
-        match self.app.hub.signin(&self.conn, user.clone(), watchlist) {
+        let success = ServerFrame::SigninSuccess { user_data }.encode();
+        match self.app.hub.signin(&self.conn, user.clone(), watchlist, success) {
             Ok((channel, first)) => {
                 if first {
                     self.app.announce_user(&user, true);

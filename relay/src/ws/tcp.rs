@@ -4,12 +4,13 @@
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
+use std::sync::Arc;
 
 use super::codec::header;
 use crate::hub::{DirectWrite, Outgoing, Written};
+use crate::net::Socket;
 
-pub struct TcpWriter(pub OwnedWriteHalf);
+pub struct TcpWriter(pub Arc<Socket>);
 
 fn parts(f: &Outgoing) -> ([u8; 10], usize, &Bytes) {
     match f {
@@ -92,11 +93,10 @@ impl TcpWriter {
         }
         let mut off = 0;
         while off < buf.len() {
-            self.0.writable().await?;
             match self.0.try_write(&buf[off..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
                 Err(e) => return Err(e),
             }
         }
