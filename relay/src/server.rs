@@ -242,14 +242,26 @@ async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, 
 
 /// One accepted connection: the websocket endpoint handles its own handshake (so it owns its
 /// socket); everything else is served by hyper with the router.
+///
+/// A connection's task is as large as the largest state its future can be in, for its whole
+/// life; each path is boxed, so an idle websocket does not carry the room of a hyper
+/// connection (or the reverse).
 async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
-    let sniff = tokio::select! {
-        app = crate::ws::accept::is_app_socket(&tcp) => app,
-        () = state.shutdown.cancelled() => return,
-    };
+    let sniff = Box::pin(async {
+        tokio::select! {
+            app = crate::ws::accept::is_app_socket(&tcp) => Some(app),
+            () = state.shutdown.cancelled() => None,
+        }
+    });
+    let Some(sniff) = sniff.await else { return };
     if sniff {
-        return crate::ws::accept::serve(tcp, peer, state).await;
+        Box::pin(crate::ws::accept::serve(tcp, peer, state)).await;
+    } else {
+        Box::pin(serve_http(tcp, peer, state, routes)).await;
     }
+}
+
+async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         tower::ServiceExt::oneshot(routes.clone(), req)

@@ -3,6 +3,7 @@
 //! Every other request goes to hyper untouched (`peek` reads without consuming).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,9 +11,11 @@ use sonde_protocol::SocketId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::conn::{self, Start};
+use super::conn::{self, Refusal, Start};
 use super::upgrade::{accept_key, check};
+use crate::apps::App;
 use crate::server::AppState;
+use crate::tokens::Grant;
 
 /// Longest request head accepted on the websocket endpoint.
 const MAX_HEAD: usize = 8 * 1024;
@@ -51,27 +54,47 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// Reads the request head, answers 101 (or an HTTP error) and runs the connection.
-pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, state: AppState) {
+/// Reads the request head, answers 101 (or an HTTP error) and runs the connection. The
+/// handshake runs in a future of its own, freed once done: the connection's lifelong state
+/// need not have room for it.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState) {
+    let Some((tcp, rest, verdict)) = Box::pin(handshake(tcp, peer, &state)).await else { return };
+    match verdict {
+        Err(r) => conn::refuse(tcp, r).await,
+        Ok((app, grant)) => {
+            let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
+            // A task of its own: the connection's lifelong task then holds only the
+            // connection, not the sniffing and handshake that led to it.
+            state.tracker.spawn(conn::serve(tcp, rest, Start { app, socket_id, grant }, state.timing, state.shutdown.clone()));
+        }
+    }
+}
+
+/// The checks' verdict: the app and token, or why the connection is refused.
+type Verdict = Result<(Arc<App>, Option<Arc<Grant>>), Refusal>;
+
+/// Reads the request head and answers 101 (or an HTTP error, then `None`). Returns what was
+/// read past the head and the verdict of the app's checks.
+async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState) -> Option<(TcpStream, BytesMut, Verdict)> {
     let mut buf = BytesMut::with_capacity(1024);
     let head_len = loop {
         match tokio::time::timeout(HEAD_TIMEOUT, tcp.read_buf(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+            _ => return None,
         }
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         if buf.len() > MAX_HEAD {
             let _ = tcp.write_all(reply("431 Request Header Fields Too Large", "request head too large").as_bytes()).await;
-            return;
+            return None;
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 40];
     let mut req = httparse::Request::new(&mut headers);
     if !matches!(req.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
         let _ = tcp.write_all(reply("400 Bad Request", "malformed request").as_bytes()).await;
-        return;
+        return None;
     }
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
@@ -80,25 +103,19 @@ pub async fn serve(mut tcp: TcpStream, peer: SocketAddr, state: AppState) {
     let ws_key = header(&req, "sec-websocket-key");
     let (true, Some(ws_key), false) = (upgrade, ws_key, key.is_empty() || key.contains('/')) else {
         let _ = tcp.write_all(reply("400 Bad Request", "expected a websocket upgrade on /app/{key}").as_bytes()).await;
-        return;
+        return None;
     };
     if header(&req, "sec-websocket-version") != Some("13") {
         let msg = reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
         let _ = tcp.write_all(msg.as_bytes()).await;
-        return;
+        return None;
     }
-    let verdict = check(&state, key, query, header(&req, "origin"), peer.ip());
+    let verdict = check(state, key, query, header(&req, "origin"), peer.ip());
     let accept = accept_key(ws_key.as_bytes());
     let response = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n");
     if tcp.write_all(response.as_bytes()).await.is_err() {
-        return;
+        return None;
     }
     let rest = buf.split_off(head_len);
-    match verdict {
-        Err(r) => conn::refuse(tcp, r).await,
-        Ok((app, grant)) => {
-            let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
-            conn::serve(tcp, &rest, Start { app, socket_id, grant }, state.timing, state.shutdown.clone()).await;
-        }
-    }
+    Some((tcp, rest, verdict))
 }

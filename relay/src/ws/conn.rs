@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sonde_protocol::{CloseCode, ServerFrame, SocketId};
 use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -74,27 +75,54 @@ pub struct Start {
 }
 
 /// Runs one accepted, upgraded connection. `prefix` is what was read past the HTTP request.
-pub async fn serve(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing, shutdown: CancellationToken) {
-    let Start { app, socket_id, grant } = start;
-    let socket = match Socket::new(tcp) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return debug!(%socket_id, "cannot register the socket: {e}"),
-    };
-    let writer = Arc::new(TcpWriter(socket.clone()));
-    let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
-    conn.outbox.set_direct(writer.clone());
-    app.hub.register(conn.clone());
-    app.metrics.connections.inc();
-    app.metrics.connections_total.inc();
-    let mut handler = Handler::new(app.clone(), conn.clone(), grant);
-    conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
-    let mut ws = WsStream::with_prefix(SocketReader(socket.clone()), app.config.limits.max_message_bytes, prefix);
-    let reason = run(&mut ws, &writer, &conn, &mut handler, timing, &shutdown).await;
-    // No span per connection: entering one on every poll costs more than the fields are worth.
-    debug!(app = %app.id(), %socket_id, %reason, "connection ended");
-    handler.finish();
-    app.metrics.connections.dec();
-    socket.shutdown_write();
+pub async fn serve(tcp: TcpStream, prefix: BytesMut, start: Start, timing: Timing, shutdown: CancellationToken) {
+    // Everything the connection keeps is in one struct built without awaiting, so the
+    // connection's future holds it once, next to the loop's own state.
+    let Some(mut c) = Connection::open(tcp, &prefix, start, timing) else { return };
+    drop(prefix);
+    let reason = run(&mut c.ws, &c.writer, &c.conn, &mut c.handler, timing, &shutdown).await;
+    c.finish(&reason);
+}
+
+/// One connection's lifelong state.
+struct Connection {
+    app: Arc<App>,
+    socket: Arc<Socket>,
+    writer: Arc<TcpWriter>,
+    conn: Arc<Conn>,
+    handler: Handler,
+    ws: WsStream<SocketReader>,
+}
+
+impl Connection {
+    fn open(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing) -> Option<Self> {
+        let Start { app, socket_id, grant } = start;
+        let socket = match Socket::new(tcp) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                debug!(%socket_id, "cannot register the socket: {e}");
+                return None;
+            }
+        };
+        let writer = Arc::new(TcpWriter(socket.clone()));
+        let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
+        conn.outbox.set_direct(writer.clone());
+        app.hub.register(conn.clone());
+        app.metrics.connections.inc();
+        app.metrics.connections_total.inc();
+        let handler = Handler::new(app.clone(), conn.clone(), grant);
+        conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
+        let ws = WsStream::with_prefix(SocketReader(socket.clone()), app.config.limits.max_message_bytes, prefix);
+        Some(Self { app, socket, writer, conn, handler, ws })
+    }
+
+    fn finish(self, reason: &str) {
+        // No span per connection: entering one on every poll costs more than the fields are worth.
+        debug!(app = %self.app.id(), socket_id = %self.conn.socket_id, %reason, "connection ended");
+        self.handler.finish();
+        self.app.metrics.connections.dec();
+        self.socket.shutdown_write();
+    }
 }
 
 /// Turns a wall-clock expiry into a timer deadline.
@@ -150,7 +178,7 @@ async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<SocketReade
             Ok(())
         }
         Ok(Inbound::Binary) => {
-            close_tcp(ws, writer, conn, 1003, "binary frames are not supported").await;
+            Box::pin(close_tcp(ws, writer, conn, 1003, "binary frames are not supported")).await;
             Err("binary frame".into())
         }
         Ok(Inbound::Ping(p)) => {
@@ -159,12 +187,12 @@ async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<SocketReade
         }
         Ok(Inbound::Pong) => Ok(()),
         Ok(Inbound::Close(code)) => {
-            let _ = write_close(writer, conn, 1000, "").await;
+            let _ = Box::pin(write_close(writer, conn, 1000, "")).await;
             Err(format!("closed by client ({code:?})"))
         }
         Err(e @ (WsError::Eof | WsError::Io(_))) => Err(e.to_string()),
         Err(e) => {
-            close_tcp(ws, writer, conn, e.close_code(), &e.to_string()).await;
+            Box::pin(close_tcp(ws, writer, conn, e.close_code(), &e.to_string())).await;
             Err(e.to_string())
         }
     }
@@ -191,10 +219,12 @@ async fn run(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Arc<Con
                 conn.outbox.close(CloseCode::Reconnect, "server is shutting down, reconnect");
             }
             () = conn.outbox.ready() => {
-                match flush(writer, conn, timing).await {
+                // Boxed, like every rare await here: the connection's future is as large as
+                // its largest state for its whole life.
+                match Box::pin(flush(writer, conn, timing)).await {
                     Err(e) => return e,
                     Ok(Some(c)) => {
-                        close_tcp(ws, writer, conn, c.code.code(), &c.reason).await;
+                        Box::pin(close_tcp(ws, writer, conn, c.code.code(), &c.reason)).await;
                         return format!("closed by server with {}: {}", c.code.code(), c.reason);
                     }
                     Ok(None) => {}
