@@ -44,7 +44,8 @@ pub struct App {
     cluster: OnceLock<Link>,
 }
 
-/// The fan-out lanes are behind by so many deliveries: the API answers 503.
+/// The fan-out lanes are behind by so many deliveries: the API answers 503 (under a second of
+/// work when the lanes coalesce, as they do when behind).
 const BUSY_BACKLOG: usize = 1_000_000;
 
 /// The fan-out lanes are far behind: the API answers 503.

@@ -125,8 +125,8 @@ struct InFlight {
 /// Writes one share's frames connection by connection, in a circle. A job for the same
 /// subscribers that arrives meanwhile joins at the current connection: from there on each
 /// connection gets every frame still going round in one write, and each frame is done once it
-/// has gone all the way round. Jobs for other subscribers wait (and stop the joining) until
-/// the circle is empty, so no channel's frames overtake each other.
+/// has gone all the way round. A job for other subscribers waits (and stops the joining of any
+/// behind it) until the circle is empty, so no channel's frames overtake each other.
 fn run(lane: usize, rx: Receiver<Job>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut going: VecDeque<InFlight> = VecDeque::new();
@@ -147,12 +147,12 @@ fn run(lane: usize, rx: Receiver<Job>) {
         going.push_back(InFlight { job: first, end: n });
         while !going.is_empty() {
             if step % POLL_EVERY == 0 {
-                while let Ok(job) = rx.try_recv() {
-                    if waiting.is_empty() && going.len() < RUN_MAX && Arc::ptr_eq(&job.share, &share) && job.urgency == urgency {
-                        going.push_back(InFlight { job, end: step + n });
-                    } else {
-                        waiting.push_back(job);
-                    }
+                // New jobs queue behind the waiting ones; those at the front that are for the
+                // same subscribers join the circle (they came after everything in it).
+                waiting.extend(rx.try_iter());
+                while going.len() < RUN_MAX && waiting.front().is_some_and(|j| Arc::ptr_eq(&j.share, &share) && j.urgency == urgency) {
+                    let job = waiting.pop_front().expect("front exists");
+                    going.push_back(InFlight { job, end: step + n });
                 }
             }
             let conn = &conns[(step % n) as usize];

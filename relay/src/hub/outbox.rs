@@ -247,6 +247,11 @@ impl Outbox {
         self.inner.lock().close.is_some()
     }
 
+    /// The connection is closing because it fell too far behind.
+    pub fn overflowed(&self) -> bool {
+        self.inner.lock().close.as_ref().is_some_and(|c| c.code == CloseCode::OverCapacity)
+    }
+
     /// Resolves when something was pushed since the last drain.
     pub async fn ready(&self) {
         self.notify.notified().await;

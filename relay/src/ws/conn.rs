@@ -150,7 +150,16 @@ async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option
     loop {
         let close_req = conn.outbox.take(&mut batch);
         if !batch.is_empty() {
-            match timeout(timing.write, writer.write(&batch)).await {
+            let written = tokio::select! {
+                w = timeout(timing.write, writer.write(&batch)) => w,
+                // A reader that stopped reading while its outbox overflowed: the socket is full,
+                // so not even a close frame would get through. Reset it, freeing its buffers.
+                () = overflowed(conn) => {
+                    let _ = socket2::SockRef::from(writer.0.get_ref()).set_linger(Some(Duration::ZERO));
+                    return Err("closed: too slow to read its messages (its socket and outbox are full)".into());
+                }
+            };
+            match written {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(format!("write failed: {e}")),
                 Err(_) => return Err("write timed out".into()),
@@ -163,6 +172,13 @@ async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option
         if !conn.outbox.finish_writing() {
             return Ok(None);
         }
+    }
+}
+
+/// Resolves once the connection's outbox has overflowed.
+async fn overflowed(conn: &Conn) {
+    while !conn.outbox.overflowed() {
+        conn.outbox.ready().await;
     }
 }
 
