@@ -9,7 +9,7 @@
 #   RELAY="/path/to/other-server" …       # any binary taking --config FILE (see below)
 #   QUIET=120 NICE=-10 …                  # the defaults: see below
 #
-# Each run takes 10-20 s of load; the whole suite takes about 5 minutes.
+# Each run takes 10-20 s of load; the whole suite takes about 12 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
