@@ -21,15 +21,7 @@ mkdir -p "$OUT"
 cargo build --release -p sonde-bench
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cat >"$OUT/relay.toml" <<EOF
-[[apps]]
-id = "1"
-key = "key"
-secret = "secret"
-client_events = true
-client_events_per_second = 100000
-max_connections = 0
-EOF
+cp bench/relay.toml "$OUT/relay.toml"
 
 # NAME|bench arguments|rows to keep (a regular expression)
 SCENARIOS=(

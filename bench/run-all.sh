@@ -42,15 +42,7 @@ if [ "$NOFILE" != unlimited ] && [ "$IDLE_N" -gt $((NOFILE - 100)) ]; then
 fi
 
 # Client events at full speed need an app with them on and no per-connection rate limit.
-cat >"$OUT/relay.toml" <<EOF
-[[apps]]
-id = "1"
-key = "key"
-secret = "secret"
-client_events = true
-client_events_per_second = 100000
-max_connections = 0
-EOF
+cp bench/relay.toml "$OUT/relay.toml"
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -94,22 +94,32 @@ pub struct IdleArgs {
     pub hold: u64,
 }
 
+/// One channel's load: its subscribers and the messages published to it.
 #[derive(Debug, Args)]
-pub struct BroadcastArgs {
+pub struct ChannelLoad {
     #[arg(long, short = 'n', default_value_t = 1000)]
     pub subscribers: usize,
-    /// Messages a second; a comma list runs steps over the same subscribers and stops at the
-    /// first step that loses messages.
+    /// Messages a second; a comma list runs steps over the same subscribers (`broadcast`
+    /// stops at the first step that is not sustained).
     #[arg(long, value_delimiter = ',', default_value = "10")]
     pub rate: Vec<f64>,
     /// Seconds of publishing per step.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    #[arg(long, value_enum, default_value_t = Via::Http)]
-    pub via: Via,
     /// Approximate size of each message's data, bytes.
     #[arg(long, default_value_t = 100)]
     pub payload: usize,
+    /// Seconds to wait after a step for late deliveries.
+    #[arg(long, default_value_t = 3)]
+    pub drain: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    pub load: ChannelLoad,
+    #[arg(long, value_enum, default_value_t = Via::Http)]
+    pub via: Via,
     /// Percentage of subscribers that subscribe and then never read their socket.
     #[arg(long, default_value_t = 0.0)]
     pub stalled: f64,
@@ -123,9 +133,6 @@ pub struct BroadcastArgs {
     /// delivery: subscribers stay on `--host`/`--port`.
     #[arg(long)]
     pub publish_to: Option<std::net::SocketAddr>,
-    /// Seconds to wait after a step for late deliveries.
-    #[arg(long, default_value_t = 3)]
-    pub drain: u64,
     /// A step is sustained when nothing is lost and the deliveries still queued when
     /// publishing stops arrive within this many milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -204,21 +211,11 @@ pub struct HttpArgs {
 
 #[derive(Debug, Args)]
 pub struct FloorArgs {
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    pub subscribers: usize,
-    /// Messages a second; a comma list runs steps over the same subscribers.
-    #[arg(long, value_delimiter = ',', default_value = "10")]
-    pub rate: Vec<f64>,
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// Approximate size of each message's data, bytes.
-    #[arg(long, default_value_t = 100)]
-    pub payload: usize,
+    #[command(flatten)]
+    pub load: ChannelLoad,
     /// Threads writing in parallel, each to its share of the subscribers.
     #[arg(long, default_value_t = 2)]
     pub writers: usize,
-    #[arg(long, default_value_t = 3)]
-    pub drain: u64,
 }
 
 #[derive(Debug, Args)]

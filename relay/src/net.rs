@@ -45,11 +45,11 @@ impl Socket {
 
     /// Writes without waiting; `WouldBlock` when the socket is full.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        (&mut &*self.io.get_ref()).write(buf)
+        (&mut self.io.get_ref()).write(buf)
     }
 
     pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&mut &*self.io.get_ref()).write_vectored(bufs)
+        (&mut self.io.get_ref()).write_vectored(bufs)
     }
 
     /// A registration that reports when the socket can take more.

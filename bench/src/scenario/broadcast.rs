@@ -17,14 +17,14 @@ use crate::Ctx;
 
 pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
     let params = serde_json::json!({
-        "subscribers": a.subscribers, "rate": a.rate, "duration_s": a.duration, "via": a.via,
-        "payload_bytes": a.payload, "stalled_pct": a.stalled, "publish_to": a.publish_to.map(|p| p.to_string()),
+        "subscribers": a.load.subscribers, "rate": a.load.rate, "duration_s": a.load.duration, "via": a.via,
+        "payload_bytes": a.load.payload, "stalled_pct": a.stalled, "publish_to": a.publish_to.map(|p| p.to_string()),
     });
     let channel: Arc<str> = format!("private-bench-{:08x}", rand::random::<u32>()).into();
-    let stalled_n = ((a.subscribers as f64 * a.stalled / 100.0).round() as usize).min(a.subscribers);
+    let stalled_n = ((a.load.subscribers as f64 * a.stalled / 100.0).round() as usize).min(a.load.subscribers);
     let recorder = Arc::new(Recorder::default());
 
-    eprintln!("broadcast: opening {} subscribers on {channel} ({stalled_n} stalled)", a.subscribers);
+    eprintln!("broadcast: opening {} subscribers on {channel} ({stalled_n} stalled)", a.load.subscribers);
     let ch = channel.clone();
     let channel_for: fleet::ChannelFor = Arc::new(move |_| Some(ch.to_string()));
     // A small receive buffer makes a stalled socket back up into the server within seconds
@@ -33,11 +33,11 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
     let publish_target = Target { server: a.publish_to.unwrap_or(ctx.target.server), ..ctx.target.clone() };
     let stalled = fleet::open(&stalled_target, 0, stalled_n, ctx.connect_concurrency, channel_for.clone()).await;
     let stalled = Stalled::hold(stalled.conns);
-    let active = fleet::open(&ctx.target, stalled_n, a.subscribers - stalled_n, ctx.connect_concurrency, channel_for).await;
+    let active = fleet::open(&ctx.target, stalled_n, a.load.subscribers - stalled_n, ctx.connect_concurrency, channel_for).await;
     let readers = Readers::spawn(active.conns, &recorder);
     let publisher = match a.via {
         Via::Http => Publisher::http(&publish_target, a.http_inflight)?,
-        Via::Client => Publisher::Client(ClientPublisher::open(&publish_target, a.subscribers, &channel).await?),
+        Via::Client => Publisher::Client(ClientPublisher::open(&publish_target, a.load.subscribers, &channel).await?),
     };
     let event: Arc<str> = publisher.event("bench").into();
     publisher.warm_up(&channel, &event).await;
@@ -46,27 +46,27 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
     let mut sections = Vec::new();
     let mut series = Vec::new();
     let mut seq = 0u64;
-    for &rate in &a.rate {
+    for &rate in &a.load.rate {
         let label = format!("{rate} msg/s to {} subscribers ({stalled_n} stalled), via {}", readers.len(), a.via);
-        eprintln!("broadcast: {label} for {} s", a.duration);
+        eprintln!("broadcast: {label} for {} s", a.load.duration);
         recorder.reset(seq + 1);
         let outcome = Arc::new(Outcome::default());
         let window = Window::start(ctx.server_pid);
         let sampler = Sampler::start(ctx.server_pid, format!("{rate}/s"), Some(recorder.clone()));
         let started = Instant::now();
         let mut pacer = Pacer::new(rate);
-        while started.elapsed() < Duration::from_secs(a.duration) {
+        while started.elapsed() < Duration::from_secs(a.load.duration) {
             for _ in 0..pacer.due().await {
                 seq += 1;
-                let mut data = String::with_capacity(a.payload + 64);
-                bench_data(seq, a.payload, &mut data);
+                let mut data = String::with_capacity(a.load.payload + 64);
+                bench_data(seq, a.load.payload, &mut data);
                 publisher.send(&channel, &event, data, &outcome).await;
             }
         }
         publisher.settle().await;
         let publishing = started.elapsed();
         let expected = outcome.ok() * readers.len() as u64;
-        let drained = super::drain(&recorder, expected, Duration::from_secs(a.drain)).await;
+        let drained = super::drain(&recorder, expected, Duration::from_secs(a.load.drain)).await;
 
         let mut s = Section::new(label);
         s.row("rate asked", rate, "msg/s");
@@ -92,7 +92,7 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
         let sustained = kept_rate && s.get("lost") == Some(0.0) && outcome.failed() == 0 && drained.took.as_secs_f64() * 1e3 <= lag_ms;
         s.row("sustained", f64::from(u8::from(sustained)), "yes=1");
         sections.push(s);
-        if !sustained && a.rate.len() > 1 {
+        if !sustained && a.load.rate.len() > 1 {
             eprintln!("broadcast: not sustained at {rate} msg/s (rate not kept, loss, failures or drain over {lag_ms} ms), stopping");
             break;
         }

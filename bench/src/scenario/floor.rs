@@ -35,35 +35,35 @@ const EVENT: &str = "bench";
 
 pub async fn run(ctx: &Ctx, a: &FloorArgs) -> anyhow::Result<Report> {
     let params = serde_json::json!({
-        "subscribers": a.subscribers, "rate": a.rate, "duration_s": a.duration, "payload_bytes": a.payload, "writers": a.writers,
+        "subscribers": a.load.subscribers, "rate": a.load.rate, "duration_s": a.load.duration, "payload_bytes": a.load.payload, "writers": a.writers,
     });
     let mut server = FloorServer::spawn(a.writers)?;
     let ctx = Ctx { target: Target { server: server.addr, ..ctx.target.clone() }, server_pid: Some(server.child.id()), connect_concurrency: ctx.connect_concurrency };
     let recorder = Arc::new(Recorder::default());
-    eprintln!("floor: opening {} subscribers on {} (floor server pid {})", a.subscribers, server.addr, server.child.id());
+    eprintln!("floor: opening {} subscribers on {} (floor server pid {})", a.load.subscribers, server.addr, server.child.id());
     let channel_for: fleet::ChannelFor = Arc::new(|_| Some(CHANNEL.to_string()));
-    let opened = fleet::open(&ctx.target, 0, a.subscribers, ctx.connect_concurrency, channel_for).await;
+    let opened = fleet::open(&ctx.target, 0, a.load.subscribers, ctx.connect_concurrency, channel_for).await;
     let readers = Readers::spawn(opened.conns, &recorder);
-    if readers.len() < a.subscribers {
-        bail!("only {} of {} subscribers connected to the floor server", readers.len(), a.subscribers);
+    if readers.len() < a.load.subscribers {
+        bail!("only {} of {} subscribers connected to the floor server", readers.len(), a.load.subscribers);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut sections = Vec::new();
     let mut series = Vec::new();
     let mut seq = 0u64;
-    for &rate in &a.rate {
+    for &rate in &a.load.rate {
         let label = format!("{rate} msg/s to {} subscribers, {} writer threads", readers.len(), a.writers);
-        eprintln!("floor: {label} for {} s", a.duration);
+        eprintln!("floor: {label} for {} s", a.load.duration);
         recorder.reset(seq + 1);
         let window = Window::start(ctx.server_pid);
         let sampler = Sampler::start(ctx.server_pid, format!("{rate}/s"), Some(recorder.clone()));
         let started = Instant::now();
-        let (published, would_block) = server.go(rate, a.duration, a.payload, seq + 1).await?;
+        let (published, would_block) = server.go(rate, a.load.duration, a.load.payload, seq + 1).await?;
         let publishing = started.elapsed();
         seq += published;
         let expected = published * readers.len() as u64;
-        let drained = super::drain(&recorder, expected, Duration::from_secs(a.drain)).await;
+        let drained = super::drain(&recorder, expected, Duration::from_secs(a.load.drain)).await;
 
         let mut s = Section::new(label);
         s.row("rate asked", rate, "msg/s");
@@ -122,40 +122,22 @@ impl FloorServer {
     }
 }
 
+/// A message for the writer threads, and where each says how many writes would have blocked.
+type Job = (Arc<[u8]>, mpsc::Sender<u64>);
+
 /// `sonde-bench floor-server`: the child's side.
 pub fn serve(a: &FloorServerArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let writers = a.writers.max(1);
-    let mut lanes: Vec<mpsc::Sender<(Arc<[u8]>, mpsc::Sender<u64>)>> = Vec::new();
-    let conns: Vec<Arc<Share>> = (0..writers).map(|_| Arc::default()).collect();
-    for share in &conns {
-        let (tx, rx) = mpsc::channel::<(Arc<[u8]>, mpsc::Sender<u64>)>();
-        let share = share.clone();
-        std::thread::spawn(move || {
-            for (frame, done) in rx {
-                let mut would_block = 0;
-                for s in share.0.lock().expect("share lock").iter_mut() {
-                    match s.write(&frame) {
-                        Ok(n) if n == frame.len() => {}
-                        _ => would_block += 1,
-                    }
-                }
-                let _ = done.send(would_block);
-            }
-        });
-        lanes.push(tx);
-    }
-    let accepted = conns.clone();
+    let shares: Vec<Arc<Share>> = (0..a.writers.max(1)).map(|_| Arc::default()).collect();
+    let writers: Vec<mpsc::Sender<Job>> = shares.iter().map(|share| start_writer(share.clone())).collect();
     std::thread::spawn(move || {
-        let mut next = 0usize;
         let mut id = 0u64;
         for stream in listener.incoming().flatten() {
-            id += 1;
-            if let Ok(s) = handshake(stream, id) {
-                accepted[next % accepted.len()].0.lock().expect("share lock").push(s);
-                next += 1;
+            if let Ok(s) = handshake(stream, id + 1) {
+                shares[id as usize % shares.len()].0.lock().expect("share lock").push(s);
+                id += 1;
             }
         }
     });
@@ -164,33 +146,55 @@ pub fn serve(a: &FloorServerArgs) -> anyhow::Result<()> {
     while stdin.lock().read_line(&mut line)? > 0 {
         let parts: Vec<&str> = line.split_whitespace().collect();
         let ["go", rate, secs, payload, first_seq] = parts[..] else { bail!("unknown command {line:?}") };
-        let (rate, secs, payload, mut seq): (f64, u64, usize, u64) = (rate.parse()?, secs.parse()?, payload.parse()?, first_seq.parse()?);
-        let started = Instant::now();
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let (mut published, mut would_block) = (0u64, 0u64);
-        let mut data = String::new();
-        while started.elapsed() < Duration::from_secs(secs) {
-            let due = started + interval.mul_f64(published as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            bench_data(seq, payload, &mut data);
-            let event = ServerFrame::Event { event: EVENT, channel: Some(CHANNEL), data_json: &json_string(&data), user_id: None }.encode();
-            let frame: Arc<[u8]> = text_frame(&event).into();
-            let (tx, rx) = mpsc::channel();
-            for lane in &lanes {
-                let _ = lane.send((frame.clone(), tx.clone()));
-            }
-            drop(tx);
-            would_block += rx.iter().sum::<u64>();
-            published += 1;
-            seq += 1;
-        }
+        let (published, would_block) = publish(&writers, rate.parse()?, secs.parse()?, payload.parse()?, first_seq.parse()?);
         println!("done {published} {would_block}");
         std::io::stdout().flush()?;
         line.clear();
     }
     Ok(())
+}
+
+/// A thread that writes each message it gets to every connection of its share.
+fn start_writer(share: Arc<Share>) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::spawn(move || {
+        for (frame, done) in rx {
+            let mut would_block = 0;
+            for s in share.0.lock().expect("share lock").iter_mut() {
+                if !matches!(s.write(&frame), Ok(n) if n == frame.len()) {
+                    would_block += 1;
+                }
+            }
+            let _ = done.send(would_block);
+        }
+    });
+    tx
+}
+
+/// Publishes at `rate` for `secs` seconds, each message written by every writer thread
+/// before the next; returns how many messages and how many writes would have blocked.
+fn publish(writers: &[mpsc::Sender<Job>], rate: f64, secs: u64, payload: usize, mut seq: u64) -> (u64, u64) {
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let (mut published, mut would_block) = (0u64, 0u64);
+    let mut data = String::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        if let Some(wait) = (started + interval.mul_f64(published as f64)).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        bench_data(seq, payload, &mut data);
+        let event = ServerFrame::Event { event: EVENT, channel: Some(CHANNEL), data_json: &json_string(&data), user_id: None }.encode();
+        let frame: Arc<[u8]> = text_frame(&event).into();
+        let (tx, rx) = mpsc::channel();
+        for w in writers {
+            let _ = w.send((frame.clone(), tx.clone()));
+        }
+        drop(tx);
+        would_block += rx.iter().sum::<u64>();
+        published += 1;
+        seq += 1;
+    }
+    (published, would_block)
 }
 
 /// One writer thread's connections.

@@ -144,26 +144,34 @@ fn run(lane: usize, rx: Receiver<Job>) {
         let conns = &share.by_lane[lane];
         let n = conns.len() as u64;
         let mut step = 0u64;
+        // `frames` is the frames of `going`, in order, for the connections no job excludes.
+        frames.push(first.frame.clone());
         going.push_back(InFlight { job: first, end: n });
         while !going.is_empty() {
-            if step % POLL_EVERY == 0 {
+            if step.is_multiple_of(POLL_EVERY) {
                 // New jobs queue behind the waiting ones; those at the front that are for the
                 // same subscribers join the circle (they came after everything in it).
                 waiting.extend(rx.try_iter());
                 while going.len() < RUN_MAX && waiting.front().is_some_and(|j| Arc::ptr_eq(&j.share, &share) && j.urgency == urgency) {
                     let job = waiting.pop_front().expect("front exists");
+                    frames.push(job.frame.clone());
                     going.push_back(InFlight { job, end: step + n });
                 }
             }
             let conn = &conns[(step % n) as usize];
-            frames.clear();
-            frames.extend(going.iter().filter(|f| f.job.except != Some(conn.socket_id)).map(|f| f.job.frame.clone()));
-            if !frames.is_empty() {
+            if going.iter().any(|f| f.job.except == Some(conn.socket_id)) {
+                // The publisher of a client event gets the others' frames only.
+                let own: Vec<Bytes> = going.iter().filter(|f| f.job.except != Some(conn.socket_id)).map(|f| f.job.frame.clone()).collect();
+                if !own.is_empty() {
+                    conn.outbox.push_run(&channel, &own, urgency);
+                }
+            } else {
                 conn.outbox.push_run(&channel, &frames, urgency);
             }
             step += 1;
             while going.front().is_some_and(|f| f.end == step) {
                 let done = going.pop_front().expect("front exists");
+                frames.remove(0);
                 lanes().backlog.fetch_sub(conns.len(), Ordering::Relaxed);
                 done.job.in_flight.fetch_sub(1, Ordering::AcqRel);
             }

@@ -141,33 +141,43 @@ impl Outbox {
         Pushed::Queued
     }
 
-    /// The one way in for a single frame: written at once when nothing waits before it (no
-    /// wake-up of the connection's task), else queued.
+    /// Writes what the socket takes of `frames` when nothing waits before them (no wake-up of
+    /// the connection's task); the rest of a frame cut short is queued. Returns how many
+    /// frames are written or queued that way.
+    fn write_direct(&self, inner: &mut Inner, frames: &[Bytes], raw: bool) -> usize {
+        let Some(direct) = self.direct_now(inner) else { return 0 };
+        match direct.try_write(frames, raw) {
+            Written::All => frames.len(),
+            Written::Part { frames: n, rest: None } => n,
+            Written::Part { frames: n, rest: Some(cut) } => {
+                inner.bytes += cut.len();
+                inner.queue.push_back(Queued::Raw(cut));
+                n + 1
+            }
+            Written::Nothing => 0,
+        }
+    }
+
+    /// The one way in for a single frame: written at once when nothing waits before it, else
+    /// queued.
     fn push_item(&self, item: Queued) -> Pushed {
         let mut inner = self.inner.lock();
         if inner.close.is_some() {
             return Pushed::Refused;
         }
-        if let Some(direct) = self.direct_now(&inner) {
-            let (bytes, raw) = match &item {
-                Queued::Frame(b) | Queued::Sample(_, b) => (b, false),
-                Queued::Raw(b) => (b, true),
-            };
-            match direct.try_write(std::slice::from_ref(bytes), raw) {
-                Written::All => return Pushed::Queued,
-                Written::Part { rest: Some(rest), .. } => {
-                    inner.bytes += rest.len();
-                    inner.queue.push_back(Queued::Raw(rest));
-                    drop(inner);
-                    self.notify.notify_one();
-                    return Pushed::Queued;
-                }
-                Written::Part { rest: None, .. } | Written::Nothing => {}
-            }
-        }
-        let pushed = self.enqueue(&mut inner, item);
+        let (bytes, raw) = match &item {
+            Queued::Frame(b) | Queued::Sample(_, b) => (b, false),
+            Queued::Raw(b) => (b, true),
+        };
+        let pushed = match self.write_direct(&mut inner, std::slice::from_ref(bytes), raw) {
+            0 => self.enqueue(&mut inner, item),
+            _ => Pushed::Queued,
+        };
+        let queued = !inner.queue.is_empty() || inner.close.is_some();
         drop(inner);
-        self.notify.notify_one();
+        if queued {
+            self.notify.notify_one();
+        }
         pushed
     }
 
@@ -180,27 +190,8 @@ impl Outbox {
             d.refused = frames.len();
             return d;
         }
-        let mut rest = frames;
-        if let Some(direct) = self.direct_now(&inner) {
-            match direct.try_write(frames, false) {
-                Written::All => {
-                    d.delivered = frames.len();
-                    return d;
-                }
-                Written::Part { frames: n, rest: cut } => {
-                    rest = &frames[n..];
-                    d.delivered = n;
-                    if let Some(cut) = cut {
-                        inner.bytes += cut.len();
-                        inner.queue.push_back(Queued::Raw(cut));
-                        d.delivered += 1;
-                        rest = &rest[1..];
-                    }
-                }
-                Written::Nothing => {}
-            }
-        }
-        for frame in rest {
+        d.delivered = self.write_direct(&mut inner, frames, false);
+        for frame in &frames[d.delivered..] {
             let item = match urgency {
                 Urgency::Always => Queued::Frame(frame.clone()),
                 Urgency::Conflatable => Queued::Sample(channel.clone(), frame.clone()),
@@ -211,8 +202,11 @@ impl Outbox {
                 Pushed::Refused => d.refused += 1,
             }
         }
+        let queued = !inner.queue.is_empty() || inner.close.is_some();
         drop(inner);
-        self.notify.notify_one();
+        if queued {
+            self.notify.notify_one();
+        }
         d
     }
 

@@ -2,9 +2,9 @@
 //! (`DirectWrite`), or from the connection's task when the socket is full.
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use std::sync::Arc;
 
 use super::codec::header;
 use crate::hub::{DirectWrite, Outgoing, Written};
@@ -64,24 +64,7 @@ impl TcpWriter {
         }
         Written::All
     }
-}
 
-impl DirectWrite for TcpWriter {
-    fn try_write(&self, frames: &[Bytes], raw: bool) -> Written {
-        let mut done = 0;
-        for chunk in frames.chunks(FRAMES_PER_CALL) {
-            match self.try_write_chunk(chunk, raw) {
-                Written::All => done += chunk.len(),
-                Written::Part { frames, rest } => return Written::Part { frames: done + frames, rest },
-                Written::Nothing if done == 0 => return Written::Nothing,
-                Written::Nothing => return Written::Part { frames: done, rest: None },
-            }
-        }
-        Written::All
-    }
-}
-
-impl TcpWriter {
     /// Writes frames in order, gathered into one buffer, waiting for the socket as needed.
     pub async fn write(&self, items: &[Outgoing]) -> io::Result<()> {
         let total: usize = items.iter().map(|f| parts(f).2.len() + 10).sum();
@@ -101,5 +84,21 @@ impl TcpWriter {
             }
         }
         Ok(())
+    }
+
+}
+
+impl DirectWrite for TcpWriter {
+    fn try_write(&self, frames: &[Bytes], raw: bool) -> Written {
+        let mut done = 0;
+        for chunk in frames.chunks(FRAMES_PER_CALL) {
+            match self.try_write_chunk(chunk, raw) {
+                Written::All => done += chunk.len(),
+                Written::Part { frames, rest } => return Written::Part { frames: done + frames, rest },
+                Written::Nothing if done == 0 => return Written::Nothing,
+                Written::Nothing => return Written::Part { frames: done, rest: None },
+            }
+        }
+        Written::All
     }
 }
