@@ -17,7 +17,7 @@ use crate::custom::{Custom, MinuteTotals};
 use crate::ring::{Ring, RING_CAPACITY};
 use crate::sampler::Sampler;
 use crate::snapshot::{host_facts, SnapshotSource};
-use crate::{install, shutdown_channel, statsd, Recorder};
+use crate::{install, own, shutdown_channel, statsd, Recorder};
 
 /// Room for a whole backfill (at most a few hundred parts) plus live samples.
 const OUTBOUND_QUEUE: usize = 1024;
@@ -45,22 +45,25 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
     );
     let (trigger, stop) = shutdown_channel();
 
-    let ring: SharedRing = Arc::new(Mutex::new(Ring::new(RING_CAPACITY)));
-    let (latest_tx, latest_rx) = watch::channel(0);
-    let minute = MinuteTotals::default();
-    let sampler = Sampler::new(Collectors::new(), Custom::new(recorder.clone(), minute.clone()), ring.clone(), latest_tx);
-    let sampler = sampler.spawn(stop.clone()).context("starting the sampler thread")?;
-
+    let statsd_stats = Arc::new(statsd::Stats::default());
     let statsd_task = match config.statsd {
-        Some(addr) => statsd::bind(addr).await.map(|socket| {
-            tokio::spawn(statsd::serve(socket, recorder.clone(), Arc::new(statsd::Stats::default()), stop.clone()))
-        }),
+        Some(addr) => statsd::bind(addr, &statsd_stats)
+            .await
+            .map(|socket| tokio::spawn(statsd::serve(socket, recorder.clone(), statsd_stats.clone(), stop.clone()))),
         None => None,
     };
+    let own = own::Sources { recorder: recorder.clone(), statsd: statsd_task.is_some().then(|| statsd_stats.clone()) };
+
+    let ring: SharedRing = Arc::new(Mutex::new(Ring::new(RING_CAPACITY)));
+    let (latest_tx, latest_rx) = watch::channel(0);
+    let minute = MinuteTotals::new(recorder.limits().max_series);
+    let custom = Custom::new(recorder.clone(), minute.clone());
+    let sampler = Sampler::new(Collectors::new(), custom, own::PerSecond::new(own.clone()), ring.clone(), latest_tx);
+    let sampler = sampler.spawn(stop.clone()).context("starting the sampler thread")?;
 
     let snapshots = config.usage_statistics.then(|| {
         let host = (!config.anonymous).then(|| config.host.clone());
-        SnapshotSource::new(install_id.clone(), host, host_facts(), minute)
+        SnapshotSource::new(install_id.clone(), host, host_facts(), minute, own::PerMinute::new(own))
     });
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (link_tx, link_rx) = mpsc::channel(64);

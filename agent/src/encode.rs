@@ -1,8 +1,10 @@
 //! Event payloads from ticks, each kept under Pusher's 10 KB limit on `data`.
 //!
-//! A sample that would not fit (a host with very many cores, disks or interfaces) is trimmed
-//! in a fixed order: per-core CPU metrics first, then the top list, then metrics from the end
-//! of the sorted map. A backfill packs whole samples, oldest first, greedily into parts.
+//! The sampler already keeps each tick within [`SAMPLE_BUDGET`] (custom metrics get only the
+//! room the host leaves). A sample that still would not fit (a host with very many cores, disks
+//! or interfaces) is trimmed here in a fixed order: per-core CPU metrics first, then the top
+//! list, then metrics from the end of the sorted map. A backfill packs whole samples, oldest
+//! first, greedily into parts.
 
 use sonde_protocol::sonde::{Backfill, Sample, SessionId, MAX_EVENT_DATA_BYTES};
 

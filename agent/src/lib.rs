@@ -5,7 +5,9 @@
 //! - [`collect`] reads /proc into a [`tick::Tick`]; [`sampler`] does so on every second
 //!   boundary and keeps the last five minutes in a [`ring::Ring`].
 //! - [`Recorder`] holds custom metrics, from the [`statsd`] listener or from Rust code that
-//!   embeds the agent; [`custom`] folds them into each tick and into minute totals.
+//!   embeds the agent; [`custom`] folds them into each tick, in the room the host metrics leave
+//!   under the size limit ([`size`]), and into minute totals; [`own`] adds the agent's own
+//!   counters (`agent.*`).
 //! - [`core`] follows the relay's session directives ([`session`]) and sends backfill, samples
 //!   and snapshots, encoded by [`encode`] and [`snapshot`].
 //! - [`client`] holds the websocket to the relay and reconnects it.
@@ -18,10 +20,12 @@ pub mod core;
 pub mod custom;
 pub mod encode;
 pub mod install;
+pub mod own;
 pub mod recorder;
 pub mod ring;
 pub mod sampler;
 pub mod session;
+pub mod size;
 pub mod snapshot;
 pub mod statsd;
 pub mod tick;

@@ -1,5 +1,9 @@
 //! The session state machine: which directive starts, extends or ends streaming, and when a
 //! lease runs out. Pure logic on unix milliseconds; the caller supplies the time.
+//!
+//! The relay is the authority on whether a host is watched. A lease that ran out here (the
+//! relay stalled, or this agent did) does not end the session for good: the relay's next
+//! renewal or backfill for it starts it again. Only the relay's own `stopped` is final.
 
 use sonde_protocol::sonde::{SessionDirective, SessionId, SessionState, DEFAULT_INTERVAL_MS};
 
@@ -27,7 +31,7 @@ pub enum Step {
     Stop { id: SessionId, reason: StopReason },
     /// Send the history again for one viewer that joined the running session.
     Backfill { id: SessionId, for_socket: Option<String> },
-    /// Nothing to do (a directive for another session, or nothing running).
+    /// Nothing to do (a stop for another session, a late renewal of a stopped one).
     Ignore,
 }
 
@@ -46,6 +50,8 @@ pub enum StopReason {
 #[derive(Debug, Default)]
 pub struct Sessions {
     active: Option<Active>,
+    /// The last session the relay stopped: a renewal of it arriving late must not restart it.
+    stopped: Option<SessionId>,
 }
 
 fn lease(d: &SessionDirective, now_ms: u64) -> u64 {
@@ -62,21 +68,46 @@ impl Sessions {
     /// first (see [`Sessions::replaced`]), then `Start`.
     pub fn on_directive(&mut self, d: &SessionDirective, now_ms: u64) -> Step {
         let same = self.active.as_ref().is_some_and(|a| a.id == d.id);
+        let running = self.active.is_some();
+        let stopped_by_relay = self.stopped.as_ref() == Some(&d.id);
         match d.state {
             SessionState::Started if same => self.extend(d, now_ms),
-            SessionState::Started => {
-                let interval_ms = d.interval_ms.max(DEFAULT_INTERVAL_MS).div_ceil(1000) * 1000;
-                self.active = Some(Active { id: d.id.clone(), interval_ms, lease_until: lease(d, now_ms) });
-                Step::Start(d.id.clone())
-            }
+            SessionState::Started => self.start(d, now_ms),
+            SessionState::Renewed | SessionState::Backfill if stopped_by_relay => Step::Ignore,
             SessionState::Renewed if same => self.extend(d, now_ms),
+            // The relay renews a session under another id (a new leader took over): follow it
+            // without a new backfill; the stream goes on.
+            SessionState::Renewed if running => self.adopt(d, now_ms),
+            SessionState::Backfill if running => {
+                self.adopt(d, now_ms);
+                Step::Backfill { id: d.id.clone(), for_socket: d.for_socket.clone() }
+            }
+            // The relay holds a session this agent no longer runs (its lease ran out during a
+            // stall on either side): start it again, history first.
+            SessionState::Renewed | SessionState::Backfill => self.start(d, now_ms),
             SessionState::Stopped if same => {
                 self.active = None;
+                self.stopped = Some(d.id.clone());
                 Step::Stop { id: d.id.clone(), reason: StopReason::Directive }
             }
-            SessionState::Backfill if same => Step::Backfill { id: d.id.clone(), for_socket: d.for_socket.clone() },
-            SessionState::Renewed | SessionState::Stopped | SessionState::Backfill => Step::Ignore,
+            SessionState::Stopped => {
+                self.stopped = Some(d.id.clone());
+                Step::Ignore
+            }
         }
+    }
+
+    fn start(&mut self, d: &SessionDirective, now_ms: u64) -> Step {
+        let interval_ms = d.interval_ms.max(DEFAULT_INTERVAL_MS).div_ceil(1000) * 1000;
+        self.active = Some(Active { id: d.id.clone(), interval_ms, lease_until: lease(d, now_ms) });
+        Step::Start(d.id.clone())
+    }
+
+    fn adopt(&mut self, d: &SessionDirective, now_ms: u64) -> Step {
+        if let Some(a) = self.active.as_mut() {
+            a.id = d.id.clone();
+        }
+        self.extend(d, now_ms)
     }
 
     /// The session a `started` directive would replace, if any.
@@ -137,12 +168,41 @@ mod tests {
         assert_eq!(s.deadline(), Some(30_000));
         assert_eq!(s.on_directive(&d(SessionState::Renewed, "a", 60_000), 20_000), Step::Extended);
         assert_eq!(s.deadline(), Some(60_000));
-        assert_eq!(s.on_directive(&d(SessionState::Renewed, "zzz", 90_000), 20_000), Step::Ignore);
         assert_eq!(s.on_directive(&d(SessionState::Stopped, "zzz", 0), 20_000), Step::Ignore);
         assert!(s.wants_sample(21_000));
         let stop = s.on_directive(&d(SessionState::Stopped, "a", 0), 21_000);
         assert_eq!(stop, Step::Stop { id: SessionId("a".into()), reason: StopReason::Directive });
         assert!(s.active().is_none() && !s.wants_sample(22_000));
+        // What the relay stopped stays stopped, whatever arrives late for it.
+        assert_eq!(s.on_directive(&d(SessionState::Renewed, "a", 90_000), 22_000), Step::Ignore);
+        assert_eq!(s.on_directive(&d(SessionState::Backfill, "a", 90_000), 22_000), Step::Ignore);
+        assert_eq!(s.on_directive(&d(SessionState::Started, "a", 90_000), 22_000), Step::Start(SessionId("a".into())));
+    }
+
+    #[test]
+    fn a_renewal_after_the_lease_ran_out_here_starts_again() {
+        let mut s = Sessions::default();
+        s.on_directive(&d(SessionState::Started, "a", 30_000), 0);
+        assert!(matches!(s.on_time(30_000), Step::Stop { reason: StopReason::LeaseExpired, .. }));
+        // The relay stalled past the lease; back, it renews: streaming resumes, history first.
+        assert_eq!(s.on_directive(&d(SessionState::Renewed, "a", 70_000), 40_000), Step::Start(SessionId("a".into())));
+        assert_eq!(s.deadline(), Some(70_000));
+        assert!(s.wants_sample(41_000));
+        s.on_time(70_000);
+        let backfill = SessionDirective { for_socket: Some("1.2".into()), ..d(SessionState::Backfill, "a", 99_000) };
+        assert_eq!(s.on_directive(&backfill, 80_000), Step::Start(SessionId("a".into())), "any directive of a live session");
+    }
+
+    #[test]
+    fn a_renewal_under_another_id_is_followed_without_a_new_backfill() {
+        let mut s = Sessions::default();
+        s.on_directive(&d(SessionState::Started, "a", 30_000), 0);
+        assert_eq!(s.on_directive(&d(SessionState::Renewed, "b", 60_000), 20_000), Step::Extended);
+        assert_eq!(s.active().unwrap().id, SessionId("b".into()));
+        assert_eq!(s.deadline(), Some(60_000));
+        let backfill = SessionDirective { for_socket: Some("1.2".into()), ..d(SessionState::Backfill, "c", 70_000) };
+        assert_eq!(s.on_directive(&backfill, 21_000), Step::Backfill { id: SessionId("c".into()), for_socket: Some("1.2".into()) });
+        assert_eq!(s.active().unwrap().id, SessionId("c".into()));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The once-a-minute snapshot: host facts, a one-line summary of the last minute from the
-//! ring, and the minute's custom metric totals.
+//! ring, the agent's own counters and the minute's custom metric totals.
+
+use std::collections::BTreeMap;
 
 use procfs_core::{FromBufRead, Meminfo};
 use sonde_protocol::sonde::{Facts, Snapshot, Summary};
@@ -7,7 +9,9 @@ use sonde_protocol::sonde::{Facts, Snapshot, Summary};
 use crate::custom::MinuteTotals;
 use crate::encode::{wire_len, SAMPLE_BUDGET};
 use crate::install::InstallId;
+use crate::own::PerMinute;
 use crate::ring::Ring;
+use crate::size::entry_len;
 use crate::tick::round;
 
 /// Seconds of history the summary averages.
@@ -19,35 +23,49 @@ pub struct SnapshotSource {
     host: Option<String>,
     facts: Facts,
     minute: MinuteTotals,
+    own: PerMinute,
 }
 
 impl SnapshotSource {
     /// `host` is `None` for an anonymous agent.
-    pub fn new(install_id: InstallId, host: Option<String>, facts: Facts, minute: MinuteTotals) -> Self {
-        Self { install_id, host, facts, minute }
+    pub fn new(install_id: InstallId, host: Option<String>, facts: Facts, minute: MinuteTotals, own: PerMinute) -> Self {
+        Self { install_id, host, facts, minute, own }
     }
 
-    /// The data of a `client-sonde-snapshot` event. Custom totals that would push it over the
-    /// size limit are left out, last in name order first.
+    /// The data of a `client-sonde-snapshot` event. The agent's own counters go in first; then
+    /// custom totals, oldest series first, each series whole and only if it still fits under
+    /// the size limit.
     pub fn build(&self, ring: &Ring) -> String {
         let mut snap = Snapshot {
             install_id: self.install_id.to_string(),
             host: self.host.clone(),
             facts: self.facts.clone(),
             summary: summary(ring),
-            custom: self.minute.take(),
+            custom: BTreeMap::new(),
         };
-        loop {
-            let json = serde_json::to_string(&snap).expect("snapshots always serialise");
-            if wire_len(&json) <= SAMPLE_BUDGET || snap.custom.pop_last().is_none() {
-                return json;
+        let encode = |s: &Snapshot| serde_json::to_string(s).expect("snapshots always serialise");
+        let mut room = SAMPLE_BUDGET.saturating_sub(wire_len(&encode(&snap)));
+        let mut put = |custom: &mut BTreeMap<String, f64>, entries: &[(&str, f64)]| {
+            let cost: usize = entries.iter().map(|(k, v)| entry_len(k, *v)).sum();
+            if cost <= room {
+                room -= cost;
+                custom.extend(entries.iter().map(|(k, v)| (k.to_string(), *v)));
             }
+        };
+        for (k, v) in self.own.take() {
+            put(&mut snap.custom, &[(k, v)]);
         }
+        for m in self.minute.take() {
+            let entries: Vec<(&str, f64)> = m.id.keys().minute.iter().map(|k| &**k).zip(m.values.iter().copied()).collect();
+            put(&mut snap.custom, &entries);
+        }
+        encode(&snap)
     }
 
-    /// Starts a new minute of custom totals without sending (during a session, or offline).
+    /// Starts a new minute of totals without sending (during a session, or offline).
     pub fn skip_minute(&self) {
         self.minute.take();
+        self.own.take();
     }
 }
 
@@ -128,16 +146,21 @@ mod tests {
     fn snapshot_with_many_custom_totals_stays_under_the_limit() {
         let minute = MinuteTotals::default();
         let rec = crate::Recorder::new();
+        let own = PerMinute::new(crate::own::Sources { recorder: rec.clone(), statsd: None });
         let mut custom = crate::custom::Custom::new(rec.clone(), minute.clone());
         for i in 0..1000 {
             rec.counter(&format!("a.rather.long.custom.metric.name.{i}"), &[], 1.0);
+            rec.histogram(&format!("timer.{i}"), &[], 1.0);
         }
         let mut t = Tick { ts: u64::MAX / 2, ..Tick::default() };
-        custom.fold_into(&mut t);
-        let src = SnapshotSource::new(InstallId::random(), None, host_facts(), minute);
+        custom.fold_into(&mut t, usize::MAX);
+        let src = SnapshotSource::new(InstallId::random(), None, host_facts(), minute, own);
         let json = src.build(&Ring::new(1));
-        assert!(wire_len(&json) <= SAMPLE_BUDGET);
+        assert!(wire_len(&json) <= SAMPLE_BUDGET && wire_len(&json) > SAMPLE_BUDGET - 100, "{}", wire_len(&json));
         let snap: Snapshot = serde_json::from_str(&json).unwrap();
-        assert!(!snap.custom.is_empty() && snap.host.is_none());
+        assert!(snap.host.is_none());
+        assert_eq!(snap.custom["agent.custom_dropped"], 976.0, "the own counters always go in");
+        assert_eq!(snap.custom["app.a.rather.long.custom.metric.name.0.count"], 1.0, "the oldest series first");
+        assert!(snap.custom.contains_key("app.timer.0.p99") && snap.custom.contains_key("app.timer.0.count"), "a timer whole");
     }
 }

@@ -47,15 +47,21 @@ impl Tick {
     /// The wire form. `with_top` is false for all but the newest sample of a backfill.
     pub fn to_sample(&self, with_top: bool) -> Sample {
         let metrics: BTreeMap<String, f64> = self.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        let top = if with_top {
-            self.top
-                .iter()
-                .map(|t| TopProcess { pid: t.pid, name: t.name.to_string(), cpu_pct: t.cpu_pct, mem_bytes: t.mem_bytes })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let top = if with_top { self.wire_top() } else { Vec::new() };
         Sample { ts: self.ts, seq: self.seq, metrics, top }
+    }
+
+    /// The top list in its wire form.
+    pub fn wire_top(&self) -> Vec<TopProcess> {
+        self.top.iter().map(|t| TopProcess { pid: t.pid, name: t.name.to_string(), cpu_pct: t.cpu_pct, mem_bytes: t.mem_bytes }).collect()
+    }
+
+    /// Gives back buffer memory a busier second needed (a burst of custom metrics), so ticks
+    /// recycled through the ring do not each keep the largest size they ever had.
+    pub fn shrink(&mut self) {
+        if self.metrics.capacity() > 2 * self.metrics.len() + 64 {
+            self.metrics.shrink_to_fit();
+        }
     }
 }
 
@@ -93,8 +99,12 @@ pub fn keys<const N: usize>(group: &str, fields: [&str; N]) -> [Key; N] {
     fields.map(|f| Key::from(format!("{group}.{f}")))
 }
 
-/// Rounds to `places` decimals, to keep the encoded samples short.
+/// Rounds to `places` decimals, to keep the encoded samples short. Values too large to have
+/// decimals worth dropping are kept as they are (scaling them could overflow).
 pub fn round(v: f64, places: i32) -> f64 {
+    if v.abs() >= 1e15 {
+        return v;
+    }
     let m = 10f64.powi(places);
     (v * m).round() / m
 }

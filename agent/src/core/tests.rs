@@ -30,7 +30,8 @@ impl Harness {
         let (out_tx, out) = mpsc::channel(1024);
         let clock = Clock::virtual_at(START_MS);
         let snapshots = with_snapshots.then(|| {
-            SnapshotSource::new(InstallId::random(), Some("web1".into()), crate::snapshot::host_facts(), MinuteTotals::default())
+            let own = crate::own::PerMinute::new(crate::own::Sources { recorder: crate::Recorder::new(), statsd: None });
+            SnapshotSource::new(InstallId::random(), Some("web1".into()), crate::snapshot::host_facts(), MinuteTotals::default(), own)
         });
         let core = Core { ring: ring.clone(), latest: latest_rx, out: out_tx, clock: clock.clone(), snapshots };
         let (trigger, shutdown) = crate::shutdown_channel();
@@ -240,6 +241,31 @@ async fn a_backfill_directive_resends_the_history_for_one_viewer() {
     let seqs: Vec<u64> = parts.iter().flat_map(|p| p.samples.iter().map(|s| s.seq)).collect();
     assert_eq!(seqs, (1..=last_live).collect::<Vec<_>>(), "everything streamed so far, the live samples follow");
     d.id = SessionId("other".into());
-    assert!(h.send(LinkEvent::Directive(d)).await.is_empty(), "only for the running session");
+    let out = h.send(LinkEvent::Directive(d)).await;
+    assert!(!backfilled(&out).is_empty() && samples(&out).is_empty(), "the relay names the session: followed, no restart");
+    assert_eq!(samples(&h.second().await).len(), 1, "the stream goes on");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_after_the_lease_ran_out_brings_the_stream_back_at_once() {
+    let mut h = Harness::spawn(false);
+    for _ in 0..3 {
+        h.second().await;
+    }
+    h.send(LinkEvent::Subscribed).await;
+    h.send(h.directive(SessionState::Started, "s1", 5)).await;
+    let mut quiet = 0;
+    for _ in 0..10 {
+        if samples(&h.second().await).is_empty() {
+            quiet += 1;
+        }
+    }
+    assert!(quiet >= 4, "the lease ran out while the relay was silent");
+    // The relay comes back and renews the session it still holds.
+    let out = h.send(h.directive(SessionState::Renewed, "s1", 30)).await;
+    assert_eq!(samples(&out), [h.seq], "the newest sample at once, not at the next second");
+    assert_eq!(*backfilled(&out).last().unwrap(), h.seq - 1, "history up to it fills the gap");
+    assert_eq!(samples(&h.second().await), [h.seq]);
     h.stop().await;
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use super::reservoir::{Reservoir, Summary};
+use super::dist::Dist;
 use super::Limits;
 use crate::tick::Key;
 
@@ -22,6 +22,8 @@ pub struct SeriesId {
     pub name: Box<str>,
     pub tags: Box<[Box<str>]>,
     pub kind: Kind,
+    /// Creation order across the recorder: older series come first in samples and snapshots.
+    pub order: u64,
     keys: OnceLock<Keys>,
 }
 
@@ -30,17 +32,16 @@ pub struct SeriesId {
 pub struct Keys {
     /// Per second: `[count_ps]`, `[value]`, `[p50, p90, p99, max, count_ps]` or `[unique]`.
     pub second: Box<[Key]>,
-    /// Per minute: `.count` for counters and histograms, the bare name for gauges, `.unique`
-    /// for sets.
-    pub minute: Key,
+    /// Per minute: `[count]`, `[value]`, `[count, p50, p90, p99, max]` or `[unique]`.
+    pub minute: Box<[Key]>,
 }
 
 impl SeriesId {
-    pub fn new(name: &str, tags: &[&str], kind: Kind) -> Self {
+    pub fn new(name: &str, tags: &[&str], kind: Kind, order: u64) -> Self {
         let mut tags: Vec<Box<str>> = tags.iter().map(|t| Box::from(*t)).collect();
         tags.sort_unstable();
         tags.dedup();
-        Self { name: name.into(), tags: tags.into(), kind, keys: OnceLock::new() }
+        Self { name: name.into(), tags: tags.into(), kind, order, keys: OnceLock::new() }
     }
 
     /// Whether `tags`, in any order, are this series' tags.
@@ -59,10 +60,11 @@ impl SeriesId {
                 Kind::Histogram => [k(".p50"), k(".p90"), k(".p99"), k(".max"), k(".count_ps")].into(),
                 Kind::Set => [k(".unique")].into(),
             };
-            let minute = match self.kind {
-                Kind::Counter | Kind::Histogram => k(".count"),
-                Kind::Gauge => k(""),
-                Kind::Set => k(".unique"),
+            let minute: Box<[Key]> = match self.kind {
+                Kind::Counter => [k(".count")].into(),
+                Kind::Histogram => [k(".count"), k(".p50"), k(".p90"), k(".p99"), k(".max")].into(),
+                Kind::Gauge => [second[0].clone()].into(),
+                Kind::Set => [second[0].clone()].into(),
             };
             Keys { second, minute }
         })
@@ -91,7 +93,7 @@ pub enum State {
     Counter(Vec<(u64, f64)>),
     /// Gauges hold a value rather than buckets: it persists until changed.
     Gauge(f64),
-    Histogram(Vec<(u64, Reservoir)>),
+    Histogram(Vec<(u64, Dist)>),
     Set(Vec<(u64, HashSet<u64>)>),
 }
 
@@ -101,7 +103,7 @@ pub enum Value {
     /// Sum of the increments.
     Count(f64),
     Gauge(f64),
-    Histogram(Summary),
+    Histogram(Box<Dist>),
     /// Distinct members (capped at the recorder's limit).
     Unique(u64),
 }
@@ -115,8 +117,9 @@ pub struct Series {
     pub last_sec: u64,
 }
 
-/// Open buckets per series: late records beyond this merge into the newest bucket.
-const MAX_BUCKETS: usize = 4;
+/// Open buckets per series (this second, and one late or early neighbour); records beyond
+/// them merge into the newest bucket.
+const MAX_BUCKETS: usize = 3;
 
 fn bucket<T>(buckets: &mut Vec<(u64, T)>, sec: u64, new: impl FnOnce() -> T) -> &mut T {
     let i = match buckets.iter().position(|(s, _)| *s == sec) {
@@ -157,10 +160,10 @@ impl Series {
         }
     }
 
-    pub fn observe(&mut self, sec: u64, v: f64, weight: f64, limits: &Limits) {
+    pub fn observe(&mut self, sec: u64, v: f64, weight: f64) {
         self.last_sec = self.last_sec.max(sec);
         if let State::Histogram(b) = &mut self.state {
-            bucket(b, sec, Reservoir::new).record(v, weight, limits.max_values_per_bucket);
+            bucket(b, sec, Dist::new).record(v, weight);
         }
     }
 
@@ -182,8 +185,8 @@ impl Series {
             State::Histogram(b) => take_before(b, before_sec).map(|all| {
                 let mut it = all.into_iter();
                 let mut first = it.next().unwrap_or_default();
-                it.for_each(|r| first.merge(r, limits.max_values_per_bucket));
-                Value::Histogram(first.summary())
+                it.for_each(|d| first.merge(&d));
+                Value::Histogram(Box::new(first))
             }),
             State::Set(b) => take_before(b, before_sec).map(|all| {
                 let mut it = all.into_iter();
@@ -217,21 +220,22 @@ mod tests {
 
     #[test]
     fn metric_names() {
-        let id = SeriesId::new("checkout.latency", &["env:prod", "region:eu.west", "env:prod"], Kind::Histogram);
+        let id = SeriesId::new("checkout.latency", &["env:prod", "region:eu.west", "env:prod"], Kind::Histogram, 0);
         assert_eq!(id.tags.len(), 2);
         let keys = id.keys();
         assert_eq!(&*keys.second[0], "app.checkout.latency{env:prod,region:eu_west}.p50");
-        assert_eq!(&*keys.minute, "app.checkout.latency{env:prod,region:eu_west}.count");
+        assert_eq!(&*keys.minute[0], "app.checkout.latency{env:prod,region:eu_west}.count");
+        assert_eq!(&*keys.minute[4], "app.checkout.latency{env:prod,region:eu_west}.max");
         assert!(id.has_tags(&["region:eu.west", "env:prod"]));
         assert!(!id.has_tags(&["env:prod"]));
-        let g = SeriesId::new("queue depth!", &[], Kind::Gauge);
+        let g = SeriesId::new("queue depth!", &[], Kind::Gauge, 1);
         assert_eq!(&*g.keys().second[0], "app.queue_depth_");
     }
 
     #[test]
     fn counter_buckets_drain_by_second() {
         let limits = Limits::default();
-        let mut s = Series::new(Arc::new(SeriesId::new("c", &[], Kind::Counter)), 10);
+        let mut s = Series::new(Arc::new(SeriesId::new("c", &[], Kind::Counter, 0)), 10);
         s.add(10, 1.0);
         s.add(10, 2.0);
         s.add(11, 5.0);

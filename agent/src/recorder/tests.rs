@@ -15,7 +15,9 @@ fn kinds_are_separate_series() {
     let got = drain(&rec, 101);
     assert_eq!(got["app.x.count_ps"], Value::Count(2.0));
     assert_eq!(got["app.x"], Value::Gauge(3.0));
-    assert!(matches!(got["app.x.p50"], Value::Histogram(s) if s.p50 == 7.0 && s.count == 1.0));
+    let Value::Histogram(d) = &got["app.x.p50"] else { panic!("{got:?}") };
+    let s = d.summary();
+    assert!((s.p50 - 7.0).abs() <= 0.07 && s.count == 1.0, "{s:?}");
 }
 
 #[test]
@@ -39,19 +41,71 @@ fn idle_series_are_evicted() {
     let rec = Recorder::new();
     rec.counter_at(100, "c", &[], 1.0);
     assert_eq!(drain(&rec, 101).len(), 1);
-    assert!(drain(&rec, 100 + IDLE_EVICT_SECS + 1).is_empty());
+    assert_eq!(rec.series(), 1);
+    assert!(drain(&rec, 100 + IDLE_EXPIRE_SECS + 1).is_empty());
     assert!(lock(&rec.inner.shards[shard_of("c")]).by_name.is_empty());
+    assert_eq!(rec.series(), 0);
 }
 
 #[test]
-fn series_are_bounded() {
+fn one_cap_for_the_whole_recorder() {
     let rec = Recorder::with_limits(Limits { max_series: 32, ..Limits::default() });
     for i in 0..1000 {
         rec.counter_at(100, &format!("c{i}"), &[], 1.0);
     }
-    let held: usize = rec.inner.shards.iter().map(|s| lock(s).count).sum();
-    assert!(held <= 32, "{held} series held");
-    assert_eq!(rec.dropped(), 1000 - held as u64);
+    // Exactly the cap, whatever the shards the names fall in.
+    assert_eq!(rec.series(), 32);
+    assert_eq!(rec.dropped(), 1000 - 32);
+    assert_eq!(drain(&rec, 101).len(), 32);
+}
+
+#[test]
+fn tag_variants_of_one_name_leave_room_for_others() {
+    let rec = Recorder::with_limits(Limits { max_series: 256, max_series_per_name: 16, ..Limits::default() });
+    for i in 0..10_000 {
+        rec.counter_at(100, "requests", &[&format!("user:{i}")], 1.0);
+    }
+    assert_eq!(rec.series(), 16);
+    assert_eq!(rec.dropped(), 10_000 - 16);
+    rec.counter_at(100, "orders", &[], 1.0);
+    let got = drain(&rec, 101);
+    assert_eq!(got["app.orders.count_ps"], Value::Count(1.0), "a new name still gets in");
+}
+
+#[test]
+fn after_the_cap_refused_a_series_idle_ones_make_room_soon() {
+    let rec = Recorder::with_limits(Limits { max_series: 100, ..Limits::default() });
+    for i in 0..100 {
+        rec.counter_at(100, &format!("burst{i}"), &[], 1.0);
+    }
+    rec.counter_at(100, "steady", &[], 1.0);
+    assert_eq!(rec.dropped(), 1);
+    // Without pressure the burst would be kept for IDLE_EXPIRE_SECS; the refusal shortens it.
+    let mut sec = 101;
+    while sec <= 100 + PRESSURE_EXPIRE_SECS + 1 {
+        drain(&rec, sec);
+        sec += 1;
+        rec.counter_at(sec - 1, "steady", &[], 1.0);
+    }
+    assert!(rec.series() <= 1, "{} series held", rec.series());
+    rec.counter_at(sec, "steady", &[], 1.0);
+    drain(&rec, sec + 1);
+    assert_eq!(drain(&rec, sec + 2).len(), 0);
+    rec.counter_at(sec + 2, "steady", &[], 2.0);
+    assert_eq!(drain(&rec, sec + 3)["app.steady.count_ps"], Value::Count(2.0));
+}
+
+#[test]
+fn long_names_tags_and_bad_values_are_rejected_and_counted() {
+    let rec = Recorder::new();
+    rec.counter("x".repeat(65_000).as_str(), &[], 1.0);
+    rec.counter("ok", &[&"t".repeat(MAX_TAGS_BYTES + 1)], 1.0);
+    rec.histogram("lat", &[], f64::NAN);
+    rec.gauge("", &[], 1.0);
+    assert_eq!(rec.rejected(), 4);
+    assert_eq!(rec.series(), 0);
+    rec.counter(&"n".repeat(MAX_NAME_BYTES), &[], 1.0);
+    assert_eq!(rec.series(), 1);
 }
 
 #[test]
@@ -90,7 +144,7 @@ fn many_threads_lose_nothing_while_draining() {
             for d in out {
                 match d.value {
                     Value::Count(c) => total += c,
-                    Value::Histogram(s) => observed += s.count,
+                    Value::Histogram(d) => observed += d.summary().count,
                     _ => {}
                 }
             }
@@ -102,7 +156,7 @@ fn many_threads_lose_nothing_while_draining() {
     for d in out {
         match d.value {
             Value::Count(c) => total += c,
-            Value::Histogram(s) => observed += s.count,
+            Value::Histogram(d) => observed += d.summary().count,
             _ => {}
         }
     }

@@ -1,6 +1,11 @@
 //! A StatsD / DogStatsD listener on UDP (loopback by default, as DogStatsD does). Each line is
 //! parsed and recorded into the shared [`Recorder`]; bad lines are counted and skipped.
+//!
+//! Clients send in bursts (a flush of many metrics at once), faster than one thread parses
+//! them, so the socket asks the kernel for a large receive buffer; datagrams the kernel still
+//! drops because it was full are read from `/proc/net/udp` and counted.
 
+mod kernel;
 mod parse;
 
 use std::net::SocketAddr;
@@ -18,6 +23,9 @@ use crate::Shutdown;
 const MAX_DATAGRAM: usize = 64 * 1024;
 /// Tags beyond this many on one line are ignored.
 const MAX_TAGS: usize = 16;
+/// Receive buffer asked for: room for bursts of a few thousand datagrams. The kernel grants
+/// at most `net.core.rmem_max`.
+pub const RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Counters of the listener, readable while it runs.
 #[derive(Debug, Default)]
@@ -25,6 +33,25 @@ pub struct Stats {
     pub packets: AtomicU64,
     pub lines: AtomicU64,
     pub bad_lines: AtomicU64,
+    /// Datagrams the kernel dropped because the receive buffer was full, as of the last
+    /// [`Stats::refresh_kernel_drops`].
+    pub kernel_drops: AtomicU64,
+    /// The socket's inode, to find it in `/proc/net/udp` (0 until bound).
+    inode: AtomicU64,
+}
+
+impl Stats {
+    /// Reads the socket's drop count from `/proc/net/udp{,6}` (blocking: call it off the
+    /// async runtime, as the sampler does).
+    pub fn refresh_kernel_drops(&self) {
+        let inode = self.inode.load(Ordering::Relaxed);
+        if inode == 0 {
+            return;
+        }
+        if let Some(drops) = kernel::drops(inode) {
+            self.kernel_drops.store(drops, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Records one parsed line.
@@ -76,17 +103,28 @@ pub fn apply_packet(packet: &[u8], rec: &Recorder, stats: &Stats) {
 }
 
 /// Binds the listener. A taken port is reported and the agent runs on without StatsD.
-pub async fn bind(addr: SocketAddr) -> Option<UdpSocket> {
-    match UdpSocket::bind(addr).await {
-        Ok(s) => {
-            tracing::info!(%addr, "StatsD listener ready");
-            Some(s)
-        }
+pub async fn bind(addr: SocketAddr, stats: &Stats) -> Option<UdpSocket> {
+    let socket = match UdpSocket::bind(addr).await {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot bind the StatsD listener; custom metrics are off");
-            None
+            return None;
         }
+    };
+    if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER) {
+        tracing::warn!(error = %e, "cannot enlarge the StatsD receive buffer");
     }
+    // Linux reports twice the size asked for (half is its own bookkeeping).
+    let granted = rustix::net::sockopt::socket_recv_buffer_size(&socket).map_or(0, |b| b / 2);
+    if let Ok(st) = rustix::fs::fstat(&socket) {
+        stats.inode.store(st.st_ino, Ordering::Relaxed);
+    }
+    if granted < RECV_BUFFER {
+        tracing::info!(%addr, recv_buffer = granted, wanted = RECV_BUFFER, "StatsD listener ready; raise net.core.rmem_max for a larger buffer");
+    } else {
+        tracing::info!(%addr, recv_buffer = granted, "StatsD listener ready");
+    }
+    Some(socket)
 }
 
 /// Receives datagrams until shutdown.
@@ -128,7 +166,9 @@ mod tests {
         assert_eq!(got[0], ("app.hits.count_ps".into(), Out::Count(12.0)));
         let Out::Histogram(lat) = &got[1].1 else { panic!("{got:?}") };
         assert_eq!(got[1].0, "app.lat{env:prod}.p50");
-        assert_eq!((lat.count, lat.p50, lat.max), (4.0, 2.0, 4.0));
+        let lat = lat.summary();
+        assert_eq!((lat.count, lat.max), (4.0, 4.0));
+        assert!((lat.p50 - 2.0).abs() <= 0.02, "{lat:?}");
         assert_eq!(got[2], ("app.q".into(), Out::Gauge(7.0)));
         assert_eq!(got[3], ("app.u.unique".into(), Out::Unique(2)));
     }
@@ -138,15 +178,15 @@ mod tests {
         let rec = Recorder::new();
         apply_packet(b"t:5|ms|@0.25", &rec, &Stats::default());
         let Out::Histogram(s) = &drained(&rec)[0].1 else { panic!() };
-        assert_eq!(s.count, 4.0);
+        assert_eq!(s.summary().count, 4.0);
     }
 
     #[tokio::test]
     async fn listens_on_udp() {
-        let socket = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let stats = Arc::new(Stats::default());
+        let socket = bind("127.0.0.1:0".parse().unwrap(), &stats).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let rec = Recorder::new();
-        let stats = Arc::new(Stats::default());
         let (trigger, shutdown) = crate::shutdown_channel();
         let task = tokio::spawn(serve(socket, rec.clone(), stats.clone(), shutdown));
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -157,5 +197,27 @@ mod tests {
         trigger.fire();
         task.await.unwrap();
         assert_eq!(drained(&rec)[0].1, Out::Count(3.0));
+    }
+
+    #[tokio::test]
+    async fn asks_for_a_large_buffer_and_counts_what_the_kernel_drops() {
+        let stats = Stats::default();
+        let socket = bind("127.0.0.1:0".parse().unwrap(), &stats).await.unwrap();
+        let granted = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap() / 2;
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        assert_eq!(granted, RECV_BUFFER.min(rmem_max));
+        stats.refresh_kernel_drops();
+        assert_eq!(stats.kernel_drops.load(Ordering::Relaxed), 0);
+        // Nobody reads: far more than the buffer holds is sent, the rest is dropped.
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let datagram = vec![b'x'; 1000];
+        let to = socket.local_addr().unwrap();
+        let sent = (2 * granted / 1000 + 5000) as u64;
+        for _ in 0..sent {
+            client.send_to(&datagram, to).unwrap();
+        }
+        stats.refresh_kernel_drops();
+        let drops = stats.kernel_drops.load(Ordering::Relaxed);
+        assert!(drops > 0 && drops < sent, "{drops} of {sent} dropped");
     }
 }
