@@ -11,7 +11,7 @@ use sonde_protocol::frame::json_string;
 use sonde_protocol::sonde::{host_channel, EVENT_SESSION};
 use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
-use crate::cluster::bus::{Msg, SessionRecord};
+use crate::cluster::bus::Msg;
 use crate::cluster::Link;
 use crate::http::events::{fan_out, Checked};
 use crate::hub::{Change, Delivery, Urgency};
@@ -70,30 +70,35 @@ impl App {
         Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new() }
     }
 
-    /// Sends what the session controller asked for. Directives are control frames: they are
+    /// Sends what the session controller asked for, here and on the other nodes (with the
+    /// leader term it speaks for, so a deposed leader's directives are dropped there), then
+    /// announces the leader's table if it changed. Directives are control frames: they are
     /// never conflated or dropped (a connection that cannot take one is closed instead).
     pub fn apply(&self, actions: Vec<Action>) {
-        let changed = !actions.is_empty();
         for action in actions {
-            let (host, to, directive) = match &action {
-                Action::Publish { host, directive } => (host.clone(), None, directive),
-                Action::Send { host, to, directive } => (host.clone(), Some(*to), directive),
+            let (host, to, directive, term) = match &action {
+                Action::Publish { host, directive, term } => (host, None, directive, *term),
+                Action::Send { host, to, directive, term } => (host, Some(*to), directive, *term),
             };
-            let Ok(channel) = host_channel(&host) else { continue };
+            let Ok(channel) = host_channel(host) else { continue };
             let data = json_string(&serde_json::to_string(directive).expect("directive serialises"));
             let frame = ServerFrame::Event { event: EVENT_SESSION, channel: Some(channel.as_str()), data_json: &data, user_id: None }.encode();
-            match to {
+            let remote = |to: Option<SocketId>| Msg::Directive { term, host: host.to_string(), to: to.map(|s| s.to_string()), frame: utf8(&frame) };
+            match to.map(|s| (s, self.hub.connection(s))) {
                 None => {
-                    let d = self.publish(&channel, frame, None, Urgency::Always);
+                    self.announce(remote(None));
+                    let d = self.hub.publish(&channel, frame.clone(), None, Urgency::Always);
                     self.metrics.messages_out.inc_by(d.delivered as u64);
                 }
-                Some(socket) => self.deliver(socket, frame),
+                Some((_, Some(conn))) => {
+                    conn.outbox.push(frame.clone());
+                    self.metrics.messages_out.inc();
+                }
+                Some((socket, None)) => self.announce(remote(Some(socket))),
             }
         }
         self.metrics.sessions.set(self.sessions.count() as i64);
-        if changed && self.sessions.is_leader() {
-            self.announce_sessions();
-        }
+        self.announce_table();
     }
 
     /// Fans HTTP publishes out, in order. Queueing never waits for a socket: small channels
@@ -188,12 +193,14 @@ impl App {
         self.announce(Msg::Agent { host: host.to_owned(), connections, snapshot: snapshot.map(|s| s.to_string()) });
     }
 
-    pub fn announce_sessions(&self) {
+    /// The leader's session table, when it changed and is due (see `Sessions::take_changes`).
+    pub fn announce_table(&self) {
         if self.cluster.get().is_none() {
             return;
         }
-        let sessions = self.sessions.list(Clock::now()).iter().map(SessionRecord::from).collect();
-        self.announce(Msg::Sessions { sessions });
+        if let Some(table) = self.sessions.take_changes(Clock::now()) {
+            self.announce(Msg::from(&table));
+        }
     }
 
     /// Inventory pages as frames of the inventory channel.

@@ -64,8 +64,24 @@ pub enum Msg {
     /// A server-side directive for the session leader.
     SessionStart { host: String, duration_s: u64 },
     SessionStop { host: String },
-    /// The leader's session table.
-    Sessions { sessions: Vec<SessionRecord> },
+    /// The session table, versioned by the term of the leader that wrote it and a sequence
+    /// number within the term: the leader's, or the newest a node heard (in its sync).
+    Sessions {
+        #[serde(default)]
+        term: u64,
+        #[serde(default)]
+        seq: u64,
+        sessions: Vec<SessionRecord>,
+    },
+    /// A session directive for the host channel's subscribers (or one connection) on every
+    /// other node, dropped by a node that heard of a newer term than `term`.
+    Directive {
+        term: u64,
+        host: String,
+        #[serde(default)]
+        to: Option<String>,
+        frame: String,
+    },
     /// A cache channel's last event, so a node that joins later can replay it.
     Cache { channel: String, frame: String, ttl_ms: u64 },
     Heartbeat,

@@ -7,9 +7,10 @@
 //! everything it reported. A node (re)joining says `Hello`: every node answers with its whole
 //! state between `SyncStart` and `SyncDone`, and entries a node no longer reports are removed,
 //! so the cluster converges after a node or Redis comes back. Sessions are run by one leader,
-//! the live node with the smallest id; the others follow its table.
+//! the node holding the leader lease in Redis (`lease`); the others follow its table.
 
 pub mod bus;
+mod lease;
 mod node;
 mod views;
 
@@ -23,7 +24,7 @@ use tokio::sync::mpsc;
 pub use node::Cluster;
 
 use crate::hub::NodeId;
-use crate::sessions::SessionInfo;
+use crate::sessions::{SessionInfo, Table};
 use bus::{Envelope, Msg, SessionRecord};
 
 /// How the relay reaches Redis.
@@ -38,9 +39,36 @@ pub struct RedisConfig {
     /// How often a node says it is alive.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_ms: u64,
-    /// A node silent this long is dropped cluster-wide (its members, counts and sessions).
+    /// A node silent this long is dropped cluster-wide (its members, counts and sessions);
+    /// also the time to live of the session leader's lease.
     #[serde(default = "default_timeout")]
     pub node_timeout_ms: u64,
+    /// This node's id in the cluster (default: random at each start). For tests and for
+    /// operators who want a restarted node to keep its identity (a StatefulSet's pod name, say):
+    /// it must be unique in the cluster. Up to 64 of `A-Z a-z 0-9 - _ .`.
+    #[serde(default, deserialize_with = "node_id")]
+    pub node_id: Option<String>,
+}
+
+/// Longest node id.
+const MAX_NODE_ID: usize = 64;
+
+/// Checks a node id: it names Redis keys and travels in every bus message.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty() && id.len() <= MAX_NODE_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("node_id must be 1 to {MAX_NODE_ID} of A-Z a-z 0-9 - _ . (got {id:?})"))
+    }
+}
+
+fn node_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let id = Option::<String>::deserialize(d)?;
+    if let Some(id) = &id {
+        check_node_id(id).map_err(serde::de::Error::custom)?;
+    }
+    Ok(id)
 }
 
 fn default_prefix() -> String {
@@ -55,7 +83,7 @@ fn default_timeout() -> u64 {
 
 impl RedisConfig {
     pub fn new(url: &str) -> Self {
-        Self { url: url.to_owned(), prefix: default_prefix(), heartbeat_ms: default_heartbeat(), node_timeout_ms: default_timeout() }
+        Self { url: url.to_owned(), prefix: default_prefix(), heartbeat_ms: default_heartbeat(), node_timeout_ms: default_timeout(), node_id: None }
     }
 }
 
@@ -107,5 +135,11 @@ impl From<&SessionInfo> for SessionRecord {
 impl From<&SessionRecord> for SessionInfo {
     fn from(r: &SessionRecord) -> Self {
         Self { host: r.host.as_str().into(), id: r.id.clone(), started_ms: r.started_ms, viewers: r.viewers, lease_until_ms: r.lease_until_ms, until_ms: r.until_ms }
+    }
+}
+
+impl From<&Table> for Msg {
+    fn from(t: &Table) -> Self {
+        Msg::Sessions { term: t.term, seq: t.seq, sessions: t.sessions.iter().map(SessionRecord::from).collect() }
     }
 }

@@ -1,5 +1,6 @@
 //! One node's Redis loop: connect, subscribe, sync, relay messages both ways, heartbeat,
-//! drop silent nodes, pick the session leader, and reconnect with backoff when Redis fails.
+//! drop silent nodes, hold or claim the session leader lease, and reconnect with backoff when
+//! Redis fails.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::bus::{Envelope, Msg};
+use super::lease::{Claim, Lease};
 use super::views::Views;
 use super::{Link, RedisConfig};
 use crate::apps::Apps;
@@ -36,19 +38,24 @@ pub struct Cluster {
     ready: watch::Sender<bool>,
     /// 1 while connected to Redis.
     state: Gauge,
+    lease: Lease,
+    /// The leader term this node holds.
+    held: Mutex<Option<u64>>,
 }
 
 type Res<T> = redis::RedisResult<T>;
 
 impl Cluster {
     pub fn new(config: RedisConfig, apps: Arc<Apps>, metrics: &crate::metrics::Metrics) -> Arc<Self> {
-        let node: NodeId = format!("{:016x}", rand::random::<u64>()).into();
+        let node: NodeId = config.node_id.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())).into();
         let (link, rx) = Link::new(node.clone(), metrics.cluster_dropped.clone());
         for app in apps.iter() {
             app.set_cluster(link.clone());
         }
         let (ready, _) = watch::channel(false);
-        Arc::new(Self { config, node, views: Mutex::new(Views::new(apps.clone())), apps, link, rx: Mutex::new(Some(rx)), ready, state: metrics.cluster_up.clone() })
+        let lease = Lease::new(&config.prefix, &node, config.node_timeout_ms);
+        let views = Mutex::new(Views::new(apps.clone()));
+        Arc::new(Self { config, node, views, apps, link, rx: Mutex::new(Some(rx)), ready, state: metrics.cluster_up.clone(), lease, held: Mutex::new(None) })
     }
 
     pub fn node(&self) -> &NodeId {
@@ -80,7 +87,7 @@ impl Cluster {
             self.link.up.store(false, Ordering::Relaxed);
             self.state.set(0);
             self.ready.send_replace(false);
-            self.set_leader();
+            self.run_alone();
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = shutdown.cancelled() => return,
@@ -103,19 +110,23 @@ impl Cluster {
         let mut messages = pubsub.into_on_message();
         // Drop whatever queued while Redis was away: the resync below replaces it.
         while rx.try_recv().is_ok() {}
+        // Back in the cluster, whatever ran here alone is the leader's to continue.
+        self.follow_all();
         self.views.lock().heard_all_now();
         self.link.up.store(true, Ordering::Relaxed);
         self.state.set(1);
         self.heartbeat(&mut con).await?;
-        let expected: HashSet<String> = self.live_nodes(&mut con).await?;
+        let expected: HashSet<String> = self.within(self.live_nodes(&mut con)).await?;
         self.publish(&mut con, &[self.envelope("", Msg::Hello)]).await?;
         self.announce_state(&mut con, "*").await?;
         info!(node = %self.node, peers = expected.len(), "cluster: connected to Redis");
 
         let mut waiting: HashSet<String> = expected;
-        let sync_deadline = tokio::time::Instant::now() + SYNC_WAIT;
+        // A node that has not answered within the node timeout is gone (its key outlives it).
+        let sync_deadline = tokio::time::Instant::now() + SYNC_WAIT.min(Duration::from_millis(self.config.node_timeout_ms + self.config.heartbeat_ms));
         if waiting.is_empty() {
             self.ready.send_replace(true);
+            self.claim(&mut con).await?;
         }
         let mut beat = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,8 +134,7 @@ impl Cluster {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    let _ = self.publish(&mut con, &[self.envelope("", Msg::Bye)]).await;
-                    let _: Res<()> = con.del(self.key(&format!("node:{}", self.node))).await;
+                    self.leave(&mut con).await;
                     return Ok(());
                 }
                 msg = messages.next() => {
@@ -156,16 +166,17 @@ impl Cluster {
         }
         let from: NodeId = env.node.as_str().into();
         let hello = matches!(env.msg, Msg::Hello);
-        let known = self.views.lock().live_nodes().any(|n| *n == from);
+        let bye = matches!(env.msg, Msg::Bye);
         let done = self.views.lock().apply(&from, &env.app, env.msg, &self.node);
-        if !known {
-            self.set_leader();
-        }
         if hello {
             self.announce_state(con, &env.node).await?;
         }
         if done && waiting.remove(&env.node) && waiting.is_empty() {
             self.ready.send_replace(true);
+            self.claim(con).await?;
+        } else if bye && self.held.lock().is_none() {
+            // The leader may have let its lease go on leaving: take over without waiting.
+            self.claim(con).await?;
         }
         Ok(())
     }
@@ -181,13 +192,10 @@ impl Cluster {
             self.views.lock().drop_node(n);
             waiting.remove(&**n);
         }
-        if !silent.is_empty() {
-            self.set_leader();
-        }
         if !self.is_ready() && (waiting.is_empty() || tokio::time::Instant::now() >= sync_deadline) {
             self.ready.send_replace(true);
         }
-        Ok(())
+        self.claim(con).await
     }
 
     fn envelope(&self, app: &str, msg: Msg) -> Vec<u8> {
@@ -199,12 +207,12 @@ impl Cluster {
         for m in msgs {
             pipe.publish(self.key("bus"), m.as_slice()).ignore();
         }
-        pipe.query_async::<()>(con).await
+        self.within(pipe.query_async::<()>(con)).await
     }
 
     async fn heartbeat(&self, con: &mut redis::aio::MultiplexedConnection) -> Res<()> {
         let ttl = self.config.node_timeout_ms;
-        con.pset_ex::<_, _, ()>(self.key(&format!("node:{}", self.node)), 1, ttl).await
+        self.within(con.pset_ex::<_, _, ()>(self.key(&format!("node:{}", self.node)), 1, ttl)).await
     }
 
     async fn live_nodes(&self, con: &mut redis::aio::MultiplexedConnection) -> Res<HashSet<String>> {
@@ -218,6 +226,9 @@ impl Cluster {
         let mut out = vec![self.envelope("", Msg::SyncStart { to: to.to_owned() })];
         for app in self.apps.iter() {
             let id = app.id();
+            // The table first: a leader hearing it adopts the sessions it lacks before the
+            // viewer counts below would make it start new ones.
+            out.push(self.envelope(id, Msg::from(&app.sessions.table(Clock::now()))));
             let (channels, users) = app.hub.local_state();
             for (ch, count, members) in channels {
                 out.push(self.envelope(id, Msg::Count { channel: ch.to_string(), count }));
@@ -240,10 +251,6 @@ impl Cluster {
                 let ttl_ms = until.saturating_duration_since(now).as_millis() as u64;
                 out.push(self.envelope(id, Msg::Cache { channel: ch.to_string(), frame: String::from_utf8_lossy(&frame).into_owned(), ttl_ms }));
             }
-            if app.sessions.is_leader() {
-                let sessions = app.sessions.list(Clock::now()).iter().map(super::bus::SessionRecord::from).collect();
-                out.push(self.envelope(id, Msg::Sessions { sessions }));
-            }
         }
         out.push(self.envelope("", Msg::SyncDone { to: to.to_owned() }));
         for chunk in out.chunks(BATCH) {
@@ -251,23 +258,87 @@ impl Cluster {
         }
         Ok(())
     }
+}
 
-    /// The leader is the live node with the smallest id; without Redis every node leads its own.
-    fn set_leader(&self) {
-        let up = self.link.is_up();
-        let leader = {
-            let views = self.views.lock();
-            let smallest = views.live_nodes().min().cloned();
-            !up || smallest.is_none_or(|s| *self.node <= *s)
+/// The session leader lease.
+impl Cluster {
+    /// Keeps the leader lease, or takes it when nobody holds it. Only a full member claims
+    /// it: one that has the cluster's state, the newest session table included, from its sync.
+    async fn claim(&self, con: &mut redis::aio::MultiplexedConnection) -> Res<()> {
+        if !self.is_ready() {
+            return Ok(());
+        }
+        let sent = std::time::Instant::now();
+        let held = *self.held.lock();
+        let now = match held {
+            Some(term) => self.within(self.lease.renew(con, term)).await?.then_some(term),
+            None => match self.within(self.lease.claim(con, self.term_seen())).await? {
+                Claim::Won(term) => Some(term),
+                Claim::Held(term) => {
+                    self.apps.iter().for_each(|app| app.sessions.note_term(term));
+                    None
+                }
+            },
         };
+        *self.held.lock() = now;
+        let clock = Clock::now();
+        match (held, now) {
+            (_, Some(term)) => {
+                if held.is_none() {
+                    info!(node = %self.node, term, "cluster: this node now runs the sessions");
+                }
+                // Sure of the lease for most of its time to live, counted from before the
+                // renewal was sent.
+                let until = sent + Duration::from_millis(self.config.node_timeout_ms * 3 / 4);
+                self.apps.iter().for_each(|app| app.apply(app.sessions.lead(term, until, clock)));
+            }
+            (Some(term), None) => {
+                warn!(node = %self.node, term, "cluster: lost the leader lease; following");
+                self.follow_all();
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    fn term_seen(&self) -> u64 {
+        self.apps.iter().map(|app| app.sessions.term_seen()).max().unwrap_or(0)
+    }
+
+    fn follow_all(&self) {
+        *self.held.lock() = None;
         let clock = Clock::now();
         for app in self.apps.iter() {
-            let was = app.sessions.is_leader();
-            app.sessions.set_leader(leader, clock);
-            if leader && !was {
-                info!(node = %self.node, app = %app.id(), "cluster: this node now runs the sessions");
-                app.announce_sessions();
-            }
+            app.sessions.follow(clock);
+            app.apply(Vec::new());
         }
+    }
+
+    /// Cut off from Redis: every node runs its own clients' sessions until it is back.
+    fn run_alone(&self) {
+        *self.held.lock() = None;
+        let clock = Clock::now();
+        self.apps.iter().for_each(|app| app.apply(app.sessions.alone(clock)));
+    }
+
+    /// Shutting down: the last table, the lease let go so another node takes over at once,
+    /// and goodbye.
+    async fn leave(&self, con: &mut redis::aio::MultiplexedConnection) {
+        let held = self.held.lock().take();
+        if let Some(term) = held {
+            let clock = Clock::now();
+            let tables: Vec<Vec<u8>> = self.apps.iter().map(|app| self.envelope(app.id(), Msg::from(&app.sessions.table(clock)))).collect();
+            let _ = self.publish(con, &tables).await;
+            let _ = self.within(self.lease.release(con, term)).await;
+        }
+        let _ = self.publish(con, &[self.envelope("", Msg::Bye)]).await;
+        let _: Res<()> = self.within(con.del(self.key(&format!("node:{}", self.node)))).await;
+    }
+
+    /// A Redis command that does not answer in time counts as Redis lost: the node then runs
+    /// alone instead of waiting (a leader, past its lease).
+    async fn within<T>(&self, fut: impl std::future::Future<Output = Res<T>>) -> Res<T> {
+        let wait = Duration::from_millis((self.config.node_timeout_ms / 2).max(100));
+        tokio::time::timeout(wait, fut).await.map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time")))?
     }
 }

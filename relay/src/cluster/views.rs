@@ -10,7 +10,7 @@ use sonde_protocol::{ChannelName, SocketId};
 use super::bus::Msg;
 use crate::apps::{App, Apps};
 use crate::hub::{NodeId, Urgency};
-use crate::sessions::{Clock, SessionInfo};
+use crate::sessions::{Clock, SessionInfo, Table};
 
 /// Entries a node reported, by app.
 #[derive(Default, Clone)]
@@ -45,10 +45,6 @@ fn socket(s: &str) -> Option<SocketId> {
 impl Views {
     pub(super) fn new(apps: Arc<Apps>) -> Self {
         Self { apps, nodes: HashMap::new() }
-    }
-
-    pub(super) fn live_nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.nodes.keys()
     }
 
     fn view(&mut self, node: &NodeId) -> &mut NodeView {
@@ -181,23 +177,18 @@ impl Views {
                 if app.sessions.is_leader() {
                     let (_, actions) = app.sessions.start_for(&host, Duration::from_secs(duration_s), clock);
                     app.apply(actions);
-                    app.announce_sessions();
                 }
             }
             Msg::SessionStop { host } => {
                 if app.sessions.is_leader() {
-                    if let Some(a) = app.sessions.stop(&host) {
-                        app.apply(vec![a]);
-                    }
-                    app.announce_sessions();
+                    app.apply(app.sessions.stop(&host).into_iter().collect());
                 }
             }
-            Msg::Sessions { sessions } => {
-                if !app.sessions.is_leader() {
-                    app.sessions.set_table(sessions.iter().map(SessionInfo::from).collect());
-                    app.metrics.sessions.set(sessions.len() as i64);
-                }
+            Msg::Sessions { term, seq, sessions } => {
+                let table = Table { term, seq, sessions: sessions.iter().map(SessionInfo::from).collect() };
+                app.apply(app.sessions.accept(table, clock));
             }
+            Msg::Directive { term, host, to, frame } => apply_directive(app, term, &host, to.as_deref(), frame),
             Msg::Cache { channel: ch, frame, ttl_ms } => {
                 if let Some(c) = channel(&ch) {
                     app.hub.store_cache(&c, Bytes::from(frame), Instant::now() + Duration::from_millis(ttl_ms));
@@ -278,5 +269,28 @@ impl Views {
     pub(super) fn silent(&self, timeout: Duration) -> Vec<NodeId> {
         let now = Instant::now();
         self.nodes.iter().filter(|(_, v)| now.duration_since(v.last_seen) > timeout).map(|(n, _)| n.clone()).collect()
+    }
+}
+
+/// A directive from the node running the sessions, for this node's subscribers of the host
+/// channel (or one of its connections); dropped when a newer leader has been heard since.
+fn apply_directive(app: &App, term: u64, host: &str, to: Option<&str>, frame: String) {
+    if app.sessions.stale(term) {
+        tracing::debug!(term, host, "cluster: directive of a replaced leader dropped");
+        return;
+    }
+    app.sessions.note_term(term);
+    let Ok(channel) = sonde_protocol::sonde::host_channel(host) else { return };
+    match to {
+        None => {
+            let d = app.hub.publish(&channel, Bytes::from(frame), None, Urgency::Always);
+            app.metrics.messages_out.inc_by(d.delivered as u64);
+        }
+        Some(s) => {
+            if let Some(conn) = socket(s).and_then(|s| app.hub.connection(s)) {
+                conn.outbox.push(Bytes::from(frame));
+                app.metrics.messages_out.inc();
+            }
+        }
     }
 }

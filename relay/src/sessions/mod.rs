@@ -4,21 +4,24 @@
 //! explicit duration has passed.
 //!
 //! The controller is plain state driven by explicit instants: it returns the directives to
-//! send and never touches a socket, so it is tested without clocks or sockets.
+//! send and never touches a socket, so it is tested without clocks or sockets. In a cluster
+//! only the node holding the leader lease runs it; the others answer from the leader's
+//! versioned table (see `role`).
 
 pub mod inventory;
+mod role;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use sonde_protocol::sonde::{SessionDirective, SessionId, SessionState};
 use sonde_protocol::SocketId;
 
 use crate::hub::NodeId;
+pub use role::{Role, Table};
 
 /// Timing of sessions.
 #[derive(Debug, Clone, Copy)]
@@ -39,13 +42,15 @@ impl Default for SessionTiming {
     }
 }
 
-/// Something the controller wants sent.
+/// Something the controller wants sent. `term` is the leader term the directive speaks for
+/// (0 from a node running alone): other nodes drop directives of a term older than one they
+/// have heard, so a deposed leader cannot start or stop anything.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// To everyone on the host channel (the agent and the viewers).
-    Publish { host: Arc<str>, directive: SessionDirective },
+    Publish { host: Arc<str>, directive: SessionDirective, term: u64 },
     /// To one connection only (an agent that joined a running session).
-    Send { host: Arc<str>, to: SocketId, directive: SessionDirective },
+    Send { host: Arc<str>, to: SocketId, directive: SessionDirective, term: u64 },
 }
 
 /// A session as the HTTP API lists it.
@@ -108,13 +113,18 @@ impl Clock {
     }
 }
 
+/// Lock order: `role`, then `hosts`, then `table`, then `announced`; none is held while
+/// taking an earlier one.
 pub struct Sessions {
     timing: SessionTiming,
     hosts: Mutex<HashMap<Arc<str>, HostState>>,
-    /// Whether this node runs the sessions (always, without a cluster; the leader in one).
-    leader: AtomicBool,
-    /// The leader's table, as a follower last heard it.
-    table: Mutex<Vec<SessionInfo>>,
+    role: Mutex<Role>,
+    /// The leader's table as last accepted: what a follower answers from, and what a node
+    /// continues when it takes over.
+    table: Mutex<Table>,
+    /// The highest leader term heard.
+    term_seen: AtomicU64,
+    announced: Mutex<role::Announced>,
 }
 
 fn new_id() -> SessionId {
@@ -123,51 +133,12 @@ fn new_id() -> SessionId {
 
 impl Sessions {
     pub fn new(timing: SessionTiming) -> Self {
-        Self { timing, hosts: Mutex::default(), leader: AtomicBool::new(true), table: Mutex::default() }
-    }
-
-    pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Relaxed)
-    }
-
-    /// Takes over (seeding sessions from the last table heard, keeping their ids) or hands
-    /// over (forgetting the sessions silently: the new leader continues them).
-    pub fn set_leader(&self, leader: bool, clock: Clock) {
-        if self.leader.swap(leader, Ordering::Relaxed) == leader {
-            return;
-        }
-        let mut hosts = self.hosts.lock();
-        if !leader {
-            for st in hosts.values_mut() {
-                st.session = None;
-            }
-            return;
-        }
-        for rec in self.table.lock().iter() {
-            let (key, st) = entry(&mut hosts, &rec.host);
-            let _ = key;
-            if st.session.is_none() {
-                st.session = Some(Session {
-                    id: SessionId(rec.id.clone()),
-                    started_ms: rec.started_ms,
-                    explicit_until: rec.until_ms.map(|u| clock.now + Duration::from_millis(u.saturating_sub(clock.now_ms))),
-                    lease_until_ms: rec.lease_until_ms,
-                    renewed_at: clock.now,
-                });
-                if st.total_viewers() == 0 {
-                    st.idle_since.get_or_insert(clock.now);
-                }
-            }
-        }
-    }
-
-    /// A follower records the leader's table.
-    pub fn set_table(&self, table: Vec<SessionInfo>) {
-        *self.table.lock() = table;
+        Self { timing, hosts: Mutex::default(), role: Mutex::new(Role::Alone), table: Mutex::default(), term_seen: AtomicU64::new(0), announced: Mutex::default() }
     }
 
     /// Another node's viewers and agents of `host`. Returns what the leader must send.
     pub fn remote_host(&self, node: &NodeId, host: &str, viewers: usize, agents: Vec<SocketId>, clock: Clock) -> Vec<Action> {
+        let role = self.role();
         let mut hosts = self.hosts.lock();
         let (key, st) = entry(&mut hosts, host);
         let before: Vec<SocketId> = st.remote.get(node).map(|(_, a)| a.clone()).unwrap_or_default();
@@ -177,21 +148,22 @@ impl Sessions {
         } else {
             st.remote.insert(node.clone(), (viewers, agents));
         }
+        self.changed(false);
         let mut actions = Vec::new();
-        if !self.is_leader() {
+        if !role.acts(clock.now) {
             return actions;
         }
         if st.total_viewers() > 0 {
             st.idle_since = None;
             if st.session.is_none() {
-                actions.push(self.start(&key, st, clock));
+                actions.push(self.start(&key, st, role.term(), clock));
             }
         } else {
             st.idle_since.get_or_insert(clock.now);
         }
         if let Some(s) = &st.session {
             for a in new_agents {
-                actions.push(Action::Send { host: key.clone(), to: a, directive: self.directive(s, SessionState::Started) });
+                actions.push(Action::Send { host: key.clone(), to: a, directive: self.directive(s, SessionState::Started), term: role.term() });
             }
         }
         actions
@@ -206,6 +178,7 @@ impl Sessions {
             }
         }
         hosts.retain(|_, st| !st.unused());
+        self.changed(false);
     }
 
     /// This node's viewers and agents per host, to announce to the cluster.
@@ -225,7 +198,7 @@ impl Sessions {
         SessionDirective { state, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms, for_socket: None }
     }
 
-    fn start(&self, host: &Arc<str>, st: &mut HostState, clock: Clock) -> Action {
+    fn start(&self, host: &Arc<str>, st: &mut HostState, term: u64, clock: Clock) -> Action {
         let s = Session {
             id: new_id(),
             started_ms: clock.now_ms,
@@ -235,27 +208,35 @@ impl Sessions {
         };
         let directive = self.directive(&s, SessionState::Started);
         st.session = Some(s);
-        Action::Publish { host: host.clone(), directive }
+        self.changed(true);
+        Action::Publish { host: host.clone(), directive, term }
+    }
+
+    /// The running session of `host` as this node knows it: its own when it runs the
+    /// sessions, else the leader's table. (id, lease, term)
+    fn running(&self, role: Role, host: &str, st: &HostState) -> Option<(SessionId, u64, u64)> {
+        if role.runs() {
+            return st.session.as_ref().map(|s| (s.id.clone(), s.lease_until_ms, role.term()));
+        }
+        let table = self.table.lock();
+        table.sessions.iter().find(|r| *r.host == *host).map(|r| (SessionId(r.id.clone()), r.lease_until_ms, table.term))
     }
 
     /// A viewer subscribed: the first one starts a session; one joining a running session
     /// gets the history through a `backfill` directive addressed to it.
     pub fn viewer_joined(&self, host: &str, viewer: SocketId, clock: Clock) -> Vec<Action> {
+        let role = self.role();
         let mut hosts = self.hosts.lock();
         let (key, st) = entry(&mut hosts, host);
         st.viewers += 1;
         st.idle_since = None;
-        let running = match &st.session {
-            Some(s) => Some((s.id.clone(), s.lease_until_ms)),
-            None if self.is_leader() => return vec![self.start(&key, st, clock)],
-            None => self.table.lock().iter().find(|r| *r.host == *host).map(|r| (SessionId(r.id.clone()), r.lease_until_ms)),
-        };
-        running
-            .map(|(id, lease_until)| {
-                let directive = SessionDirective { state: SessionState::Backfill, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
-                vec![Action::Publish { host: key, directive }]
-            })
-            .unwrap_or_default()
+        self.changed(false);
+        if st.session.is_none() && role.acts(clock.now) {
+            return vec![self.start(&key, st, role.term(), clock)];
+        }
+        let Some((id, lease_until, term)) = self.running(role, host, st) else { return Vec::new() };
+        let directive = SessionDirective { state: SessionState::Backfill, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
+        vec![Action::Publish { host: key, directive, term }]
     }
 
     pub fn viewer_left(&self, host: &str, clock: Clock) {
@@ -269,27 +250,19 @@ impl Sessions {
                 hosts.remove(host);
             }
         }
+        self.changed(false);
     }
 
-    /// An agent joined its host channel: it gets the running session's directive at once.
+    /// An agent joined its host channel: it gets the running session's directive at once,
+    /// from the leader's table when this node does not run the sessions.
     pub fn agent_joined(&self, host: &str, socket: SocketId) -> Vec<Action> {
+        let role = self.role();
         let mut hosts = self.hosts.lock();
         let (key, st) = entry(&mut hosts, host);
         st.agents.push(socket);
-        match &st.session {
-            Some(s) => vec![Action::Send { host: key, to: socket, directive: self.directive(s, SessionState::Started) }],
-            None if !self.is_leader() => {
-                // A follower answers from the leader's table, so the agent starts at once.
-                let table = self.table.lock();
-                let rec = table.iter().find(|r| *r.host == *host);
-                rec.map(|r| {
-                    let directive = SessionDirective { state: SessionState::Started, id: SessionId(r.id.clone()), interval_ms: self.timing.interval_ms, lease_until: r.lease_until_ms, for_socket: None };
-                    vec![Action::Send { host: key.clone(), to: socket, directive }]
-                })
-                .unwrap_or_default()
-            }
-            None => Vec::new(),
-        }
+        let Some((id, lease_until, term)) = self.running(role, host, st) else { return Vec::new() };
+        let directive = SessionDirective { state: SessionState::Started, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: None };
+        vec![Action::Send { host: key, to: socket, directive, term }]
     }
 
     pub fn agent_left(&self, host: &str, socket: SocketId) {
@@ -303,21 +276,26 @@ impl Sessions {
     }
 
     /// A server-side directive: starts a session (or extends the running one) for `duration`.
+    /// Only the node running the sessions calls it (see `is_leader`).
     pub fn start_for(&self, host: &str, duration: Duration, clock: Clock) -> (SessionInfo, Vec<Action>) {
+        let term = self.role().term();
         let mut hosts = self.hosts.lock();
         let (key, st) = entry(&mut hosts, host);
         let mut actions = Vec::new();
         if st.session.is_none() {
-            actions.push(self.start(&key, st, clock));
+            actions.push(self.start(&key, st, term, clock));
         }
         let until = clock.now + duration;
         let s = st.session.as_mut().expect("just started");
         s.explicit_until = Some(s.explicit_until.map_or(until, |u| u.max(until)));
+        // Followers wait for the new end in the table: announce it at once.
+        self.changed(true);
         (self.info(&key, st, clock).expect("session exists"), actions)
     }
 
     /// Stops a session now; returns whether there was one.
     pub fn stop(&self, host: &str) -> Option<Action> {
+        let term = self.role().term();
         let mut hosts = self.hosts.lock();
         let st = hosts.get_mut(host)?;
         let s = st.session.take()?;
@@ -326,15 +304,18 @@ impl Sessions {
         if st.unused() {
             hosts.remove(host);
         }
-        Some(Action::Publish { host: key, directive })
+        self.changed(true);
+        Some(Action::Publish { host: key, directive, term })
     }
 
     /// Renews leases and closes sessions whose grace has passed.
     pub fn tick(&self, clock: Clock) -> Vec<Action> {
         let mut actions = Vec::new();
-        if !self.is_leader() {
+        let role = self.role();
+        if !role.acts(clock.now) {
             return actions;
         }
+        let term = role.term();
         let mut hosts = self.hosts.lock();
         for (host, st) in hosts.iter_mut() {
             let viewers = st.total_viewers();
@@ -344,19 +325,25 @@ impl Sessions {
                 let idle_from = [st.idle_since, s.explicit_until].into_iter().flatten().max().unwrap_or(clock.now);
                 if clock.now.saturating_duration_since(idle_from) >= self.timing.grace {
                     let s = st.session.take().expect("checked");
-                    actions.push(Action::Publish { host: host.clone(), directive: self.directive(&s, SessionState::Stopped) });
+                    actions.push(Action::Publish { host: host.clone(), directive: self.directive(&s, SessionState::Stopped), term });
+                    self.changed(true);
                     continue;
                 }
             }
             if clock.now.saturating_duration_since(s.renewed_at) >= self.timing.renew_every {
-                s.renewed_at = clock.now;
-                s.lease_until_ms = clock.now_ms + self.timing.lease.as_millis() as u64;
-                let directive = SessionDirective { state: SessionState::Renewed, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms, for_socket: None };
-                actions.push(Action::Publish { host: host.clone(), directive });
+                actions.push(Action::Publish { host: host.clone(), directive: self.renew(s, clock), term });
+                self.changed(false);
             }
         }
         hosts.retain(|_, st| !st.unused());
         actions
+    }
+
+    /// Moves a session's lease forward from now.
+    fn renew(&self, s: &mut Session, clock: Clock) -> SessionDirective {
+        s.renewed_at = clock.now;
+        s.lease_until_ms = clock.now_ms + self.timing.lease.as_millis() as u64;
+        self.directive(s, SessionState::Renewed)
     }
 
     fn info(&self, host: &Arc<str>, st: &HostState, clock: Clock) -> Option<SessionInfo> {
@@ -371,11 +358,16 @@ impl Sessions {
         })
     }
 
-    /// The sessions of the cluster: this node's own when it leads, else the leader's table.
+    /// The sessions of the cluster: this node's own when it runs them, else the leader's table.
     pub fn list(&self, clock: Clock) -> Vec<SessionInfo> {
-        if !self.is_leader() {
-            return self.table.lock().clone();
+        if !self.role().runs() {
+            return self.table.lock().sessions.clone();
         }
+        self.own(clock)
+    }
+
+    /// The sessions this node runs, by host.
+    fn own(&self, clock: Clock) -> Vec<SessionInfo> {
         let hosts = self.hosts.lock();
         let mut v: Vec<SessionInfo> = hosts.iter().filter_map(|(h, st)| self.info(h, st, clock)).collect();
         v.sort_by(|a, b| a.host.cmp(&b.host));
@@ -383,8 +375,8 @@ impl Sessions {
     }
 
     pub fn count(&self) -> usize {
-        if !self.is_leader() {
-            return self.table.lock().len();
+        if !self.role().runs() {
+            return self.table.lock().sessions.len();
         }
         self.hosts.lock().values().filter(|s| s.session.is_some()).count()
     }
@@ -401,3 +393,5 @@ fn entry<'a>(hosts: &'a mut HashMap<Arc<str>, HostState>, host: &str) -> (Arc<st
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod role_tests;
