@@ -1,9 +1,11 @@
-// One pusher-js connection to the relay that served this page. The viewer JWT is handed to
-// pusher-js as the `auth` of every private subscription; the relay checks its capabilities.
+// One pusher-js connection to the relay that served this page, or to another relay the user
+// confirmed (origin.ts). The viewer JWT is handed to pusher-js as the `auth` of every private
+// subscription; the relay checks its capabilities.
 
 import Pusher from 'pusher-js';
 import type { Channel } from 'pusher-js';
 import type { Credentials } from './credentials';
+import type { Target } from './origin';
 
 export type ConnState = 'initialized' | 'connecting' | 'connected' | 'unavailable' | 'failed' | 'disconnected';
 
@@ -23,14 +25,16 @@ export class Relay {
   /** The close code or error message of the last failure, for the status line. */
   lastError: Refusal | null = null;
 
-  constructor(creds: Credentials) {
-    const [host, port] = endpoint(creds.ws);
+  constructor(creds: Credentials, target: Target) {
+    const other = target.kind === 'other' ? target.relay : null;
+    const host = other ? other.host : location.hostname;
+    const port = other ? other.port : Number(location.port) || 0;
     const token = creds.token;
     const options = {
       wsHost: host,
       // Behind a reverse proxy under a prefix (https://ops.example/sonde/), the websocket
       // lives under the same prefix.
-      wsPath: creds.ws ? '' : location.pathname.replace(/\/[^/]*$/, ''),
+      wsPath: other ? '' : location.pathname.replace(/\/[^/]*$/, ''),
       wsPort: port || 80,
       wssPort: port || 443,
       forceTLS: location.protocol === 'https:',
@@ -89,14 +93,6 @@ export class Relay {
   disconnect(): void {
     this.pusher.disconnect();
   }
-}
-
-function endpoint(override: string | undefined): [string, number] {
-  if (override) {
-    const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(override);
-    if (m) return [m[1], Number(m[2]) || 0];
-  }
-  return [location.hostname, Number(location.port) || 0];
 }
 
 /** pusher-js reports close codes as `{type:'PusherError', data:{code, message}}`. */

@@ -1,60 +1,72 @@
 // The viewer's credentials: app key and viewer JWT. They arrive in the URL fragment (never
 // sent to a server, never logged), are kept in sessionStorage for this tab only, and the
 // fragment is wiped from the address bar at once so it does not linger in history or
-// screenshots.
+// screenshots. A link may also name another relay (`ws=host:port`); that is only a request,
+// which the user must confirm before anything is sent there (see origin.ts).
 
 export interface Credentials {
   key: string;
   token: string;
-  /** Optional `host:port` of the websocket endpoint, when the page is served elsewhere. */
-  ws?: string;
+}
+
+/** What the page was opened with: credentials, and the relay a link asks for, unconfirmed. */
+export interface Opened {
+  creds: Credentials | null;
+  requestedRelay?: string;
 }
 
 const STORE = 'sonde.credentials';
-const WS_STORE = 'sonde.ws';
-
-function parseFragment(hash: string): Credentials | null {
-  const params = new URLSearchParams(hash.replace(/^#/, ''));
-  const key = params.get('key')?.trim();
-  const token = params.get('token')?.trim();
-  const ws = params.get('ws')?.trim() || undefined;
-  if (ws) {
-    try {
-      sessionStorage.setItem(WS_STORE, ws);
-    } catch {
-      // Storage disabled: the override lasts as long as the page.
-    }
-  }
-  return key && token ? { key, token, ws } : null;
-}
+/** The other relay the user confirmed in this tab, as `host:port`. */
+const RELAY_STORE = 'sonde.relay';
 
 /** Reads credentials from the fragment (then strips it) or from this tab's storage. */
-export function load(): Credentials | null {
+export function load(): Opened {
+  let requestedRelay: string | undefined;
   if (location.hash.length > 1) {
-    const fromHash = parseFragment(location.hash);
+    const params = new URLSearchParams(location.hash.replace(/^#/, ''));
     // Strip the fragment whatever it held: it may be a half-pasted token.
     history.replaceState(null, '', location.pathname + location.search);
-    if (fromHash) {
-      save(fromHash);
-      return fromHash;
+    requestedRelay = params.get('ws')?.trim() || undefined;
+    const key = params.get('key')?.trim();
+    const token = params.get('token')?.trim();
+    if (key && token) {
+      save({ key, token });
+      return { creds: { key, token }, requestedRelay };
     }
   }
   try {
     const raw = sessionStorage.getItem(STORE);
-    if (!raw) return null;
-    const c = JSON.parse(raw) as Partial<Credentials>;
-    return c.key && c.token ? { key: c.key, token: c.token, ws: c.ws } : null;
+    const c = raw ? (JSON.parse(raw) as Partial<Credentials>) : null;
+    const creds = c && typeof c.key === 'string' && typeof c.token === 'string' && c.key && c.token ? { key: c.key, token: c.token } : null;
+    return { creds, requestedRelay };
   } catch {
-    return null;
+    return { creds: null, requestedRelay };
   }
 }
 
-/** A `ws=host:port` given in the fragment without credentials (a page served elsewhere). */
-export function wsOverride(): string | undefined {
+/** The other relay confirmed earlier in this tab, if any. */
+export function rememberedRelay(): string | undefined {
   try {
-    return sessionStorage.getItem(WS_STORE) || undefined;
+    return sessionStorage.getItem(RELAY_STORE) ?? undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Remembers a confirmed relay for this tab (sessionStorage: never shared with other tabs). */
+export function rememberRelay(hostPort: string): void {
+  try {
+    sessionStorage.setItem(RELAY_STORE, hostPort);
+  } catch {
+    // Storage disabled: the choice lasts as long as the page.
+  }
+}
+
+export function forgetRelay(): void {
+  try {
+    sessionStorage.removeItem(RELAY_STORE);
+  } catch {
+    // Nothing stored.
   }
 }
 

@@ -3,12 +3,15 @@
 import 'uplot/dist/uPlot.min.css';
 import './app.css';
 import * as credentials from './credentials';
+import { showRelayConfirm } from './confirm';
 import { Relay, describeSubscriptionError, type ConnState, type SubscriptionError } from './connection';
 import { el } from './dom';
 import * as fmt from './format';
 import { HostList } from './hostlist';
 import { Inventory, type InventoryMessage } from './inventory';
 import { brand, showLogin } from './login';
+import * as origin from './origin';
+import { OWN, type Target } from './origin';
 import { HostPanel } from './panel';
 
 const INVENTORY_CHANNEL = 'private-sonde-inventory';
@@ -39,18 +42,42 @@ declare global {
 
 const app = document.getElementById('app')!;
 
+/** Settles which relay to use (asking first if a link names another), then connects. */
 function boot(): void {
-  const creds = credentials.load();
+  const { creds, requestedRelay } = credentials.load();
+  const decision = origin.decide(requestedRelay, credentials.rememberedRelay(), location);
+  switch (decision.kind) {
+    case 'own':
+      if (decision.forget) credentials.forgetRelay();
+      return start(creds, OWN, null);
+    case 'remembered':
+      return start(creds, { kind: 'other', relay: decision.relay }, null);
+    case 'ask': {
+      const relay = decision.relay;
+      // Nothing is connected until the user answers: no Relay exists before this callback.
+      return showRelayConfirm(app, relay, origin.ownLabel(location), (confirmed) => {
+        if (confirmed) credentials.rememberRelay(origin.label(relay));
+        else credentials.forgetRelay();
+        start(creds, confirmed ? { kind: 'other', relay } : OWN, null);
+      });
+    }
+    case 'invalid':
+      credentials.forgetRelay();
+      return start(creds, OWN, `The link names "${decision.text}" as its relay, which is not a host:port address; this page uses its own relay.`);
+  }
+}
+
+function start(creds: credentials.Credentials | null, target: Target, note: string | null): void {
   const expiry = creds && credentials.tokenExpiry(creds.token);
   if (creds && expiry && expiry <= Date.now()) {
     credentials.clear();
-    showLogin(app, `This token expired at ${new Date(expiry).toLocaleString()}. Paste a new one.`, creds.key, run);
-  } else if (creds) run(creds);
-  else showLogin(app, null, '', run);
+    showLogin(app, { problem: `This token expired at ${new Date(expiry).toLocaleString()}. Paste a new one.`, knownKey: creds.key, target }, run);
+  } else if (creds) run(creds, target, note);
+  else showLogin(app, { problem: note, knownKey: '', target }, run);
 }
 
-function run(creds: credentials.Credentials): void {
-  const relay = new Relay(creds);
+function run(creds: credentials.Credentials, target: Target, note: string | null = null): void {
+  const relay = new Relay(creds, target);
   const inventory = new Inventory();
   const panels = new Map<string, HostPanel>();
   // Listeners on the document live as long as this connection does.
@@ -63,6 +90,7 @@ function run(creds: credentials.Credentials): void {
   const signOut = el('button', { type: 'button', class: 'btn btn-ghost btn-small' }, 'Change token');
   const hostsToggle = el('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-pressed': 'true', hidden: '' }, 'Host list');
   const notice = el('div', { class: 'notice notice-error', role: 'alert', hidden: '' });
+  const linkNote = note ? el('p', { class: 'notice notice-error', role: 'status' }, note) : null;
   const expiryNote = el('span', { class: 'expiry', hidden: '' });
   const expiry = credentials.tokenExpiry(creds.token);
   const panelsEl = el('main', { class: 'panels', 'aria-label': 'Watched hosts' });
@@ -80,6 +108,7 @@ function run(creds: credentials.Credentials): void {
     { class: 'topbar' },
     brand(),
     el('span', { class: 'app-key', title: 'App key' }, creds.key),
+    target.kind === 'other' ? el('span', { class: 'relay-host', title: 'Relay (not the one that served this page)' }, origin.label(target.relay)) : null,
     expiryNote,
     hostsToggle,
     el('div', { class: 'spacer' }),
@@ -87,7 +116,7 @@ function run(creds: credentials.Credentials): void {
     retry,
     signOut,
   );
-  app.replaceChildren(header, notice, layout);
+  app.replaceChildren(...[header, linkNote, notice, layout].filter((n): n is HTMLElement => n !== null));
 
   function setTitle(): void {
     const hosts = [...panels.keys()].join(', ');
@@ -144,7 +173,7 @@ function run(creds: credentials.Credentials): void {
     list.destroy();
     scope.abort();
     document.title = 'Sonde';
-    showLogin(app, problem, keepKey ? creds.key : '', run);
+    showLogin(app, { problem, knownKey: keepKey ? creds.key : '', target }, run);
   }
   signOut.addEventListener('click', () => changeToken(null));
   retry.addEventListener('click', () => relay.reconnect());
