@@ -8,7 +8,7 @@ use anyhow::Context;
 use sonde_protocol::sonde::host_channel;
 use tokio::sync::{mpsc, watch};
 
-use crate::client::{self, connect_url, Target};
+use crate::client::{self, Target};
 use crate::clock::Clock;
 use crate::collect::Collectors;
 use crate::config::Config;
@@ -33,6 +33,9 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
     // have done so already, which is fine.
     #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if config.token_in_args {
+        tracing::warn!("the token is on the command line, where every user of this machine sees it in `ps`; use --token-file or SONDE_AGENT_TOKEN");
+    }
     let (install_id, state_dir) = install::load_or_create(&config.state_dirs)?;
     let channel_host = if config.anonymous { install_id.to_string() } else { config.host.clone() };
     if config.anonymous {
@@ -70,7 +73,7 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
     let core = Core { ring, latest: latest_rx, out: out_tx, clock: Clock::System, snapshots };
     let core_task = tokio::spawn(core.run(link_rx, stop.clone()));
 
-    let target = Target { url: connect_url(&config.relay, &config.key, config.token.expose()), relay: config.relay.clone(), channel };
+    let target = Target { relay: config.relay.clone(), key: config.key.clone(), token: config.token.clone(), channel };
     let client_task = tokio::spawn(client::run(target, link_tx, out_rx, stop.clone()));
 
     shutdown.await;

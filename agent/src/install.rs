@@ -41,14 +41,16 @@ pub struct StateDirError {
 }
 
 /// Loads the id from the first of `dirs` that holds one or can be written, creating it there
-/// if needed. Returns the id and the directory used.
+/// if needed. Returns the id and the directory used. A directory that cannot be used is
+/// reported at `warn` (the id, and with it the agent's identity, then lives elsewhere).
 pub fn load_or_create(dirs: &[PathBuf]) -> Result<(InstallId, PathBuf), StateDirError> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no state directory configured");
-    for dir in dirs {
+    for (i, dir) in dirs.iter().enumerate() {
         match load_or_create_in(dir) {
             Ok(id) => return Ok((id, dir.clone())),
             Err(e) => {
-                tracing::debug!(dir = %dir.display(), error = %e, "state directory not usable");
+                let next = dirs.get(i + 1).map(|d| d.display().to_string());
+                tracing::warn!(dir = %dir.display(), error = %e, next, "state directory not usable (give --state-dir to choose one)");
                 last = e;
             }
         }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sonde_agent::config::{Config, Secret};
+use sonde_agent::config::{Config, Secret, TokenSource};
 use sonde_protocol::frame::{ClientFrame, Incoming};
 use sonde_protocol::sonde::{Backfill, Sample, Snapshot, EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SNAPSHOT};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,7 +54,8 @@ async fn streams_a_session_over_a_real_socket_and_closes_with_1000() {
     let config = Config {
         relay: format!("ws://{}", listener.local_addr().unwrap()),
         key: "app-key".into(),
-        token: Secret::new("header.claims.signature"),
+        token: TokenSource::Value(Secret::new("header.claims.signature")),
+        token_in_args: false,
         host: "web1".into(),
         state_dirs: vec![state.clone()],
         statsd: None,

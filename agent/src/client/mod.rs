@@ -1,4 +1,6 @@
-//! The relay connection: one persistent websocket, re-made with backoff whenever it ends.
+//! The relay connection: one persistent websocket, re-made with backoff whenever it ends. The
+//! token is read from its source before every attempt; after the relay refused it, the agent
+//! backs off and watches the source, so a replaced token file brings it back at once.
 
 mod conn;
 mod frames;
@@ -21,27 +23,44 @@ use tracing::Instrument;
 pub use conn::{drive, Link, Transport, HANDSHAKE_TIMEOUT, PONG_TIMEOUT};
 pub use frames::RelayFrame;
 pub use pacer::Pacer;
-pub use policy::{Backoff, Ended, Retry, SLOW_RETRY};
+pub use policy::{Backoff, Ended, Retry, CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED, SLOW_RETRY};
 
+use crate::config::{Secret, TokenSource};
 use crate::core::{LinkEvent, Outbound};
 use crate::Shutdown;
 
 /// Largest message accepted from the relay: directives are tiny, so this only bounds memory.
 const MAX_MESSAGE: usize = 64 * 1024;
 const READ_BUFFER: usize = 8 * 1024;
+/// A connection that lasted this long was a success: the backoffs start again from their
+/// first step, and a "reconnect now" close is obeyed at once. A shorter one (a relay that
+/// closes every connection right away) keeps backing off.
+pub const STABLE: Duration = Duration::from_secs(10);
+/// How often a refused token's source is checked for a new one.
+const TOKEN_POLL: Duration = Duration::from_secs(1);
 
-/// Where to connect. The URL holds the token, so it never appears in `Debug` output or logs.
+/// Where to connect. The token is read from its source per attempt and never appears in
+/// `Debug` output or logs.
 pub struct Target {
-    /// The full websocket URL, token included.
-    pub url: String,
-    /// The relay's base URL, for logs.
+    /// The relay's base URL.
     pub relay: String,
+    pub key: String,
+    pub token: TokenSource,
     pub channel: ChannelName,
 }
 
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target").field("relay", &self.relay).field("channel", &self.channel).finish_non_exhaustive()
+        f.debug_struct("Target").field("relay", &self.relay).field("channel", &self.channel).field("token", &self.token).finish_non_exhaustive()
+    }
+}
+
+/// Reads the token off the runtime thread: the source may be a file on a slow filesystem.
+async fn read_token(src: &TokenSource) -> Result<Secret, Ended> {
+    let src = src.clone();
+    match tokio::task::spawn_blocking(move || src.read()).await {
+        Ok(r) => r.map_err(|e| Ended::NoToken(e.to_string())),
+        Err(e) => Err(Ended::NoToken(e.to_string())),
     }
 }
 
@@ -97,49 +116,95 @@ async fn connect(url: &str) -> Result<Ws, Ended> {
 /// Keeps a connection to the relay until shutdown, reporting to the core through `events` and
 /// sending what it queues on `outbound`.
 pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: mpsc::Receiver<Outbound>, mut shutdown: Shutdown) {
-    let mut backoff = Backoff::default();
+    let (mut backoff, mut token_backoff) = (Backoff::default(), Backoff::token());
     let mut pacer = Pacer::default();
     for attempt in 1u64.. {
         let span = tracing::info_span!("relay", relay = %target.relay, attempt);
         // Whatever was queued for a connection that is gone is stale by now.
         while outbound.try_recv().is_ok() {}
-        let conn = tokio::select! {
-            c = connect(&target.url).instrument(span.clone()) => c,
-            () = shutdown.wait() => Err(Ended::Shutdown),
-        };
+        let started = tokio::time::Instant::now();
+        let token = read_token(&target.token).await;
         let mut link = Link { channel: &target.channel, events: &events, outbound: &mut outbound, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
-        let ended = match conn {
-            Ok(mut ws) => drive(&mut ws, &mut link).instrument(span.clone()).await,
-            Err(e) => e,
+        let ended = match &token {
+            Ok(t) => attempt_once(&connect_url(&target.relay, &target.key, t.expose()), &mut link).instrument(span.clone()).await,
+            Err(e) => e.clone(),
         };
         let subscribed = link.subscribed;
+        let stable = subscribed && started.elapsed() >= STABLE;
         if subscribed {
             let _ = events.send(LinkEvent::Down).await;
+        }
+        if stable {
             backoff.reset();
+            token_backoff.reset();
         }
         let Some(retry) = ended.retry() else {
             span.in_scope(|| tracing::info!("disconnected from the relay"));
             return;
         };
         let delay = match retry {
-            Retry::Now if subscribed => Duration::ZERO,
+            Retry::Now if stable => Duration::ZERO,
             Retry::Now | Retry::Backoff => backoff.next_delay(),
+            Retry::Token => token_backoff.next_delay(),
             Retry::Slow => SLOW_RETRY,
         };
-        span.in_scope(|| log_end(&ended, retry, delay));
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shutdown.wait() => return,
+        span.in_scope(|| log_end(&ended, retry, delay, &target.token));
+        // A refused token or a configuration problem: a new token may be all it takes.
+        let watch = matches!(retry, Retry::Token | Retry::Slow).then(|| (&target.token, token.ok()));
+        if !wait(delay, watch, &mut shutdown).await {
+            return;
         }
     }
 }
 
-fn log_end(ended: &Ended, retry: Retry, delay: Duration) {
+/// Connects and drives one connection to its end.
+async fn attempt_once(url: &str, link: &mut Link<'_>) -> Ended {
+    let conn = tokio::select! {
+        c = connect(url) => c,
+        () = link.shutdown.wait() => Err(Ended::Shutdown),
+    };
+    match conn {
+        Ok(mut ws) => drive(&mut ws, link).await,
+        Err(e) => e,
+    }
+}
+
+/// Waits `delay`, or less when `watch` is given and its source holds a token other than the
+/// one last used. Returns false on shutdown.
+async fn wait(delay: Duration, watch: Option<(&TokenSource, Option<Secret>)>, shutdown: &mut Shutdown) -> bool {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        if let Some((src, used)) = &watch {
+            if let Ok(now) = read_token(src).await {
+                if used.as_ref() != Some(&now) {
+                    tracing::info!(source = %src.describe(), "the token changed; reconnecting");
+                    return true;
+                }
+            }
+        }
+        let step = if watch.is_some() { (tokio::time::Instant::now() + TOKEN_POLL).min(deadline) } else { deadline };
+        tokio::select! {
+            () = tokio::time::sleep_until(step) => {}
+            () = shutdown.wait() => return false,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return true;
+        }
+    }
+}
+
+fn log_end(ended: &Ended, retry: Retry, delay: Duration, token: &TokenSource) {
     let delay_ms = delay.as_millis() as u64;
     match retry {
         Retry::Slow => {
             tracing::error!(?ended, delay_ms, "the relay refused this agent; check --key, --token and --host (retrying slowly)");
         }
+        Retry::Token => tracing::warn!(
+            ?ended,
+            delay_ms,
+            source = %token.describe(),
+            "the agent token expired or was refused; put a fresh one in its source (it is picked up at once)"
+        ),
         Retry::Now | Retry::Backoff => tracing::info!(?ended, delay_ms, "connection to the relay ended; reconnecting"),
     }
 }
@@ -159,7 +224,12 @@ mod tests {
 
     #[test]
     fn target_debug_hides_the_token() {
-        let t = Target { url: connect_url("ws://r", "k", "SECRET"), relay: "ws://r".into(), channel: ChannelName::parse("private-sonde-host.a").unwrap() };
+        let t = Target {
+            relay: "ws://r".into(),
+            key: "k".into(),
+            token: TokenSource::Value(Secret::new("SECRET")),
+            channel: ChannelName::parse("private-sonde-host.a").unwrap(),
+        };
         assert!(!format!("{t:?}").contains("SECRET"));
     }
 }

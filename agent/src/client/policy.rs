@@ -21,6 +21,8 @@ pub enum Ended {
     Handshake(String),
     /// The HTTP upgrade was refused with a client error (4xx): a configuration problem.
     Refused(u16),
+    /// The token source yields no token (file missing, empty, unreadable).
+    NoToken(String),
 }
 
 /// When to reconnect.
@@ -32,18 +34,32 @@ pub enum Retry {
     Backoff,
     /// Slowly: the same request would fail the same way until the configuration changes.
     Slow,
+    /// The token expired or was refused: back off (a few attempts a minute at most), and
+    /// reconnect as soon as the token source holds a different token.
+    Token,
 }
 
 /// Retry interval for errors only a configuration change can fix.
 pub const SLOW_RETRY: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Token backoff: waits of 5-10 s, 10-20 s, 20-40 s, then 30-60 s.
+const TOKEN_BACKOFF_MIN: Duration = Duration::from_secs(10);
+
+/// Close code of a connection whose token expired: reconnect after a backoff, with a fresh
+/// token (`CloseCode::TokenExpired` in the relay).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4102;
+/// Close code of a connection refused for its token (expired or invalid) or a failed sign-in
+/// (`CloseCode::Unauthorized`).
+pub const CLOSE_UNAUTHORIZED: u16 = 4009;
 
 impl Ended {
     /// `None`: do not reconnect.
     pub fn retry(&self) -> Option<Retry> {
         match self {
             Self::Shutdown => None,
+            // Only a new token helps; the token source is watched for one.
+            Self::Closed { code: CLOSE_TOKEN_EXPIRED | CLOSE_UNAUTHORIZED, .. } | Self::Refused(401 | 403) | Self::NoToken(_) => Some(Retry::Token),
             // Pusher's ranges: 4000-4099 do not reconnect unchanged, 4100-4199 back off,
             // 4200-4299 reconnect at once.
             Self::Closed { code: 4000..=4099, .. } | Self::Rejected(_) | Self::Refused(_) => Some(Retry::Slow),
@@ -53,16 +69,30 @@ impl Ended {
     }
 }
 
-/// Exponential backoff from 1 s to 60 s with "equal jitter": a random delay between half and
-/// all of the current step, so agents restarted together do not reconnect in lockstep.
-#[derive(Debug, Default)]
+/// Exponential backoff (1 s to 60 s by default) with "equal jitter": a random delay between
+/// half and all of the current step, so agents restarted together do not reconnect in
+/// lockstep.
+#[derive(Debug)]
 pub struct Backoff {
     attempt: u32,
+    min: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { attempt: 0, min: BACKOFF_MIN, max: BACKOFF_MAX }
+    }
 }
 
 impl Backoff {
+    /// The backoff after a token was refused.
+    pub fn token() -> Self {
+        Self { attempt: 0, min: TOKEN_BACKOFF_MIN, max: BACKOFF_MAX }
+    }
+
     pub fn next_delay(&mut self) -> Duration {
-        let step = BACKOFF_MIN.saturating_mul(1 << self.attempt.min(6)).min(BACKOFF_MAX);
+        let step = self.min.saturating_mul(1 << self.attempt.min(6)).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = step / 2;
         half + rand::thread_rng().gen_range(Duration::ZERO..=half)
@@ -81,14 +111,17 @@ mod tests {
     fn close_code_ranges() {
         let closed = |code| Ended::Closed { code, reason: String::new() };
         assert_eq!(closed(4001).retry(), Some(Retry::Slow));
-        assert_eq!(closed(4009).retry(), Some(Retry::Slow));
+        assert_eq!(closed(4009).retry(), Some(Retry::Token));
         assert_eq!(closed(4100).retry(), Some(Retry::Backoff));
+        assert_eq!(closed(4102).retry(), Some(Retry::Token));
+        assert_eq!(Ended::Refused(401).retry(), Some(Retry::Token));
+        assert_eq!(Ended::NoToken("gone".into()).retry(), Some(Retry::Token));
         assert_eq!(closed(4200).retry(), Some(Retry::Now));
         assert_eq!(closed(4201).retry(), Some(Retry::Now));
         assert_eq!(closed(1000).retry(), Some(Retry::Backoff));
         assert_eq!(closed(4301).retry(), Some(Retry::Backoff));
         assert_eq!(Ended::Rejected("no".into()).retry(), Some(Retry::Slow));
-        assert_eq!(Ended::Refused(401).retry(), Some(Retry::Slow));
+        assert_eq!(Ended::Refused(404).retry(), Some(Retry::Slow));
         assert_eq!(Ended::PongTimeout.retry(), Some(Retry::Backoff));
         assert_eq!(Ended::Shutdown.retry(), None);
     }
@@ -108,5 +141,20 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn token_backoff_allows_a_few_attempts_a_minute() {
+        let mut b = Backoff::token();
+        let mut waited = Duration::ZERO;
+        let mut attempts = 0;
+        while waited < Duration::from_secs(60) {
+            waited += b.next_delay();
+            attempts += 1;
+        }
+        assert!(attempts <= 4, "{attempts} attempts in the first minute");
+        for _ in 0..10 {
+            assert!(b.next_delay() >= Duration::from_secs(30));
+        }
     }
 }

@@ -17,9 +17,14 @@ pub struct Cli {
     /// The app key the relay knows this account by
     #[arg(long, env = "SONDE_AGENT_KEY")]
     pub key: Option<String>,
-    /// Agent token (JWT) for this host's channel
-    #[arg(long, env = "SONDE_AGENT_TOKEN", value_name = "JWT", hide_env_values = true)]
+    /// Agent token (JWT) for this host's channel. On the command line `ps` shows it: prefer
+    /// --token-file, or this variable
+    #[arg(long, env = "SONDE_AGENT_TOKEN", value_name = "JWT", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
+    /// File holding the agent token, read again before every connection attempt (replace it to
+    /// rotate the token) [default: $CREDENTIALS_DIRECTORY/token when systemd provides it]
+    #[arg(long, env = "SONDE_AGENT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Host name to report [default: the system's host name]
     #[arg(long, env = "SONDE_AGENT_HOST", value_name = "NAME")]
     pub host: Option<String>,

@@ -14,8 +14,11 @@ pub struct FileConfig {
     pub relay: Option<String>,
     /// `--key`: the app key.
     pub key: Option<String>,
-    /// `--token`: the agent token. Keep the file readable by the agent only.
+    /// `--token`: the agent token. Keep the file readable by the agent only. It is read again
+    /// before every connection attempt.
     pub token: Option<String>,
+    /// `--token-file`: a file holding the agent token.
+    pub token_file: Option<PathBuf>,
     /// `--host`: the host name to report.
     pub host: Option<String>,
     /// `--state-dir`: where the install id is kept.
@@ -48,12 +51,13 @@ mod tests {
     #[test]
     fn parses_all_keys_and_rejects_unknown_ones() {
         let f = FileConfig::parse(
-            "relay = \"ws://r:6001\"\nkey = \"k\"\ntoken = \"t\"\nhost = \"web1\"\nstate_dir = \"/tmp/s\"\nstatsd = \"off\"\nanonymous = true\ndisable_usage_statistics = true\n",
+            "relay = \"ws://r:6001\"\nkey = \"k\"\ntoken = \"t\"\ntoken_file = \"/run/t\"\nhost = \"web1\"\nstate_dir = \"/tmp/s\"\nstatsd = \"off\"\nanonymous = true\ndisable_usage_statistics = true\n",
             Path::new("a.toml"),
         )
         .unwrap();
         assert_eq!(f.relay.as_deref(), Some("ws://r:6001"));
         assert_eq!(f.state_dir.as_deref(), Some(Path::new("/tmp/s")));
+        assert_eq!(f.token_file.as_deref(), Some(Path::new("/run/t")));
         assert!(f.anonymous && f.disable_usage_statistics);
         assert!(FileConfig::parse("relya = \"x\"", Path::new("a.toml")).is_err());
         assert!(FileConfig::parse("", Path::new("a.toml")).unwrap().relay.is_none());

@@ -4,6 +4,7 @@
 
 mod cli;
 mod file;
+mod token;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 pub use cli::{Cli, Env};
 pub use file::FileConfig;
+pub use token::{TokenError, TokenSource, CREDENTIAL};
 
 /// Where the install id lives when `--state-dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sonde-agent";
@@ -46,8 +48,11 @@ pub struct Config {
     pub relay: String,
     /// The app key in the relay.
     pub key: String,
-    /// The agent token (a JWT) authorising this agent for its host channel.
-    pub token: Secret,
+    /// Where the agent token (a JWT authorising this agent for its host channel) is read from,
+    /// before every connection attempt.
+    pub token: TokenSource,
+    /// The token was given with `--token` on the command line, where `ps` shows it.
+    pub token_in_args: bool,
     /// The host name reported and used in the channel name (unless `anonymous`).
     pub host: String,
     /// Directories to keep the install id in, tried in order.
@@ -86,6 +91,14 @@ pub enum ConfigError {
     Toml { path: PathBuf, message: String },
     #[error("--{0} is required (or SONDE_AGENT_{upper}, or `{0}` in the config file)", upper = .0.to_uppercase())]
     Missing(&'static str),
+    #[error(
+        "no agent token: give --token-file FILE (or SONDE_AGENT_TOKEN_FILE, `token_file` in the config file, or a systemd credential named `{CREDENTIAL}`), or --token / SONDE_AGENT_TOKEN"
+    )]
+    NoToken,
+    #[error("{0}: set either `token` or `token_file`, not both")]
+    TwoTokens(PathBuf),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("--relay must be a ws:// or wss:// URL, got {0:?}")]
     BadRelay(String),
     #[error("--relay {0:?} needs TLS, and this agent was built without it (cargo build --features tls)")]
@@ -103,19 +116,22 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let relay = cli.relay.or(file.relay).ok_or(ConfigError::Missing("relay"))?;
+    let relay = cli.relay.clone().or_else(|| file.relay.clone()).ok_or(ConfigError::Missing("relay"))?;
     match relay.split_once("://") {
         Some(("ws", rest)) if !rest.is_empty() => {}
         Some(("wss", rest)) if !rest.is_empty() && cfg!(feature = "tls") => {}
         Some(("wss", rest)) if !rest.is_empty() => return Err(ConfigError::NoTls(relay)),
         _ => return Err(ConfigError::BadRelay(relay)),
     }
-    let key = cli.key.or(file.key).ok_or(ConfigError::Missing("key"))?;
-    let token = cli.token.or(file.token).ok_or(ConfigError::Missing("token"))?;
+    let key = cli.key.clone().or_else(|| file.key.clone()).ok_or(ConfigError::Missing("key"))?;
+    let token = token_source(&cli, &file, &src.env)?;
+    // Checked once here so a wrong path stops the agent at start, with a clear message.
+    token.read()?;
     let host = cli.host.or(file.host).unwrap_or_else(system_host_name);
     if sonde_protocol::sonde::host_channel(&host).is_err() {
         return Err(ConfigError::BadHost(host));
     }
+    let token_in_args = src.args.iter().skip(1).any(|a| a == "--token" || a.to_string_lossy().starts_with("--token="));
     let state_dirs = match cli.state_dir.or(file.state_dir) {
         Some(dir) => vec![dir],
         None => default_state_dirs(&src.env),
@@ -129,7 +145,8 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     Ok(Config {
         relay,
         key,
-        token: Secret::new(token),
+        token,
+        token_in_args,
         host,
         state_dirs,
         statsd,
@@ -138,7 +155,30 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     })
 }
 
-/// The system directory, then the user's state directory, then the temp directory.
+/// Flags and their variables first, then the config file, then a systemd credential.
+fn token_source(cli: &Cli, file: &FileConfig, env: &Env) -> Result<TokenSource, ConfigError> {
+    if let Some(t) = &cli.token {
+        return Ok(TokenSource::Value(Secret::new(t.trim())));
+    }
+    if let Some(p) = &cli.token_file {
+        return Ok(TokenSource::File(p.clone()));
+    }
+    let config_path = cli.config.clone().unwrap_or_default();
+    match (&file.token, &file.token_file) {
+        (Some(_), Some(_)) => return Err(ConfigError::TwoTokens(config_path)),
+        (None, Some(p)) => return Ok(TokenSource::File(p.clone())),
+        (Some(_), None) => return Ok(TokenSource::ConfigFile(config_path)),
+        (None, None) => {}
+    }
+    let credential = env.var("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()).map(|d| PathBuf::from(d).join(CREDENTIAL));
+    match credential {
+        Some(path) if path.exists() => Ok(TokenSource::File(path)),
+        Some(_) | None => Err(ConfigError::NoToken),
+    }
+}
+
+/// The system directory, then the user's state directory. Never the temp directory: an
+/// install id there would change with every reboot, and the agent with it.
 fn default_state_dirs(env: &Env) -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from(DEFAULT_STATE_DIR)];
     if let Some(x) = env.var("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
@@ -146,7 +186,6 @@ fn default_state_dirs(env: &Env) -> Vec<PathBuf> {
     } else if let Some(home) = env.var("HOME").filter(|h| !h.is_empty()) {
         dirs.push(PathBuf::from(home).join(".local/state/sonde-agent"));
     }
-    dirs.push(std::env::temp_dir().join("sonde-agent"));
     dirs
 }
 

@@ -15,9 +15,10 @@ const REQUIRED: [&str; 6] = ["--relay", "ws://127.0.0.1:6001", "--key", "k", "--
 fn defaults() {
     let c = load(&sources(&REQUIRED, &[("HOME", "/home/u")])).unwrap();
     assert_eq!(c.relay, "ws://127.0.0.1:6001");
-    assert_eq!(c.token.expose(), "jwt");
+    assert_eq!(c.token, TokenSource::Value(Secret::new("jwt")));
+    assert!(c.token_in_args, "--token on the command line is noticed (ps shows it)");
     assert!(!c.host.is_empty());
-    assert_eq!(c.state_dirs[..2], [PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from("/home/u/.local/state/sonde-agent")]);
+    assert_eq!(c.state_dirs, [PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from("/home/u/.local/state/sonde-agent")], "never /tmp");
     assert_eq!(c.statsd, Some(DEFAULT_STATSD));
     assert_eq!(DEFAULT_STATSD.to_string(), "127.0.0.1:8125");
     assert!(!c.anonymous && c.usage_statistics);
@@ -34,11 +35,46 @@ fn env_file_and_flags_in_order_of_precedence() {
     let c = load(&sources(&["--host", "flaghost", "--state-dir", "/srv/state"], &vars)).unwrap();
     assert_eq!(c.relay, "ws://file:1");
     assert_eq!(c.key, "envkey");
-    assert_eq!(c.token.expose(), "filetoken");
+    assert_eq!(c.token, TokenSource::ConfigFile(path.clone()));
+    assert_eq!(c.token.read().unwrap().expose(), "filetoken");
+    assert!(!c.token_in_args);
     assert_eq!(c.host, "flaghost");
     assert_eq!(c.state_dirs, [PathBuf::from("/srv/state")]);
     assert_eq!(c.statsd, None);
     assert!(c.anonymous);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn token_sources_in_order_and_none_on_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("sonde-agent-config-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "from.a.file\n").unwrap();
+    let base = ["--relay", "ws://r:1", "--key", "k"];
+    let with = |extra: &[&str], vars: &[(&str, &str)]| load(&sources(&[&base[..], extra].concat(), vars));
+
+    let c = with(&["--token-file", file.to_str().unwrap()], &[]).unwrap();
+    assert_eq!((c.token.clone(), c.token_in_args), (TokenSource::File(file.clone()), false));
+    assert_eq!(c.token.read().unwrap().expose(), "from.a.file");
+    let c = with(&[], &[("SONDE_AGENT_TOKEN", "env.jwt")]).unwrap();
+    assert_eq!((c.token, c.token_in_args), (TokenSource::Value(Secret::new("env.jwt")), false));
+    let c = with(&[], &[("SONDE_AGENT_TOKEN_FILE", file.to_str().unwrap())]).unwrap();
+    assert_eq!(c.token, TokenSource::File(file.clone()));
+
+    // systemd's LoadCredential=token:… puts it in $CREDENTIALS_DIRECTORY/token.
+    let c = with(&[], &[("CREDENTIALS_DIRECTORY", dir.to_str().unwrap())]).unwrap();
+    assert_eq!(c.token, TokenSource::File(file.clone()));
+    let err = with(&[], &[("CREDENTIALS_DIRECTORY", "/nonexistent")]).unwrap_err();
+    assert!(matches!(err, ConfigError::NoToken), "{err}");
+    assert!(err.to_string().contains("--token-file"));
+
+    assert!(matches!(with(&["--token", "a", "--token-file", "b"], &[]), Err(ConfigError::Cli(_))), "one or the other");
+    let missing = with(&["--token-file", "/does/not/exist"], &[]).unwrap_err().to_string();
+    assert!(missing.contains("/does/not/exist"), "{missing}");
+    let toml = dir.join("agent.toml");
+    std::fs::write(&toml, "token = \"a\"\ntoken_file = \"/x\"\n").unwrap();
+    assert!(matches!(with(&["--config", toml.to_str().unwrap()], &[]), Err(ConfigError::TwoTokens(_))));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
