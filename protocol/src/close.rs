@@ -23,6 +23,9 @@ pub enum CloseCode {
     Unauthorized,
     /// 4100: over capacity; reconnect after a backoff.
     OverCapacity,
+    /// 4102: the connection's token expired; reconnect after a backoff with a fresh token
+    /// (the expired one is refused from then on).
+    TokenExpired,
     /// 4200: reconnect now (server shutting down, or a node leaving).
     Reconnect,
     /// 4201: pong reply not received.
@@ -45,6 +48,7 @@ impl CloseCode {
             Self::NoProtocol => 4008,
             Self::Unauthorized => 4009,
             Self::OverCapacity => 4100,
+            Self::TokenExpired => 4102,
             Self::Reconnect => 4200,
             Self::PongNotReceived => 4201,
             Self::Inactivity => 4202,
@@ -52,7 +56,7 @@ impl CloseCode {
         }
     }
 
-    pub const ALL: [CloseCode; 13] = [
+    pub const ALL: [CloseCode; 14] = [
         Self::UnknownApp,
         Self::AppDisabled,
         Self::OverQuota,
@@ -62,6 +66,7 @@ impl CloseCode {
         Self::NoProtocol,
         Self::Unauthorized,
         Self::OverCapacity,
+        Self::TokenExpired,
         Self::Reconnect,
         Self::PongNotReceived,
         Self::Inactivity,
@@ -87,6 +92,7 @@ mod tests {
             assert!((4000..4100).contains(&c.code()), "{c:?} must not reconnect");
         }
         assert!((4100..4200).contains(&OverCapacity.code()));
+        assert!((4100..4200).contains(&TokenExpired.code()), "pusher-js reconnects after a backoff");
         for c in [Reconnect, PongNotReceived, Inactivity] {
             assert!((4200..4300).contains(&c.code()), "{c:?} reconnects at once");
         }

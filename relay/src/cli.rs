@@ -10,7 +10,7 @@ use crate::config::{AppConfig, Config, ConfigError};
 /// Development app used when no app is configured: for a first look on 127.0.0.1 only.
 pub const DEV_APP: &str = "1:sonde-dev:sonde-dev-secret";
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "sonde-relay", version, about = "Sonde: a Pusher-compatible realtime relay for live metrics")]
 pub struct Cli {
     /// TOML configuration file; flags override it.
@@ -20,10 +20,10 @@ pub struct Cli {
     #[arg(long, env = "SONDE_BIND")]
     pub bind: Option<SocketAddr>,
     /// An app as ID:KEY:SECRET (repeatable; comma-separated in SONDE_APP).
-    #[arg(long = "app", env = "SONDE_APP", value_delimiter = ',')]
+    #[arg(long = "app", env = "SONDE_APP", value_delimiter = ',', hide_env_values = true)]
     pub apps: Vec<String>,
     /// Redis URL: run as one node of a cluster (redis://host:port/db).
-    #[arg(long, env = "SONDE_REDIS")]
+    #[arg(long, env = "SONDE_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
     /// Prefix of the cluster's Redis keys and channels.
     #[arg(long, env = "SONDE_REDIS_PREFIX")]
@@ -43,7 +43,7 @@ pub enum Command {
     Token(Box<TokenArgs>),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct TokenArgs {
     /// The app id the token is for.
     #[arg(long = "app", env = "SONDE_TOKEN_APP")]
@@ -76,6 +76,45 @@ pub struct TokenArgs {
     /// Lifetime: 90s, 30m, 12h, 7d.
     #[arg(long, default_value = "12h")]
     pub ttl: String,
+}
+
+/// Secrets (app secrets in `--app`, a Redis password) never reach `Debug` output.
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let apps: Vec<String> = self.apps.iter().map(|a| redact_app_flag(a)).collect();
+        f.debug_struct("Cli")
+            .field("config", &self.config)
+            .field("bind", &self.bind)
+            .field("apps", &apps)
+            .field("redis", &self.redis.as_deref().map(crate::redact::url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("log_format", &self.log_format)
+            .field("command", &self.command)
+            .finish()
+    }
+}
+
+/// `ID:KEY:SECRET` with the secret hidden.
+fn redact_app_flag(spec: &str) -> String {
+    let mut parts = spec.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(id), Some(key), Some(_)) => format!("{id}:{key}:<redacted>"),
+        _ => "<redacted>".into(),
+    }
+}
+
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("app", &self.app)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .field("role", &self.role)
+            .field("host", &self.host)
+            .field("sub", &self.sub)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenArgs {

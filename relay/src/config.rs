@@ -33,6 +33,13 @@ pub struct Config {
     /// 0 serves them on the runtime that runs the server (as embedded in a program).
     #[serde(default)]
     pub io_threads: Option<usize>,
+    /// Addresses of reverse proxies and load balancers (IPs or CIDR blocks) whose
+    /// `X-Forwarded-For` names the real client: only for them is the header believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Limits of the internet-facing edge: sockets, deadlines, per-address limits.
+    #[serde(default)]
+    pub edge: EdgeConfig,
     /// Realtime session timing.
     #[serde(default)]
     pub sessions: SessionsConfig,
@@ -42,6 +49,49 @@ pub struct Config {
     /// The apps (accounts) this relay serves.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+}
+
+/// Limits of the internet-facing edge, for the whole relay. Zero means unlimited where noted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Sockets served at once (websockets and HTTP), counted as soon as they are accepted.
+    /// 0: derived from the process's descriptor limit, less `reserved_descriptors`.
+    pub max_sockets: usize,
+    /// Descriptors kept back from clients for the relay's own use (Redis, files, listeners).
+    pub reserved_descriptors: usize,
+    /// Sockets accepted beyond `max_sockets` for `/healthz`, `/readyz` and `/metrics` only.
+    pub health_sockets: usize,
+    /// Sockets one client address may hold at once (0: unlimited).
+    pub max_sockets_per_ip: usize,
+    /// Sockets of one client address that have not yet sent a whole request head (0: unlimited).
+    pub max_handshakes_per_ip: usize,
+    /// Time from accepting a socket to its whole request head (websocket or HTTP); also how
+    /// long a kept-alive HTTP connection may wait for its next request.
+    pub head_timeout_ms: u64,
+    /// Time an HTTP request may take from its head to its response, body included.
+    pub request_timeout_ms: u64,
+    /// Failed HTTP API authentications per second from one address before it gets 429
+    /// (burst: ten times as many).
+    pub auth_failures_per_second_per_ip: u32,
+}
+
+/// Default sockets per client address: room for a large office behind one NAT.
+pub const DEFAULT_MAX_SOCKETS_PER_IP: usize = 1000;
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            max_sockets: 0,
+            reserved_descriptors: 64,
+            health_sockets: 16,
+            max_sockets_per_ip: DEFAULT_MAX_SOCKETS_PER_IP,
+            max_handshakes_per_ip: 64,
+            head_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            auth_failures_per_second_per_ip: 5,
+        }
+    }
 }
 
 /// Timing of realtime sessions, in milliseconds.
@@ -94,6 +144,8 @@ impl Default for Config {
             pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
             fanout_threads: None,
             io_threads: None,
+            trusted_proxies: Vec::new(),
+            edge: EdgeConfig::default(),
             sessions: SessionsConfig::default(),
             redis: None,
             apps: Vec::new(),
@@ -225,6 +277,8 @@ pub struct Limits {
     pub new_connections_per_second_per_ip: u32,
     /// HTTP API requests per second for the app (0: unlimited); over it → 429.
     pub http_requests_per_second: u32,
+    /// Realtime sessions running at once (0: unlimited); a server-side start beyond it → 429.
+    pub max_sessions: usize,
 }
 
 impl Default for Limits {
@@ -245,6 +299,7 @@ impl Default for Limits {
             token_client_events_per_second: 100,
             new_connections_per_second_per_ip: 0,
             http_requests_per_second: 0,
+            max_sessions: 1000,
         }
     }
 }
@@ -310,6 +365,12 @@ impl Config {
         let t = &self.sessions;
         if t.interval_ms == 0 || t.renew_ms == 0 || t.renew_ms * 2 > t.lease_ms {
             return Err(ConfigError::Invalid("sessions: interval_ms and renew_ms must be positive and renew_ms at most half of lease_ms".into()));
+        }
+        if self.edge.head_timeout_ms == 0 || self.edge.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("edge: head_timeout_ms and request_timeout_ms must be positive".into()));
+        }
+        for p in &self.trusted_proxies {
+            crate::edge::parse_net(p).map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))?;
         }
         if self.activity_timeout_s == 0 || self.pong_timeout_s == 0 {
             return Err(ConfigError::Invalid("activity_timeout_s and pong_timeout_s must be positive".into()));

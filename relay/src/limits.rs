@@ -35,7 +35,13 @@ impl TokenBucket {
         }
     }
 
-    fn full_at(&self, now: Instant) -> bool {
+    /// Whether a token is there now, without taking it.
+    pub fn peek(&self, now: Instant) -> bool {
+        let refilled = self.at.map_or(self.tokens, |at| self.tokens + now.saturating_duration_since(at).as_secs_f64() * self.rate);
+        refilled >= 1.0
+    }
+
+    pub fn full_at(&self, now: Instant) -> bool {
         self.at.is_none_or(|at| self.tokens + now.saturating_duration_since(at).as_secs_f64() * self.rate >= self.burst)
     }
 }

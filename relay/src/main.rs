@@ -30,6 +30,7 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     };
     init_tracing(&cli.log_format);
+    sonde_relay::edge::install_panic_hook();
     if let Some(n) = config.fanout_threads {
         sonde_relay::hub::configure_lanes(n);
     }
@@ -57,12 +58,16 @@ fn serve(cli: &Cli) -> ExitCode {
 
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev: bool) {
     println!("Sonde relay listening on http://{addr}");
-    if let Some(app) = config.apps.first() {
+    // A ready viewer token only for the development app: anyone reading the logs of a real
+    // deployment could otherwise watch every host.
+    if let Some(app) = config.apps.first().filter(|_| dev) {
         let viewer = sonde_relay::tokens::role_claims(&app.id, "viewer", None, None, std::time::Duration::from_secs(12 * 3600))
             .map(|c| sonde_relay::tokens::mint_hs256(&c, &app.secret));
         if let Ok(token) = viewer {
             println!("  dashboard: http://{addr}/#key={}&token={token}", app.key);
         }
+    } else if let Some(app) = config.apps.first() {
+        println!("  dashboard: http://{addr}/#key={} (mint a viewer token with `sonde-relay token --role viewer`)", app.key);
     }
     for app in &config.apps {
         println!("  app {}: websocket ws://{addr}/app/{}  HTTP API http://{addr}/apps/{}", app.id, app.key, app.id);

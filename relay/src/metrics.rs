@@ -20,6 +20,11 @@ pub struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabel {
     pub app: String,
     pub limit: &'static str,
@@ -61,6 +66,12 @@ pub struct Metrics {
     pub cluster_up: Gauge,
     /// Bus messages dropped because Redis was away or slow.
     pub cluster_dropped: Counter,
+    /// Sockets open at the edge (websockets and HTTP), and the most allowed.
+    pub edge_sockets: Gauge,
+    pub edge_socket_cap: Gauge,
+    edge_refused: Family<ReasonLabel, Counter>,
+    /// Connection tasks that panicked (each cleaned up and logged).
+    pub connection_panics: Counter,
     pub http_requests: Family<HttpLabel, Counter>,
     pub http_duration: Family<EndpointLabel, Histogram, fn() -> Histogram>,
     pub publish_duration: Family<AppLabel, Histogram, fn() -> Histogram>,
@@ -84,6 +95,10 @@ impl Default for Metrics {
             limits: Family::default(),
             cluster_up: Gauge::default(),
             cluster_dropped: Counter::default(),
+            edge_sockets: Gauge::default(),
+            edge_socket_cap: Gauge::default(),
+            edge_refused: Family::default(),
+            connection_panics: Counter::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(histogram),
             publish_duration: Family::new_with_constructor(histogram),
@@ -103,6 +118,10 @@ impl Default for Metrics {
         registry.register("limit_rejections", "Requests refused by an abuse limit, by limit", m.limits.clone());
         registry.register("cluster_adapter_up", "1 while the cluster adapter is connected to Redis", m.cluster_up.clone());
         registry.register("cluster_dropped", "Cluster bus messages dropped while Redis was away or slow", m.cluster_dropped.clone());
+        registry.register("edge_sockets", "Sockets open at the edge (websockets and HTTP)", m.edge_sockets.clone());
+        registry.register("edge_socket_cap", "Most sockets served at once (max_sockets or the descriptor limit)", m.edge_socket_cap.clone());
+        registry.register("edge_refused", "Sockets and requests refused or cut at the edge, by reason", m.edge_refused.clone());
+        registry.register("connection_panics", "Connection tasks that panicked and were cleaned up", m.connection_panics.clone());
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
         registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());
@@ -148,6 +167,11 @@ impl Metrics {
             errors: self.errors.clone(),
             limits: self.limits.clone(),
         }
+    }
+
+    /// Counts a socket or request refused or cut at the edge.
+    pub fn edge_refused(&self, reason: &'static str) {
+        self.edge_refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn encode(&self) -> String {

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use sonde_protocol::CloseCode;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -19,6 +20,7 @@ use crate::apps::Apps;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::dashboard;
+use crate::edge::{Admission, Gate, Slot};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::sessions::Clock;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// The runtimes that serve connections; without them, the caller's runtime does.
     pub io: Option<Arc<IoRuntimes>>,
+    /// Socket caps, per-address limits and deadlines of the edge.
+    pub gate: Arc<Gate>,
 }
 
 /// Where connections are served: the I/O threads' runtimes, in turn.
@@ -106,7 +110,10 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let apps = Arc::new(Apps::with_timing(&config.apps, &metrics, config.sessions.timing()));
         let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
+        let cap = crate::edge::socket_cap(config.edge.max_sockets, config.edge.reserved_descriptors);
+        let gate = Arc::new(Gate::new(&config.edge, &config.trusted_proxies, cap, metrics.clone()));
         Self {
+            gate,
             apps,
             cluster,
             metrics,
@@ -134,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(upgrade::wrong_path)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::deadline))
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -172,21 +180,7 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((mut tcp, peer)) => {
-                    tune_socket(&mut tcp);
-                    match &state.io {
-                        // Handed over unregistered: it registers with the runtime it runs on.
-                        Some(io) => match tcp.into_std() {
-                            Ok(std) => {
-                                io.pick().spawn(state.tracker.track_future(serve_std(std, peer, state.clone(), routes.clone())));
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
-                        },
-                        None => {
-                            state.tracker.spawn(serve_tcp(tcp, peer, state.clone(), routes.clone()));
-                        }
-                    }
-                }
+                Ok((tcp, peer)) => admit(tcp, peer, &state, &routes),
                 Err(e) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -234,9 +228,43 @@ async fn tick_sessions(state: AppState) {
     }
 }
 
-async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
+/// Takes a just-accepted socket through the door: refused at once, served for health checks
+/// only, or handed to an I/O thread. Its deadline for a whole request head starts now.
+fn admit(mut tcp: TcpStream, peer: SocketAddr, state: &AppState, routes: &Router) {
+    let slot = match state.gate.admit(peer.ip()) {
+        Admission::Refused(r) => {
+            // Best effort and without waiting: the socket is closed either way.
+            let _ = tcp.try_write(r.reply().as_bytes());
+            return;
+        }
+        Admission::HealthOnly(slot) => {
+            let task = serve_health(tcp, peer, state.clone(), routes.clone(), slot);
+            state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
+            return;
+        }
+        Admission::Client(slot) => slot,
+    };
+    tune_socket(&mut tcp);
+    let deadline = Instant::now() + state.gate.head_timeout;
+    match &state.io {
+        // Handed over unregistered: it registers with the runtime it runs on.
+        Some(io) => match tcp.into_std() {
+            Ok(std) => {
+                let task = crate::edge::guarded(serve_std(std, peer, state.clone(), routes.clone(), slot, deadline), state.metrics.clone());
+                io.pick().spawn(state.tracker.track_future(task));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
+        },
+        None => {
+            let task = serve_tcp(tcp, peer, state.clone(), routes.clone(), slot, deadline);
+            state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
+        }
+    }
+}
+
+async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant) {
     if let Ok(tcp) = TcpStream::from_std(std) {
-        serve_tcp(tcp, peer, state, routes).await;
+        serve_tcp(tcp, peer, state, routes, slot, deadline).await;
     }
 }
 
@@ -246,29 +274,74 @@ async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, 
 /// A connection's task is as large as the largest state its future can be in, for its whole
 /// life; each path is boxed, so an idle websocket does not carry the room of a hyper
 /// connection (or the reverse).
-async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
+async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant) {
     let sniff = Box::pin(async {
         tokio::select! {
-            app = crate::ws::accept::is_app_socket(&tcp) => Some(app),
+            app = crate::ws::accept::is_app_socket(&tcp, deadline) => Some(app),
             () = state.shutdown.cancelled() => None,
         }
     });
     let Some(sniff) = sniff.await else { return };
-    if sniff {
-        Box::pin(crate::ws::accept::serve(tcp, peer, state)).await;
-    } else {
-        Box::pin(serve_http(tcp, peer, state, routes)).await;
+    match sniff {
+        Some(true) => Box::pin(crate::ws::accept::serve(tcp, peer, state, slot, deadline)).await,
+        Some(false) => Box::pin(serve_http(tcp, peer, state, routes, slot, true)).await,
+        // Nothing said before the deadline: an idle socket holds no place.
+        None => state.metrics.edge_refused("head_timeout"),
     }
 }
 
-async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router) {
+/// Paths still served when the relay is at its socket cap.
+const HEALTH_PATHS: [&[u8]; 3] = [b"GET /healthz ", b"GET /readyz ", b"GET /metrics "];
+/// How long a socket beyond the cap may take to show it asks for a health path.
+const HEALTH_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A socket beyond the cap: served if it asks for a health path, refused otherwise.
+async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot) {
+    let mut buf = [0u8; 13];
+    let health = tokio::time::timeout(HEALTH_HEAD_TIMEOUT, async {
+        loop {
+            let n = tcp.peek(&mut buf).await.unwrap_or(0);
+            let seen = &buf[..n];
+            if n == 0 || !HEALTH_PATHS.iter().any(|p| p.starts_with(seen) || seen.starts_with(p)) {
+                return false;
+            }
+            if HEALTH_PATHS.iter().any(|p| seen.starts_with(p)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    if health.await.unwrap_or(false) {
+        serve_http(tcp, peer, state, routes, slot, false).await;
+    } else {
+        let _ = tcp.try_write(crate::edge::Refused::Cap.reply().as_bytes());
+    }
+}
+
+/// The client's address as the router sees it (the forwarded one behind a trusted proxy).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, keep_alive: bool) {
+    let gate = state.gate.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        slot.handshake_done();
+        let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let client = gate.client_ip(peer.ip(), forwarded);
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        req.extensions_mut().insert(ClientIp(client));
         tower::ServiceExt::oneshot(routes.clone(), req)
     });
     let Ok(socket) = crate::net::Socket::new(tcp) else { return };
     let io = hyper_util::rt::TokioIo::new(crate::net::SocketStream::new(socket));
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        // Covers a first request that never comes and a kept-alive connection left idle.
+        .header_read_timeout(state.gate.head_timeout)
+        .max_buf_size(MAX_HTTP_BUFFER)
+        .keep_alive(keep_alive)
+        .serve_connection(io, service)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -278,6 +351,9 @@ async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppStat
         }
     }
 }
+
+/// Most bytes hyper buffers per connection (request heads and pipelined requests).
+const MAX_HTTP_BUFFER: usize = 64 * 1024;
 
 /// Kernel send buffer per connection: a client that stops reading holds at most this much
 /// kernel memory (plus its bounded outbox) instead of several MiB of autotuned buffer.
@@ -306,5 +382,6 @@ async fn sweep(state: AppState) {
             app.hub.sweep();
             app.limiters.sweep(std::time::Instant::now());
         }
+        state.gate.sweep(std::time::Instant::now());
     }
 }

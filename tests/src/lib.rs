@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod raw;
 pub mod relay;
 pub mod tokens;
 

@@ -39,7 +39,8 @@ fn starts_prints_its_urls_and_stops_on_sigterm() {
     let first = lines.next().unwrap().unwrap();
     let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
     let dashboard = lines.next().unwrap().unwrap();
-    assert!(dashboard.contains(&format!("http://{addr}/#key=key7&token=ey")), "{dashboard}");
+    assert!(dashboard.contains(&format!("http://{addr}/#key=key7")), "{dashboard}");
+    assert!(!dashboard.contains("token="), "a configured relay prints no token: {dashboard}");
     let app = lines.next().unwrap().unwrap();
     assert!(app.contains(&format!("ws://{addr}/app/key7")), "{app}");
     let health = std::net::TcpStream::connect(&addr);
@@ -54,6 +55,38 @@ fn starts_prints_its_urls_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(status.expect("exits after SIGTERM").success());
+}
+
+#[test]
+fn only_the_development_mode_prints_a_ready_token() {
+    let mut child = Command::new(workspace_bin("sonde-relay")).args(["--bind", "127.0.0.1:0"]).env_remove("SONDE_APP").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
+    let dashboard = lines.next().unwrap().unwrap();
+    assert!(dashboard.contains(&format!("http://{addr}/#key=sonde-dev&token=ey")), "{dashboard}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn secrets_stay_out_of_help_and_absurd_lifetimes_are_refused() {
+    let help = Command::new(workspace_bin("sonde-relay"))
+        .arg("--help")
+        .env("SONDE_APP", "1:key:topsecret-app")
+        .env("SONDE_REDIS", "redis://:topsecret-redis@127.0.0.1:1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success() && text.contains("SONDE_APP"), "{text}");
+    assert!(!text.contains("topsecret"), "--help shows no secret from the environment: {text}");
+    for ttl in ["106751991167300d", "18446744073709551615", "3651d", "0s"] {
+        let out = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1", "--role", "viewer", "--ttl", ttl]).env("SONDE_APP_SECRET", "s").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "--ttl {ttl}");
+        assert!(out.stdout.is_empty(), "no token for --ttl {ttl}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("lifetime"), "--ttl {ttl}: {err}");
+    }
 }
 
 #[test]

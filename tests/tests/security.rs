@@ -170,7 +170,7 @@ async fn signin_with_a_token() {
 }
 
 #[tokio::test]
-async fn an_expiring_token_closes_with_4200_so_clients_reconnect_with_a_fresh_one() {
+async fn an_expiring_token_closes_with_4102_and_is_refused_from_then_on() {
     let mut a = app("1:key:secret");
     a.token_leeway_s = 0;
     let relay = TestRelay::with_apps(vec![a]).await;
@@ -178,8 +178,16 @@ async fn an_expiring_token_closes_with_4200_so_clients_reconnect_with_a_fresh_on
     let token = hs256(&expiring_in(viewer("1"), 2), "secret");
     subscribe_with(&mut c, "private-sonde-host.web1", &token).await;
     let started = std::time::Instant::now();
-    c.expect_close(4200).await;
+    c.expect_close(4102).await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(500), "closed at expiry, not at once");
+    // Reconnecting with the same token gets nowhere: no storm of accepted-then-closed connections.
+    let mut again = relay.client().await;
+    again.subscribe_auth("private-sonde-host.web1", &token, None).await;
+    let err = again.expect("pusher:subscription_error").await;
+    assert!(err.data.to_string().contains("expired"), "{err:?}");
+    let (first, ended) = Client::connect_refused(&format!("{}&token={token}", relay.ws_url("key"))).await;
+    assert_eq!(first.unwrap().data["code"], 4009);
+    assert!(matches!(ended, Ended::Closed(4009, _)), "{ended:?}");
 }
 
 #[tokio::test]

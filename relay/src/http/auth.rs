@@ -35,10 +35,6 @@ fn now_s() -> i64 {
 
 pub fn verify_at(apps: &Apps, app_id: &str, method: &Method, uri: &Uri, body: &[u8], now: i64) -> Result<Signed, ApiError> {
     let app = apps.by_id(app_id).ok_or_else(|| ApiError::not_found(format!("unknown app id {app_id}")))?.clone();
-    if !app.limiters.http_request(std::time::Instant::now()) {
-        app.metrics.limit("http_requests");
-        return Err(ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "too many API requests for this app; retry later"));
-    }
     let params: Vec<(String, String)> = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let key = get("auth_key").ok_or_else(|| ApiError::unauthorized("auth_key is missing"))?;
@@ -46,7 +42,7 @@ pub fn verify_at(apps: &Apps, app_id: &str, method: &Method, uri: &Uri, body: &[
         return Err(ApiError::unauthorized("auth_key does not belong to this app"));
     }
     let ts: i64 = get("auth_timestamp").and_then(|t| t.parse().ok()).ok_or_else(|| ApiError::unauthorized("auth_timestamp is missing or not a number"))?;
-    if (now - ts).abs() > TIMESTAMP_TOLERANCE_S {
+    if now.checked_sub(ts).is_none_or(|d| d.unsigned_abs() > TIMESTAMP_TOLERANCE_S.unsigned_abs()) {
         return Err(ApiError::unauthorized(format!(
             "auth_timestamp {ts} is more than {TIMESTAMP_TOLERANCE_S} s away from the server time {now}; check the client's clock"
         )));
@@ -67,6 +63,12 @@ pub fn verify_at(apps: &Apps, app_id: &str, method: &Method, uri: &Uri, body: &[
     }
     if !app.config.enabled {
         return Err(ApiError::forbidden("app is disabled"));
+    }
+    // Charged only now: requests that fail authentication must not use up the app's budget
+    // (they are limited per address instead).
+    if !app.limiters.http_request(std::time::Instant::now()) {
+        app.metrics.limit("http_requests");
+        return Err(ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "too many API requests for this app; retry later"));
     }
     Ok(Signed { app, params })
 }

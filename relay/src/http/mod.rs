@@ -18,7 +18,7 @@ use axum::Router;
 pub use error::ApiError;
 
 use crate::metrics::{EndpointLabel, HttpLabel};
-use crate::server::AppState;
+use crate::server::{AppState, ClientIp};
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -59,18 +59,41 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
 }
 
-/// Counts API requests by app, endpoint and status, and times them.
+/// Bounds a request's whole life, body included: a client that promises a body and never
+/// sends it gets 408 instead of holding the connection.
+pub async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(s.gate.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            s.metrics.edge_refused("request_timeout");
+            let mut resp = ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request not completed within {} ms", s.gate.request_timeout.as_millis())).into_response();
+            resp.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
+/// Counts API requests by app, endpoint and status, and times them. An address that failed to
+/// authenticate too often lately gets 429 before its request is looked at.
 pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    if !path.starts_with("/apps/") {
+    if !path.starts_with("/apps/") && !path.starts_with("/users/") {
         return next.run(req).await;
+    }
+    let client = req.extensions().get::<ClientIp>().map(|c| c.0);
+    if client.is_some_and(|ip| !s.gate.may_authenticate(ip, Instant::now())) {
+        s.metrics.edge_refused("auth_failures_per_ip");
+        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many failed authentications from this address; retry later").into_response();
     }
     let app = req.uri().path().split('/').nth(2).filter(|id| s.apps.by_id(id).is_some()).unwrap_or("unknown").to_owned();
     let endpoint = endpoint_name(&path);
     let started = Instant::now();
     let resp = next.run(req).await;
+    if let (Some(ip), StatusCode::UNAUTHORIZED) = (client, resp.status()) {
+        s.gate.failed_authentication(ip, Instant::now());
+    }
     s.metrics.http_duration.get_or_create(&EndpointLabel { endpoint }).observe(started.elapsed().as_secs_f64());
     s.metrics.http_requests.get_or_create(&HttpLabel { app, endpoint, status: resp.status().as_u16() }).inc();
     resp

@@ -56,6 +56,11 @@ pub async fn start(State(s): State<AppState>, Path(app_id): Path<String>, method
         return Err(ApiError::bad_request(format!("duration_s must be 1 to {MAX_DURATION_S}")));
     }
     let app = &signed.app;
+    let max = app.config.limits.max_sessions;
+    if max > 0 && app.sessions.count() >= max && !app.sessions.list(Clock::now()).iter().any(|i| *i.host == *req.host) {
+        app.metrics.limit("sessions");
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("the app already runs its limit of {max} sessions; stop one first")));
+    }
     if !app.sessions.is_leader() {
         // Another node runs the sessions: ask it, then answer from its table.
         app.announce(Msg::SessionStart { host: req.host.clone(), duration_s: secs });

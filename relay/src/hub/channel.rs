@@ -93,6 +93,13 @@ impl State {
     }
 }
 
+impl Channel {
+    /// Whether `socket` is subscribed here on this node.
+    pub(super) fn has_subscriber(&self, socket: SocketId) -> bool {
+        self.state.read().subscribers.contains_key(&socket)
+    }
+}
+
 pub(super) struct Channel {
     name: ChannelName,
     kind: ChannelKind,

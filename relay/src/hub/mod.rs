@@ -113,6 +113,11 @@ impl Hub {
         self.conns.read().get(&id).cloned()
     }
 
+    /// Whether the connection `id`, on this node, is subscribed to `name`.
+    pub fn is_subscribed(&self, name: &ChannelName, id: SocketId) -> bool {
+        self.channel(name).is_some_and(|c| c.has_subscriber(id))
+    }
+
     /// Removes a connection from every channel it was in and from the user registry.
     /// Returns the channel changes and the user whose last local connection this was.
     pub fn unregister(&self, conn: &Arc<Conn>, channels: impl IntoIterator<Item = ChannelName>) -> (Vec<(ChannelName, Change)>, Option<Arc<str>>) {

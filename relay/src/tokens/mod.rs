@@ -206,13 +206,25 @@ impl Verifier {
         }
         Ok(Grant {
             sub: c.sub.into(),
-            expires_at: UNIX_EPOCH + Duration::from_secs(c.exp.saturating_add(self.leeway_s)),
+            expires_at: expiry_of(c.exp, self.leeway_s),
             subscribe: c.subscribe.iter().map(|p| ChannelPattern::parse(p)).collect(),
             publish: c.publish.iter().map(|p| ChannelPattern::parse(p)).collect(),
             user_info: c.user_info.map(|v| Arc::from(v.to_string())),
             watchlist: c.watchlist.into_iter().map(Arc::from).collect(),
         })
     }
+}
+
+/// Latest expiry a token can name: the end of year 9999. Anything later is taken as this, so
+/// no arithmetic on a hostile `exp` can overflow.
+pub const MAX_EXP_S: u64 = 253_402_300_799;
+
+/// When a connection holding a token with this `exp` must stop: the first whole second at
+/// which verification refuses it (`exp + leeway` is still accepted), so a client reconnecting
+/// with the same token is refused instead of let in again.
+pub fn expiry_of(exp: u64, leeway_s: u64) -> SystemTime {
+    let secs = exp.min(MAX_EXP_S).saturating_add(leeway_s).saturating_add(1).min(MAX_EXP_S);
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).unwrap_or(UNIX_EPOCH)
 }
 
 pub fn now_s() -> u64 {
@@ -250,7 +262,7 @@ pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>,
     Ok(Claims {
         app: app.to_owned(),
         sub,
-        exp: now + ttl.as_secs(),
+        exp: now.checked_add(ttl.as_secs()).filter(|&e| e <= MAX_EXP_S).ok_or("the token's lifetime reaches past the year 9999")?,
         nbf: None,
         iat: Some(now),
         subscribe,
@@ -261,7 +273,10 @@ pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>,
     })
 }
 
-/// Parses `90s`, `30m`, `12h`, `7d` (or plain seconds).
+/// Longest lifetime `sonde-relay token` mints: ten years.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses `90s`, `30m`, `12h`, `7d` (or plain seconds), at most ten years.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("invalid duration '{s}'"))?;
@@ -272,7 +287,12 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(format!("invalid duration unit in '{s}' (s, m, h, d)")),
     };
-    Ok(Duration::from_secs(n * mult))
+    let secs = n.checked_mul(mult).filter(|&secs| secs <= MAX_TTL.as_secs());
+    let secs = secs.ok_or_else(|| format!("duration '{s}' is longer than the longest token lifetime, 3650d"))?;
+    if secs == 0 {
+        return Err("a token's lifetime must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]

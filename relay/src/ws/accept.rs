@@ -10,8 +10,10 @@ use bytes::BytesMut;
 use sonde_protocol::SocketId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::conn::{self, Refusal, Start};
+use crate::edge::Slot;
 use super::upgrade::{accept_key, check};
 use crate::apps::App;
 use crate::server::AppState;
@@ -19,12 +21,11 @@ use crate::tokens::Grant;
 
 /// Longest request head accepted on the websocket endpoint.
 const MAX_HEAD: usize = 8 * 1024;
-/// A client that has not sent its request head by then is dropped.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const PREFIX: &[u8] = b"GET /app/";
 
-/// Whether the connection starts with `GET /app/` (waiting for enough bytes to tell).
-pub async fn is_app_socket(tcp: &TcpStream) -> bool {
+/// Whether the connection starts with `GET /app/` (waiting for enough bytes to tell); `None`
+/// when the client has said nothing telling by the deadline.
+pub async fn is_app_socket(tcp: &TcpStream, deadline: Instant) -> Option<bool> {
     let mut buf = [0u8; 9];
     let check = async {
         loop {
@@ -38,12 +39,11 @@ pub async fn is_app_socket(tcp: &TcpStream) -> bool {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
-    tokio::time::timeout(HEAD_TIMEOUT, check).await.ok().flatten().unwrap_or(false)
+    tokio::time::timeout_at(deadline, check).await.ok().flatten()
 }
 
 fn reply(status: &str, message: &str) -> String {
-    let body = serde_json::json!({ "error": message }).to_string();
-    format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+    crate::edge::json_reply(status, message)
 }
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
@@ -57,15 +57,22 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
 /// Reads the request head, answers 101 (or an HTTP error) and runs the connection. The
 /// handshake runs in a future of its own, freed once done: the connection's lifelong state
 /// need not have room for it.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState) {
-    let Some((tcp, rest, verdict)) = Box::pin(handshake(tcp, peer, &state)).await else { return };
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState, mut slot: Slot, deadline: Instant) {
+    let handshake = tokio::time::timeout_at(deadline, Box::pin(handshake(tcp, peer, &state, &mut slot)));
+    let Ok(done) = handshake.await else {
+        state.metrics.edge_refused("head_timeout");
+        return;
+    };
+    let Some((tcp, rest, verdict)) = done else { return };
+    slot.handshake_done();
     match verdict {
         Err(r) => conn::refuse(tcp, r).await,
         Ok((app, grant)) => {
             let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
             // A task of its own: the connection's lifelong task then holds only the
             // connection, not the sniffing and handshake that led to it.
-            state.tracker.spawn(conn::serve(tcp, rest, Start { app, socket_id, grant }, state.timing, state.shutdown.clone()));
+            let task = conn::serve(tcp, rest, Start { app, socket_id, grant, slot }, state.timing, state.shutdown.clone());
+            state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
         }
     }
 }
@@ -73,28 +80,45 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState) {
 /// The checks' verdict: the app and token, or why the connection is refused.
 type Verdict = Result<(Arc<App>, Option<Arc<Grant>>), Refusal>;
 
+/// Writes an HTTP error reply; the caller then drops the socket.
+async fn refuse_http(tcp: &mut TcpStream, status: &str, message: &str) {
+    let _ = tcp.write_all(reply(status, message).as_bytes()).await;
+}
+
 /// Reads the request head and answers 101 (or an HTTP error, then `None`). Returns what was
-/// read past the head and the verdict of the app's checks.
-async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState) -> Option<(TcpStream, BytesMut, Verdict)> {
+/// read past the head and the verdict of the app's checks. The caller bounds it by the
+/// socket's head deadline.
+async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState, slot: &mut Slot) -> Option<(TcpStream, BytesMut, Verdict)> {
     let mut buf = BytesMut::with_capacity(1024);
     let head_len = loop {
-        match tokio::time::timeout(HEAD_TIMEOUT, tcp.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        match tcp.read_buf(&mut buf).await {
+            Ok(n) if n > 0 => {}
             _ => return None,
         }
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if i + 4 > MAX_HEAD {
+                refuse_http(&mut tcp, "431 Request Header Fields Too Large", "request head too large").await;
+                return None;
+            }
             break i + 4;
         }
         if buf.len() > MAX_HEAD {
-            let _ = tcp.write_all(reply("431 Request Header Fields Too Large", "request head too large").as_bytes()).await;
+            refuse_http(&mut tcp, "431 Request Header Fields Too Large", "request head too large").await;
             return None;
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 40];
     let mut req = httparse::Request::new(&mut headers);
-    if !matches!(req.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
-        let _ = tcp.write_all(reply("400 Bad Request", "malformed request").as_bytes()).await;
-        return None;
+    match req.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            refuse_http(&mut tcp, "431 Request Header Fields Too Large", "more than 40 header fields").await;
+            return None;
+        }
+        _ => {
+            refuse_http(&mut tcp, "400 Bad Request", "malformed request head").await;
+            return None;
+        }
     }
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
@@ -102,15 +126,24 @@ async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState) -> Op
     let upgrade = has_token(header(&req, "upgrade"), "websocket") && has_token(header(&req, "connection"), "upgrade");
     let ws_key = header(&req, "sec-websocket-key");
     let (true, Some(ws_key), false) = (upgrade, ws_key, key.is_empty() || key.contains('/')) else {
-        let _ = tcp.write_all(reply("400 Bad Request", "expected a websocket upgrade on /app/{key}").as_bytes()).await;
+        refuse_http(&mut tcp, "400 Bad Request", "expected a websocket upgrade on /app/{key}").await;
         return None;
     };
+    if !valid_ws_key(ws_key) {
+        refuse_http(&mut tcp, "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes in base64").await;
+        return None;
+    }
     if header(&req, "sec-websocket-version") != Some("13") {
         let msg = reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
         let _ = tcp.write_all(msg.as_bytes()).await;
         return None;
     }
-    let verdict = check(state, key, query, header(&req, "origin"), peer.ip());
+    let client = state.gate.client_ip(peer.ip(), header(&req, "x-forwarded-for"));
+    if let Err(r) = slot.rebind(client) {
+        let _ = tcp.write_all(r.reply().as_bytes()).await;
+        return None;
+    }
+    let verdict = check(state, key, query, header(&req, "origin"), client);
     let accept = accept_key(ws_key.as_bytes());
     let response = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n");
     if tcp.write_all(response.as_bytes()).await.is_err() {
@@ -118,4 +151,10 @@ async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState) -> Op
     }
     let rest = buf.split_off(head_len);
     Some((tcp, rest, verdict))
+}
+
+/// RFC 6455 §4.1: the key is a base64-encoded 16-byte value (24 characters).
+fn valid_ws_key(key: &str) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(key.trim()).is_ok_and(|k| k.len() == 16)
 }

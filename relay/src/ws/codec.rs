@@ -74,6 +74,11 @@ impl WsError {
 
 pub struct WsStream<S> {
     io: S,
+    dec: Decoder,
+}
+
+/// The receiving half of the framing, without I/O: bytes go in, whole messages come out.
+pub struct Decoder {
     rbuf: BytesMut,
     max_message: usize,
     /// The opcode and payload of a fragmented message being assembled.
@@ -88,12 +93,12 @@ struct Frame {
 
 impl<S: Source> WsStream<S> {
     pub fn new(io: S, max_message: usize) -> Self {
-        Self { io, rbuf: BytesMut::new(), max_message, partial: None }
+        Self { io, dec: Decoder::new(max_message, &[]) }
     }
 
     /// Starts with bytes already read past the HTTP request.
     pub fn with_prefix(io: S, max_message: usize, prefix: &[u8]) -> Self {
-        Self { io, rbuf: BytesMut::from(prefix), max_message, partial: None }
+        Self { io, dec: Decoder::new(max_message, prefix) }
     }
 
     pub fn get_ref(&self) -> &S {
@@ -103,19 +108,38 @@ impl<S: Source> WsStream<S> {
     /// Reads the next complete message. Cancel safe: bytes read stay in the buffer.
     pub async fn recv(&mut self) -> Result<Inbound, WsError> {
         loop {
-            while let Some(frame) = self.parse_frame()? {
-                if let Some(msg) = self.assemble(frame)? {
-                    self.shrink();
-                    return Ok(msg);
-                }
+            if let Some(msg) = self.dec.next_message()? {
+                return Ok(msg);
             }
-            let (io, rbuf) = (&mut self.io, &mut self.rbuf);
+            let (io, rbuf) = (&mut self.io, &mut self.dec.rbuf);
             match poll_fn(|cx| io.poll_fill(cx, rbuf)).await {
                 Ok(0) => return Err(WsError::Eof),
                 Ok(_) => {}
                 Err(e) => return Err(WsError::Io(e.to_string())),
             }
         }
+    }
+}
+
+impl Decoder {
+    pub fn new(max_message: usize, prefix: &[u8]) -> Self {
+        Self { rbuf: BytesMut::from(prefix), max_message, partial: None }
+    }
+
+    /// Appends bytes received from the peer.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.rbuf.extend_from_slice(bytes);
+    }
+
+    /// The next whole message among the bytes fed so far, if there is one yet.
+    pub fn next_message(&mut self) -> Result<Option<Inbound>, WsError> {
+        while let Some(frame) = self.parse_frame()? {
+            if let Some(msg) = self.assemble(frame)? {
+                self.shrink();
+                return Ok(Some(msg));
+            }
+        }
+        Ok(None)
     }
 
     fn shrink(&mut self) {
@@ -148,7 +172,12 @@ impl<S: Source> WsStream<S> {
                 if b.len() < 10 {
                     return Ok(None);
                 }
-                (u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")), 10)
+                let len = u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]);
+                // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
+                if len >> 63 != 0 {
+                    return Err(WsError::Protocol("64-bit payload length with the top bit set"));
+                }
+                (len, 10)
             }
             n => (u64::from(n), 2),
         };
@@ -156,13 +185,14 @@ impl<S: Source> WsStream<S> {
         if is_control && (len > 125 || !fin) {
             return Err(WsError::Protocol("control frames must be short and unfragmented"));
         }
-        let partial_len = self.partial.as_ref().map_or(0, |(_, p)| p.len() as u64);
-        if len + partial_len > self.max_message as u64 {
-            return Err(WsError::TooBig(self.max_message));
-        }
-        let len = len as usize;
-        if b.len() < at + 4 + len {
-            self.rbuf.reserve(at + 4 + len - b.len());
+        // Control frames may arrive between fragments: only data frames add to the message.
+        let partial_len = if is_control { 0 } else { self.partial.as_ref().map_or(0, |(_, p)| p.len()) };
+        let len = usize::try_from(len).ok().filter(|&n| n.checked_add(partial_len).is_some_and(|total| total <= self.max_message));
+        let Some(len) = len else { return Err(WsError::TooBig(self.max_message)) };
+        // `len` is at most `max_message`, so the frame's size cannot overflow.
+        let frame_len = at + 4 + len;
+        if b.len() < frame_len {
+            self.rbuf.reserve(frame_len - b.len());
             return Ok(None);
         }
         let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
@@ -198,16 +228,12 @@ impl<S: Source> WsStream<S> {
                 self.partial = Some((f.opcode, f.payload));
                 Ok(None)
             }
-            0x8 => {
-                let code = (f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]]));
-                Ok(Some(Inbound::Close(code)))
-            }
+            0x8 => close_payload(&f.payload).map(|code| Some(Inbound::Close(code))),
             0x9 => Ok(Some(Inbound::Ping(f.payload.freeze()))),
             0xA => Ok(Some(Inbound::Pong)),
             _ => Err(WsError::Protocol("unknown opcode")),
         }
     }
-
 }
 
 impl<S: Source + AsyncWrite> WsStream<S> {
@@ -232,6 +258,32 @@ impl<S: Source + AsyncWrite> WsStream<S> {
     pub async fn shutdown(&mut self) {
         let _ = self.io.shutdown().await;
     }
+}
+
+/// The status code of a close frame (RFC 6455 §5.5.1, §7.4): none, or a code a peer may
+/// send followed by a UTF-8 reason.
+fn close_payload(payload: &[u8]) -> Result<Option<u16>, WsError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol("close frame with a 1-byte payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !valid_close_code(code) {
+                return Err(WsError::Protocol("invalid close code"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(WsError::BadUtf8);
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+/// Codes a peer may put in a close frame: the ones RFC 6455 and its registry define for use
+/// on the wire, and the ranges for libraries and applications (3000-4999). 1004-1006 and
+/// 1015 are reserved and must never be sent.
+pub fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 fn finish(opcode: u8, payload: BytesMut) -> Result<Inbound, WsError> {

@@ -16,9 +16,13 @@ use super::codec::{close_frame, control_frame, Inbound, Source, WsError, WsStrea
 use super::handler::{Flow, Handler};
 use super::tcp::TcpWriter;
 use crate::apps::App;
+use crate::edge::Slot;
 use crate::hub::{CloseRequest, Conn, Outgoing};
 use crate::net::{Socket, SocketReader};
 use crate::tokens::Grant;
+
+/// RFC 6455 status code of a normal closure.
+const NORMAL_CLOSURE: u16 = 1000;
 
 /// Timing of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +76,8 @@ pub struct Start {
     pub socket_id: SocketId,
     /// The token given on the websocket URL.
     pub grant: Option<Arc<Grant>>,
+    /// The socket's place at the edge, given back when the connection ends.
+    pub slot: Slot,
 }
 
 /// Runs one accepted, upgraded connection. `prefix` is what was read past the HTTP request.
@@ -80,23 +86,30 @@ pub async fn serve(tcp: TcpStream, prefix: BytesMut, start: Start, timing: Timin
     // connection's future holds it once, next to the loop's own state.
     let Some(mut c) = Connection::open(tcp, &prefix, start, timing) else { return };
     drop(prefix);
-    let reason = run(&mut c.ws, &c.writer, &c.conn, &mut c.handler, timing, &shutdown).await;
-    c.finish(&reason);
+    let Some(handler) = c.handler.as_mut() else { return };
+    let reason = run(&mut c.ws, &c.writer, &c.conn, handler, timing, &shutdown).await;
+    c.ended = Some(reason);
+    // Dropping `c` unregisters the connection, here as on every other way out of this task.
 }
 
-/// One connection's lifelong state.
+/// One connection's lifelong state. Dropping it unregisters the connection, however its task
+/// ends: returned, cancelled by the runtime, or unwound by a panic.
 struct Connection {
     app: Arc<App>,
     socket: Arc<Socket>,
     writer: Arc<TcpWriter>,
     conn: Arc<Conn>,
-    handler: Handler,
+    handler: Option<Handler>,
     ws: WsStream<SocketReader>,
+    /// Why the connection ended, once its loop returned.
+    ended: Option<String>,
+    /// Dropped last, after the connection is unregistered.
+    _slot: Slot,
 }
 
 impl Connection {
     fn open(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing) -> Option<Self> {
-        let Start { app, socket_id, grant } = start;
+        let Start { app, socket_id, grant, slot } = start;
         let socket = match Socket::new(tcp) {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -110,24 +123,36 @@ impl Connection {
         app.hub.register(conn.clone());
         app.metrics.connections.inc();
         app.metrics.connections_total.inc();
-        let handler = Handler::new(app.clone(), conn.clone(), grant);
+        let handler = Some(Handler::new(app.clone(), conn.clone(), grant));
         conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
         let ws = WsStream::with_prefix(SocketReader(socket.clone()), app.config.limits.max_message_bytes, prefix);
-        Some(Self { app, socket, writer, conn, handler, ws })
+        Some(Self { app, socket, writer, conn, handler, ws, ended: None, _slot: slot })
     }
+}
 
-    fn finish(self, reason: &str) {
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let reason = self.ended.as_deref().unwrap_or("its task ended abnormally (panic or runtime shutdown)");
         // No span per connection: entering one on every poll costs more than the fields are worth.
         debug!(app = %self.app.id(), socket_id = %self.conn.socket_id, %reason, "connection ended");
-        self.handler.finish();
+        // Publishers must not write to a socket nobody owns any more.
+        self.conn.outbox.close(CloseCode::Reconnect, "closing");
+        if let Some(handler) = self.handler.take() {
+            handler.finish();
+        }
         self.app.metrics.connections.dec();
         self.socket.shutdown_write();
     }
 }
 
-/// Turns a wall-clock expiry into a timer deadline.
+/// Farthest a connection timer is set; a later expiry is checked again when it fires.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
+
+/// Turns a wall-clock expiry into a timer deadline (at most a year ahead).
 fn deadline_of(at: std::time::SystemTime) -> Instant {
-    Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+    let now = Instant::now();
+    let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default().min(MAX_TIMER);
+    now.checked_add(wait).unwrap_or(now)
 }
 
 /// Stops publishers from writing (what is still queued is dropped) and writes a close frame.
@@ -203,7 +228,8 @@ async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<SocketReade
         }
         Ok(Inbound::Pong) => Ok(()),
         Ok(Inbound::Close(code)) => {
-            let _ = Box::pin(write_close(writer, conn, 1000, "")).await;
+            // RFC 6455 §5.5.1: answer with a close frame, echoing the client's code.
+            let _ = Box::pin(write_close(writer, conn, code.unwrap_or(NORMAL_CLOSURE), "")).await;
             Err(format!("closed by client ({code:?})"))
         }
         Err(e @ (WsError::Eof | WsError::Io(_))) => Err(e.to_string()),
@@ -260,9 +286,15 @@ async fn run(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Arc<Con
                 }
             }
             () = &mut expiry, if expiry_at.is_some() => {
-                // pusher-js reconnects at once on 42xx and asks its authorizer for fresh tokens.
-                expiry_at = None;
-                conn.outbox.close(CloseCode::Reconnect, "token expired: reconnect with a fresh token");
+                if expiry_at.is_some_and(|at| at > std::time::SystemTime::now()) {
+                    // A timer capped short of a far expiry: wait again.
+                    expiry.as_mut().reset(expiry_at.map_or_else(Instant::now, deadline_of));
+                } else {
+                    // 41xx: pusher-js reconnects after a backoff and asks its authorizer for
+                    // fresh tokens; the expired token is refused from now on.
+                    expiry_at = None;
+                    conn.outbox.close(CloseCode::TokenExpired, "token expired: reconnect with a fresh token");
+                }
             }
             () = &mut activity => {
                 if pinged {

@@ -345,7 +345,11 @@ impl Handler {
         let Some(sub) = self.channels.get(&name) else { return };
         if let (Role::Agent(_), EVENT_BACKFILL) = (&sub.role, ev.event.as_str()) {
             if let Some(to) = backfill_for(&ev.data) {
-                // History for one viewer that joined late: to it alone, wherever it is.
+                // History for one viewer that joined late: to it alone, and only if it watches
+                // this host (an agent must not reach other sockets of the app).
+                if self.app.hub.connection(to).is_some() && !self.app.hub.is_subscribed(&name, to) {
+                    return reject(self, &format!("the backfill's viewer is not subscribed to {name}"));
+                }
                 let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: None }.encode();
                 self.app.deliver(to, frame);
                 return;

@@ -43,6 +43,12 @@ pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response
     if !is_upgrade(req.headers()) {
         return ApiError::not_found("no such endpoint").into_response();
     }
+    // RFC 6455 §4.1: only a GET opens a websocket.
+    if req.method() != axum::http::Method::GET {
+        let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "a websocket upgrade must be a GET request").into_response();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return r;
+    }
     upgrade(req, |io| conn::refuse(io, Refusal { code: CloseCode::PathNotFound, message: "websocket path must be /app/{key}".into() }), &state)
 }
 

@@ -95,7 +95,7 @@ describe('JWT authorisation through pusher-js', () => {
     await waitUntil(() => errors.some((e) => e.data?.code === 4301 && /does not allow publishing/.test(e.data.message)), { what: 'a 4301 error' });
   });
 
-  it('a token that expires mid-connection: the relay closes with 4200 and pusher-js recovers with a fresh token', async () => {
+  it('a token that expires mid-connection: the relay closes with 4102 and pusher-js recovers with a fresh token', async () => {
     const { client, calls } = tokenClient(() => jwt(viewer({ exp: now() + 2 })));
     const ch = await subscribe(client, 'private-sonde-host.web4');
     const firstSocket = client.connection.socket_id;
