@@ -1,8 +1,16 @@
-//! The real `sonde-agent` binary, started the way users start it.
+//! The real `sonde-agent` binary, started the way users start it (the token in a file, where
+//! `ps` does not show it), and what tests of it need around it: a relay as a process of its
+//! own (to stall it with SIGSTOP), a recording TCP proxy, a StatsD sender.
 
-use std::path::PathBuf;
+mod proxy;
+mod relay_process;
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
+
+pub use proxy::Proxy;
+pub use relay_process::RelayProcess;
 
 use crate::tokens::{agent, hs256};
 use crate::TestRelay;
@@ -35,6 +43,7 @@ pub struct AgentProcess {
     child: Child,
     pub host: String,
     pub statsd: std::net::SocketAddr,
+    token_file: PathBuf,
     _state: TempDir,
 }
 
@@ -70,27 +79,92 @@ fn free_udp_port() -> std::net::SocketAddr {
 impl AgentProcess {
     /// Starts an agent for `host` against app `1:key:secret` of `relay`.
     pub fn spawn(relay: &TestRelay, host: &str, extra: &[&str]) -> Self {
+        let token = hs256(&agent("1", host), "secret");
+        Self::spawn_at(&format!("ws://{}", relay.addr), host, &token, extra)
+    }
+
+    /// Starts an agent for `host` against app key `key` at `relay_url`, its token in a file.
+    pub fn spawn_at(relay_url: &str, host: &str, token: &str, extra: &[&str]) -> Self {
         let state = TempDir::new("agent");
         let statsd = free_udp_port();
-        let token = hs256(&agent("1", host), "secret");
+        let token_file = state.0.join("token");
+        write_secret(&token_file, token);
         let child = Command::new(agent_bin())
-            .args(["--relay", &format!("ws://{}", relay.addr), "--key", "key", "--token", &token, "--host", host])
+            .args(["--relay", relay_url, "--key", "key", "--host", host])
+            .arg("--token-file")
+            .arg(&token_file)
             .arg("--state-dir")
-            .arg(&state.0)
+            .arg(state.0.join("state"))
             .args(["--statsd", &statsd.to_string()])
             .args(extra)
-            .env("SONDE_AGENT_LOG", "warn")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("SONDE_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn sonde-agent");
-        Self { child, host: host.to_owned(), statsd, _state: state }
+        Self { child, host: host.to_owned(), statsd, token_file, _state: state }
     }
 
     pub fn channel(&self) -> String {
         format!("private-sonde-host.{}", self.host)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still the one started (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Replaces the token file the way an operator would: a new file renamed over the old one.
+    pub fn replace_token(&self, token: &str) {
+        let tmp = self.token_file.with_extension("new");
+        write_secret(&tmp, token);
+        std::fs::rename(&tmp, &self.token_file).expect("replace the token file");
+    }
+
+    /// `kill -STOP` / `kill -CONT`.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// Resident memory, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("agent status");
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).expect("VmRSS")
+    }
+
+    /// Sends StatsD lines to the agent, packed into datagrams of at most 1,400 bytes.
+    pub async fn statsd_lines(&self, udp: &tokio::net::UdpSocket, lines: impl IntoIterator<Item = String>) {
+        let mut packet = String::new();
+        for line in lines {
+            if !packet.is_empty() && packet.len() + line.len() + 1 > 1400 {
+                udp.send_to(packet.as_bytes(), self.statsd).await.expect("send statsd");
+                packet.clear();
+            }
+            packet.push_str(&line);
+            packet.push('\n');
+        }
+        if !packet.is_empty() {
+            udp.send_to(packet.as_bytes(), self.statsd).await.expect("send statsd");
+        }
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_secret(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).expect("token file");
+    f.write_all(text.as_bytes()).expect("write token");
+}
+
+/// Sends a signal by name (`STOP`, `CONT`, `TERM`) with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
 }
 
 impl Drop for AgentProcess {
