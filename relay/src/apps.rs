@@ -8,7 +8,7 @@ use crate::config::AppConfig;
 use crate::hub::{lanes, Hub, HubOptions};
 use bytes::Bytes;
 use sonde_protocol::frame::json_string;
-use sonde_protocol::sonde::{host_channel, EVENT_SESSION};
+use sonde_protocol::sonde::{host_channel, host_of, EVENT_BACKFILL, EVENT_SESSION};
 use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
 use crate::cluster::bus::Msg;
@@ -18,12 +18,17 @@ use crate::hub::{Change, Delivery, Urgency};
 use crate::sessions::Clock;
 use crate::limits::Limiters;
 use crate::sessions::inventory::{pages, Inventory};
-use crate::sessions::{Action, SessionTiming, Sessions};
+use crate::sessions::{Action, SessionTiming, Sessions, Stream};
 use crate::tokens::INVENTORY_CHANNEL;
 
 /// Frames are JSON text: this never loses anything.
 fn utf8(frame: &Bytes) -> String {
     String::from_utf8_lossy(frame).into_owned()
+}
+
+/// Whether an encoded event frame is `event`: `protocol` writes the event name first.
+fn is_event(frame: &[u8], event: &str) -> bool {
+    frame.strip_prefix(b"{\"event\":\"".as_slice()).is_some_and(|rest| rest.starts_with(event.as_bytes()) && rest.get(event.len()) == Some(&b'"'))
 }
 
 /// The event dashboards receive inventory pages as.
@@ -129,6 +134,7 @@ impl App {
 
     /// Fans a frame out here and on every other node.
     pub fn publish(&self, channel: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
+        self.stream_seen(channel, &frame, urgency);
         if self.cluster.get().is_some() {
             self.announce(Msg::Publish {
                 channel: channel.to_string(),
@@ -144,10 +150,33 @@ impl App {
     pub fn deliver(&self, to: SocketId, frame: Bytes) {
         match self.hub.connection(to) {
             Some(conn) => {
+                self.backfill_reached(to, &frame);
                 conn.outbox.push(frame);
                 self.metrics.messages_out.inc();
             }
             None => self.announce(Msg::Deliver { socket: to.to_string(), frame: utf8(&frame) }),
+        }
+    }
+
+    /// A frame on its way to this node's subscribers of a channel: a host's samples or
+    /// backfill settle the backfills owed to viewers that joined while its agent was away.
+    pub fn stream_seen(&self, channel: &ChannelName, frame: &Bytes, urgency: Urgency) {
+        if !self.sessions.owes() {
+            return;
+        }
+        let Some(host) = host_of(channel.as_str()) else { return };
+        let seen = match urgency {
+            Urgency::Conflatable => Stream::Sample,
+            Urgency::Always if is_event(frame, EVENT_BACKFILL) => Stream::Backfill,
+            Urgency::Always => return,
+        };
+        self.apply(self.sessions.stream_seen(host, seen, Clock::now(), |s| self.hub.connection(s).is_some()));
+    }
+
+    /// A frame on its way to one of this node's connections.
+    pub fn backfill_reached(&self, to: SocketId, frame: &Bytes) {
+        if self.sessions.owes() && is_event(frame, EVENT_BACKFILL) {
+            self.sessions.backfilled(to);
         }
     }
 

@@ -87,7 +87,9 @@ impl Views {
             Msg::Publish { channel: ch, frame, except, sample } => {
                 if let Some(ch) = channel(&ch) {
                     let urgency = if sample { Urgency::Conflatable } else { Urgency::Always };
-                    let d = app.hub.publish(&ch, Bytes::from(frame), except.as_deref().and_then(socket), urgency);
+                    let frame = Bytes::from(frame);
+                    app.stream_seen(&ch, &frame, urgency);
+                    let d = app.hub.publish(&ch, frame, except.as_deref().and_then(socket), urgency);
                     app.metrics.messages_out.inc_by(d.delivered as u64);
                 }
             }
@@ -137,8 +139,10 @@ impl Views {
                 app.hub.terminate_user(&user);
             }
             Msg::Deliver { socket: s, frame } => {
-                if let Some(conn) = socket(&s).and_then(|s| app.hub.connection(s)) {
-                    conn.outbox.push(Bytes::from(frame));
+                if let Some((to, conn)) = socket(&s).and_then(|s| Some((s, app.hub.connection(s)?))) {
+                    let frame = Bytes::from(frame);
+                    app.backfill_reached(to, &frame);
+                    conn.outbox.push(frame);
                 }
             }
             msg => self.apply_sessions(node, app, msg, clock),

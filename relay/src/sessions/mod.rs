@@ -9,10 +9,11 @@
 //! versioned table (see `role`).
 
 pub mod inventory;
+mod owed;
 mod role;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use sonde_protocol::sonde::{SessionDirective, SessionId, SessionState};
 use sonde_protocol::SocketId;
 
 use crate::hub::NodeId;
+pub use owed::Stream;
 pub use role::{Role, Table};
 
 /// Timing of sessions.
@@ -114,7 +116,7 @@ impl Clock {
 }
 
 /// Lock order: `role`, then `hosts`, then `table`, then `announced`; none is held while
-/// taking an earlier one.
+/// taking an earlier one. `owed` is never held with another.
 pub struct Sessions {
     timing: SessionTiming,
     hosts: Mutex<HashMap<Arc<str>, HostState>>,
@@ -125,6 +127,9 @@ pub struct Sessions {
     /// The highest leader term heard.
     term_seen: AtomicU64,
     announced: Mutex<role::Announced>,
+    /// Viewers here owed a backfill, by host, and how many in all.
+    owed: Mutex<HashMap<Arc<str>, Vec<owed::Owed>>>,
+    owing: AtomicUsize,
 }
 
 fn new_id() -> SessionId {
@@ -133,7 +138,16 @@ fn new_id() -> SessionId {
 
 impl Sessions {
     pub fn new(timing: SessionTiming) -> Self {
-        Self { timing, hosts: Mutex::default(), role: Mutex::new(Role::Alone), table: Mutex::default(), term_seen: AtomicU64::new(0), announced: Mutex::default() }
+        Self {
+            timing,
+            hosts: Mutex::default(),
+            role: Mutex::new(Role::Alone),
+            table: Mutex::default(),
+            term_seen: AtomicU64::new(0),
+            announced: Mutex::default(),
+            owed: Mutex::default(),
+            owing: AtomicUsize::new(0),
+        }
     }
 
     /// Another node's viewers and agents of `host`. Returns what the leader must send.
@@ -223,7 +237,8 @@ impl Sessions {
     }
 
     /// A viewer subscribed: the first one starts a session; one joining a running session
-    /// gets the history through a `backfill` directive addressed to it.
+    /// gets the history through a `backfill` directive addressed to it, now if the agent is
+    /// connected somewhere, else once it streams again (see `owed`).
     pub fn viewer_joined(&self, host: &str, viewer: SocketId, clock: Clock) -> Vec<Action> {
         let role = self.role();
         let mut hosts = self.hosts.lock();
@@ -235,6 +250,12 @@ impl Sessions {
             return vec![self.start(&key, st, role.term(), clock)];
         }
         let Some((id, lease_until, term)) = self.running(role, host, st) else { return Vec::new() };
+        let agent_known = !st.agents.is_empty() || st.remote.values().any(|(_, agents)| !agents.is_empty());
+        drop(hosts);
+        self.owe(&key, viewer, agent_known.then_some(clock.now), clock.now);
+        if !agent_known {
+            return Vec::new();
+        }
         let directive = SessionDirective { state: SessionState::Backfill, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
         vec![Action::Publish { host: key, directive, term }]
     }

@@ -43,8 +43,8 @@ fn a_follower_answers_from_the_leaders_table_and_never_starts_or_stops() {
     let s = follower(t0);
     assert!(s.viewer_joined("db1", V, clock(t0, 0.0)).is_empty(), "no session in the table: the leader starts it");
     s.accept(table(5, 1, vec![rec("web1", "a", 1_030_000)]), clock(t0, 0.0));
-    assert_eq!(said(&s.viewer_joined("web1", V, clock(t0, 1.0))), [(SessionState::Backfill, "a".into(), 5)]);
     assert_eq!(said(&s.agent_joined("web1", AGENT)), [(SessionState::Started, "a".into(), 5)]);
+    assert_eq!(said(&s.viewer_joined("web1", V, clock(t0, 1.0))), [(SessionState::Backfill, "a".into(), 5)]);
     s.viewer_left("web1", clock(t0, 2.0));
     assert!(s.tick(clock(t0, 60.0)).is_empty(), "a follower renews and stops nothing");
     assert_eq!(ids(&s, clock(t0, 60.0)), [("web1".into(), "a".into())]);
@@ -71,7 +71,7 @@ fn a_new_leader_continues_the_sessions_with_their_ids_and_renews_them_at_once() 
     let t0 = Instant::now();
     let s = follower(t0);
     let n2: NodeId = "n2".into();
-    s.remote_host(&n2, "web1", 1, Vec::new(), clock(t0, 0.0));
+    s.remote_host(&n2, "web1", 1, vec![AGENT], clock(t0, 0.0));
     s.accept(table(5, 3, vec![rec("web1", "a", 1_004_000)]), clock(t0, 0.0));
     let took = s.lead(9, t0 + Duration::from_secs(60), clock(t0, 3.0));
     assert_eq!(said(&took), [(SessionState::Renewed, "a".into(), 9)]);
