@@ -1,5 +1,8 @@
 //! Three relay nodes sharing a real Redis: whatever node a client lands on, it sees the same.
 
+#[path = "cluster/failover.rs"]
+mod failover;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
