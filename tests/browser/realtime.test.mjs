@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { after, before, test } from 'node:test';
-import { TestAgent, TestRelay, assertDashboardServed, freePort, launchBrowser, panelInfo, resources, screenshot, sleep, until } from './lib/harness.mjs';
+import { TestAgent, TestRelay, assertDashboardServed, freePort, launchBrowser, openDashboard, panelInfo, resources, screenshot, sleep, until } from './lib/harness.mjs';
 
 const r = resources();
 let relay;
@@ -29,7 +29,7 @@ before(async () => {
   statsd = { stop: async () => { clearInterval(timer); socket.close(); } };
   r.add(statsd);
   browser = r.add(await launchBrowser());
-  await browser.page.goto(await relay.dashboardUrl(relay.token('viewer')));
+  await openDashboard(browser.page, await relay.dashboardUrl(relay.token('viewer')));
   // Let the agents' rings hold a few seconds of history to backfill.
   await sleep(5000);
 });

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestAgent, TestRelay, assertDashboardServed, launchBrowser, panelInfo, resources, screenshot, sleep, until } from './lib/harness.mjs';
+import { TestAgent, TestRelay, assertDashboardServed, launchBrowser, openDashboard, panelInfo, resources, screenshot, sleep, until } from './lib/harness.mjs';
 
 const r = resources();
 let relay;
@@ -14,7 +14,7 @@ before(async () => {
   await assertDashboardServed(relay);
   r.add(await TestAgent.spawn(relay, 'gamma'));
   browser = r.add(await launchBrowser());
-  await browser.page.goto(await relay.dashboardUrl(relay.token('viewer')));
+  await openDashboard(browser.page, await relay.dashboardUrl(relay.token('viewer')));
   await sleep(3000);
 });
 

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { APP, TestAgent, TestRelay, assertDashboardServed, launchBrowser, resources, screenshot, until } from './lib/harness.mjs';
+import { APP, TestAgent, TestRelay, assertDashboardServed, launchBrowser, openDashboard, resources, screenshot, until } from './lib/harness.mjs';
 
 const r = resources();
 let relay;
@@ -20,7 +20,7 @@ test('a token signed with another secret is refused with a clear message', { tim
   const browser = await launchBrowser();
   t.after(() => browser.close());
   const { page } = browser;
-  await page.goto(await relay.dashboardUrl(relay.token('viewer', { secret: 'not-the-secret' })));
+  await openDashboard(page, await relay.dashboardUrl(relay.token('viewer', { secret: 'not-the-secret' })));
   const notice = page.locator('.notice[role="alert"]');
   await notice.waitFor({ timeout: 10_000 });
   const text = await notice.innerText();
@@ -41,7 +41,7 @@ test('without credentials the page asks for them, and a pasted token connects', 
   const { page } = browser;
   const url = (await relay.dashboardUrl('x')).replace(/#.*/, '');
   const ws = (await relay.dashboardUrl('x')).match(/&ws=[^&]+/)?.[0] ?? '';
-  await page.goto(ws ? `${url}#${ws.slice(1)}` : url);
+  await openDashboard(page, ws ? `${url}#${ws.slice(1)}` : url);
   await page.locator('form.login').waitFor({ timeout: 10_000 });
   // Keyboard only: the key field has focus.
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'login-key');
@@ -59,7 +59,7 @@ test('an unknown app key is refused with its close code', { timeout: 30_000 }, a
   const browser = await launchBrowser();
   t.after(() => browser.close());
   const { page } = browser;
-  await page.goto(await relay.dashboardUrl(relay.token('viewer'), 'no-such-key'));
+  await openDashboard(page, await relay.dashboardUrl(relay.token('viewer'), 'no-such-key'));
   const notice = page.locator('.notice[role="alert"]');
   await notice.waitFor({ timeout: 15_000 });
   assert.match(await notice.innerText(), /4001/);
@@ -72,7 +72,7 @@ test('an expired token is recognised before connecting', { timeout: 30_000 }, as
   const browser = await launchBrowser();
   t.after(() => browser.close());
   const { page } = browser;
-  await page.goto(await relay.dashboardUrl(token));
+  await openDashboard(page, await relay.dashboardUrl(token));
   await page.locator('form.login').waitFor({ timeout: 10_000 });
   assert.match(await page.locator('form.login .notice').innerText(), /expired/);
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'login-token', 'focus is on the token to replace');

@@ -1,7 +1,8 @@
 // Real processes for the browser tests: a sonde-relay on a free port, sonde-agents that
 // stream real /proc metrics to it, and headless Chromium opening the dashboard the relay
 // serves at `/`. Everything a test starts is stopped by `cleanup()`, and by an exit hook if
-// a test dies first.
+// a test dies first. Every browser watches for Content-Security-Policy violations and fails
+// the test that closes it if the page hit one.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -171,7 +172,8 @@ export class TestRelay {
   /**
    * The dashboard's address with credentials in the fragment. The relay serves the page; only
    * while developing the page itself, SONDE_WEB_DIST=web/dist serves a fresh build from a
-   * static server instead, pointed at this relay with the `ws=` fragment.
+   * static server instead, pointed at this relay with the `ws=` fragment (which the page asks
+   * to confirm: open it with `openDashboard`).
    */
   async dashboardUrl(viewerToken, key = APP.key) {
     const fragment = `key=${encodeURIComponent(key)}&token=${encodeURIComponent(viewerToken)}`;
@@ -179,6 +181,17 @@ export class TestRelay {
     this.static ??= await serveStatic(path.resolve(ROOT, process.env.SONDE_WEB_DIST));
     return `${this.static.origin}/#${fragment}&ws=127.0.0.1:${this.port}`;
   }
+}
+
+/**
+ * Opens a dashboard URL. A page served statically (SONDE_WEB_DIST) reaches the relay through
+ * `ws=`, which the page asks to confirm; this confirms it, as its user would.
+ */
+export async function openDashboard(page, url) {
+  await page.goto(url);
+  const ws = new URL(url).hash.match(/[#&]ws=([^&]+)/)?.[1];
+  if (!ws) return;
+  await page.getByRole('button', { name: `Connect to ${decodeURIComponent(ws)}` }).click({ timeout: 10_000 });
 }
 
 async function serveStatic(dir) {
@@ -194,6 +207,39 @@ async function serveStatic(dir) {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return { origin: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Serves fixed HTML pages (`{ '/path': html }`) on a port of its own: another origin. */
+export async function servePages(pages, host = '127.0.0.1') {
+  const server = http.createServer((req, res) => {
+    const body = pages[new URL(req.url, 'http://x').pathname];
+    if (body === undefined) res.writeHead(404).end();
+    else res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(body);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { origin: `http://${host}:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/**
+ * A TCP listener that only counts the connections made to it: what a relay on another host
+ * would see. Its sockets are held open unanswered and destroyed on close.
+ */
+export async function countingListener() {
+  const sockets = new Set();
+  const listener = { port: 0, connections: 0 };
+  const server = net.createServer((s) => {
+    listener.connections += 1;
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  listener.port = server.address().port;
+  listener.close = () => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => server.close(r));
+  };
+  return listener;
 }
 
 export class TestAgent {
@@ -231,6 +277,7 @@ export async function launchBrowser() {
     viewport: { width: 1440, height: 900 },
     colorScheme: 'dark',
   });
+  const cspViolations = await watchCsp(context);
   const page = context.pages()[0] ?? (await context.newPage());
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -238,11 +285,35 @@ export async function launchBrowser() {
     context,
     page,
     errors,
+    /** What the pages' policies refused; a test expecting a refusal empties it. */
+    cspViolations,
     async close() {
       await context.close().catch(() => {});
       rmSync(profile, { recursive: true, force: true });
+      if (cspViolations.length) throw new Error(`Content-Security-Policy violations in the browser: ${JSON.stringify(cspViolations, null, 1)}`);
     },
   };
+}
+
+/**
+ * Records every `securitypolicyviolation` event in every page and frame of the context, and
+ * every console message about the policy (those Chromium reports without an event, such as a
+ * directive it ignores).
+ */
+async function watchCsp(context) {
+  const seen = [];
+  await context.exposeBinding('__sondeCspViolation', ({ frame }, v) => seen.push({ url: frame.url(), ...v }));
+  await context.addInitScript(() => {
+    document.addEventListener(
+      'securitypolicyviolation',
+      (e) => window.__sondeCspViolation({ directive: e.effectiveDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber, sample: e.sample }),
+      true,
+    );
+  });
+  context.on('console', (m) => {
+    if (/Content.Security.Policy/i.test(m.text())) seen.push({ url: m.page()?.url(), console: m.type(), text: m.text() });
+  });
+  return seen;
 }
 
 /** Fails early, and clearly, if the relay was built without the dashboard. */
@@ -268,11 +339,16 @@ export function resources() {
       stack.push(x);
       return x;
     },
+    /** Stops everything, then fails with the first error (a browser that saw a violation). */
     async cleanup() {
+      let first = null;
       while (stack.length) {
         const x = stack.pop();
-        await (x.close ?? x.stop).call(x).catch(() => {});
+        await (x.close ?? x.stop).call(x).catch((e) => {
+          first ??= e;
+        });
       }
+      if (first) throw first;
     },
   };
 }
