@@ -114,6 +114,10 @@ async fn a_node_joins(prefix: &str, ids: [&str; 2], joining: &str) {
     let from = Instant::now();
     let c = RelayNode::start_as(&redis, prefix, Some(joining)).await;
     let joined = Instant::now();
+    // Ready means synced: the newcomer already knows the session, and nobody took its table.
+    for node in [&a, &b, &c] {
+        assert_eq!(node.sessions().await, [(HOST.to_owned(), id.clone())], "node {} as the node joins", node.addr);
+    }
     let late = Watch::start(urls(&[&c]), HOST).await;
     late.until("its backfill", |l| l.iter().any(|s| matches!(s.what, What::Backfill { .. }))).await;
     assert_eq!(leader(&redis, prefix).await, ids[0], "a node joining never takes the lease");
