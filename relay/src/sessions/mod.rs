@@ -331,6 +331,7 @@ impl Sessions {
 
     /// Renews leases and closes sessions whose grace has passed.
     pub fn tick(&self, clock: Clock) -> Vec<Action> {
+        self.forget_owed(clock.now);
         let mut actions = Vec::new();
         let role = self.role();
         if !role.acts(clock.now) {

@@ -7,6 +7,7 @@
 //! node asks (again, if its last ask is older than `reask`). A viewer gets one backfill per
 //! subscription however the agent comes back.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +54,26 @@ impl Sessions {
             list.remove(0);
         }
         list.push(Owed { socket, since: now, asked });
+        self.recount(&mut owed);
+    }
+
+    /// Drops emptied hosts and keeps the count the publish path checks.
+    fn recount(&self, owed: &mut HashMap<Arc<str>, Vec<Owed>>) {
+        owed.retain(|_, l| !l.is_empty());
         self.owing.store(owed.values().map(Vec::len).sum(), Ordering::Relaxed);
+    }
+
+    /// Forgets viewers owed a backfill for longer than `GIVE_UP` (gone, or never answered),
+    /// also of hosts that stream no more.
+    pub(super) fn forget_owed(&self, now: Instant) {
+        if !self.owes() {
+            return;
+        }
+        let mut owed = self.owed.lock();
+        for list in owed.values_mut() {
+            list.retain(|o| now.saturating_duration_since(o.since) < GIVE_UP);
+        }
+        self.recount(&mut owed);
     }
 
     /// Something of the agent's reached this node's subscribers of `host`: returns the asks
@@ -78,8 +98,7 @@ impl Sessions {
                     .collect()
                 }
             };
-            owed.retain(|_, l| !l.is_empty());
-            self.owing.store(owed.values().map(Vec::len).sum(), Ordering::Relaxed);
+            self.recount(&mut owed);
             due
         };
         if due.is_empty() {
@@ -103,7 +122,6 @@ impl Sessions {
         for list in owed.values_mut() {
             list.retain(|o| o.socket != socket);
         }
-        owed.retain(|_, l| !l.is_empty());
-        self.owing.store(owed.values().map(Vec::len).sum(), Ordering::Relaxed);
+        self.recount(&mut owed);
     }
 }

@@ -120,4 +120,9 @@ fn a_viewer_joining_while_the_agent_is_away_gets_its_backfill_once_the_agent_str
     s.agent_joined("web1", AGENT);
     assert_eq!(states(&s.viewer_joined("web1", late, clock(t0, 13.0))), [SessionState::Backfill]);
     assert!(s.stream_seen("web1", Stream::Sample, clock(t0, 13.5), |_| true).is_empty(), "the answer is on its way");
+    // Never answered, and the host streams no more: forgotten after a minute.
+    s.tick(clock(t0, 72.0));
+    assert!(s.owes());
+    s.tick(clock(t0, 74.0));
+    assert!(!s.owes());
 }
