@@ -59,7 +59,7 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
 
     let ring: SharedRing = Arc::new(Mutex::new(Ring::new(RING_CAPACITY)));
     let (latest_tx, latest_rx) = watch::channel(0);
-    let minute = MinuteTotals::new(recorder.limits().max_series);
+    let minute = MinuteTotals::default();
     let custom = Custom::new(recorder.clone(), minute.clone());
     let sampler = Sampler::new(Collectors::new(), custom, own::PerSecond::new(own.clone()), ring.clone(), latest_tx);
     let sampler = sampler.spawn(stop.clone()).context("starting the sampler thread")?;

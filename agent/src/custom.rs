@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::encode::SAMPLE_BUDGET;
 use crate::recorder::{Dist, Drained, Recorder, SeriesId, Value};
 use crate::size::entry_len;
 use crate::tick::{round, Tick};
@@ -34,33 +35,34 @@ pub struct MinuteSeries {
     pub values: Vec<f64>,
 }
 
-#[derive(Debug, Default)]
+/// Room for a value when estimating what a snapshot can carry.
+const VALUE_ROOM: usize = 5;
+
+#[derive(Debug)]
 struct Minute {
     totals: HashMap<u64, (Arc<SeriesId>, Total)>,
+    /// Snapshot bytes not yet claimed by a series this minute.
+    room: usize,
 }
 
-/// Per-minute totals, bounded to as many series as the recorder holds at most.
-#[derive(Debug, Clone)]
+impl Default for Minute {
+    fn default() -> Self {
+        Self { totals: HashMap::new(), room: SAMPLE_BUDGET }
+    }
+}
+
+/// Per-minute totals, kept only for as many series as a snapshot can carry (the oldest that
+/// wrote this minute): the rest could never be sent, so they cost no memory.
+#[derive(Debug, Clone, Default)]
 pub struct MinuteTotals {
     inner: Arc<Mutex<Minute>>,
-    cap: usize,
-}
-
-impl Default for MinuteTotals {
-    fn default() -> Self {
-        Self::new(crate::recorder::Limits::default().max_series)
-    }
 }
 
 impl MinuteTotals {
-    pub fn new(cap: usize) -> Self {
-        Self { inner: Arc::default(), cap }
-    }
-
     /// Takes the totals gathered since the last call, oldest series first.
     pub fn take(&self) -> Vec<MinuteSeries> {
         // Taken whole, so the memory of a busy minute goes with it.
-        let totals = std::mem::take(&mut self.lock().totals);
+        let totals = std::mem::take(&mut *self.lock()).totals;
         let mut out: Vec<MinuteSeries> = totals.into_values().map(|(id, total)| MinuteSeries { values: minute_values(&total), id }).collect();
         out.sort_unstable_by_key(|m| m.id.order);
         out
@@ -76,11 +78,14 @@ impl MinuteTotals {
         }
         let mut m = self.lock();
         for d in drained {
-            let full = m.totals.len() >= self.cap;
             match m.totals.get_mut(&d.id.order) {
                 Some((_, total)) => add(total, &d.value),
-                None if full => {}
                 None => {
+                    let cost: usize = d.id.keys().minute.iter().map(|k| entry_len(k, 0.0) + VALUE_ROOM).sum();
+                    if cost > m.room {
+                        continue;
+                    }
+                    m.room -= cost;
                     let total = match &d.value {
                         Value::Count(c) => Total::Sum(*c),
                         Value::Gauge(g) => Total::Last(*g),
@@ -240,5 +245,20 @@ mod tests {
         assert_eq!(omitted, 51 - kept);
         let rest: Vec<String> = names[5..].iter().map(|n| n.to_string()).collect();
         assert_eq!(rest, (0..kept).map(|i| format!("app.c{i:02}.count_ps")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn minute_totals_keep_only_what_a_snapshot_can_carry() {
+        let rec = Recorder::new();
+        let minute = MinuteTotals::default();
+        let mut custom = Custom::new(rec.clone(), minute.clone());
+        for i in 0..1000 {
+            rec.observe_at(100, &format!("timer.{i:04}"), &[], 1.0, 1.0);
+        }
+        custom.fold_into(&mut Tick { ts: 101_000, ..Tick::default() }, 0);
+        let kept = minute.take();
+        assert!(kept.len() > 20 && kept.len() < 100, "{} timers kept", kept.len());
+        assert_eq!(&*kept[0].id.name, "timer.0000", "the oldest first");
+        assert!(kept.windows(2).all(|w| w[0].id.order < w[1].id.order));
     }
 }
