@@ -67,6 +67,8 @@ pub enum Scenario {
     /// A viewer subscribes to a real agent's host channel, again and again: subscribe → first
     /// live sample, and the agent's own CPU and memory while it streams.
     Session(SessionArgs),
+    /// StatsD load on a real agent: its CPU and RSS, kernel drops, what its samples carry.
+    AgentLoad(crate::scenario::agent_load::AgentLoadArgs),
     /// The cheapest possible fan-out on this machine: a child process that only writes the
     /// same frames to N subscribers (no protocol, no queues), read by the usual subscribers.
     Floor(FloorArgs),

@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,
             Scenario::Session(a) => scenario::session::run(&ctx, a).await,
             Scenario::Floor(a) => scenario::floor::run(&ctx, a).await,
+            Scenario::AgentLoad(a) => scenario::agent_load::run(&ctx, a).await,
             Scenario::Summary { .. } | Scenario::FloorServer(_) => unreachable!("handled before the runtime starts"),
         }
     })?;

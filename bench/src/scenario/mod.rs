@@ -1,5 +1,6 @@
 //! The scenarios, one module each, and what they share.
 
+pub mod agent_load;
 pub mod broadcast;
 pub mod churn;
 pub mod floor;
