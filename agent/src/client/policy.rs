@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rand::Rng;
+use sonde_protocol::CloseCode;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +48,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const TOKEN_BACKOFF_MIN: Duration = Duration::from_secs(10);
 
 /// Close code of a connection whose token expired: reconnect after a backoff, with a fresh
-/// token (`CloseCode::TokenExpired` in the relay).
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4102;
-/// Close code of a connection refused for its token (expired or invalid) or a failed sign-in
-/// (`CloseCode::Unauthorized`).
-pub const CLOSE_UNAUTHORIZED: u16 = 4009;
+/// token.
+pub const CLOSE_TOKEN_EXPIRED: u16 = CloseCode::TokenExpired.code();
+/// Close code of a connection refused for its token (expired or invalid) or a failed sign-in.
+pub const CLOSE_UNAUTHORIZED: u16 = CloseCode::Unauthorized.code();
 
 impl Ended {
     /// `None`: do not reconnect.
