@@ -22,6 +22,16 @@ cargo build --release -p sonde-bench
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cp bench/relay.toml "$OUT/relay.toml"
+# A relay from before the [edge] settings refuses them (unknown field): give it the file
+# without that table (it has no per-address limits to lift).
+awk '/^\[edge\]/{skip=1; next} /^\[/{skip=0} !skip' bench/relay.toml > "$OUT/relay-noedge.toml"
+config_for() {
+    local bin=$1 probe
+    probe=$(SONDE_LOG=error timeout 2 "$bin" --config "$OUT/relay.toml" --bind 127.0.0.1:0 2>&1 >/dev/null || true)
+    if grep -q "unknown field" <<<"$probe"; then echo "$OUT/relay-noedge.toml"; else echo "$OUT/relay.toml"; fi
+}
+CONFIG_A=$(config_for "$A")
+CONFIG_B=$(config_for "$B")
 
 # NAME|bench arguments|rows to keep (a regular expression)
 SCENARIOS=(
@@ -33,7 +43,9 @@ SCENARIOS=(
 
 one() {
     local label=$1 bin=$2 name=$3 args=$4 rows=$5 round=$6
-    SONDE_LOG=warn "$bin" --config "$OUT/relay.toml" --bind "127.0.0.1:$PORT" >"$OUT/$name-$label-$round.relay.log" 2>&1 &
+    local config=$CONFIG_B
+    [ "$label" = A ] && config=$CONFIG_A
+    SONDE_LOG=warn "$bin" --config "$config" --bind "127.0.0.1:$PORT" >"$OUT/$name-$label-$round.relay.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do
         curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break

@@ -35,3 +35,14 @@ ensure_rust() {
   fi
   command -v cargo >/dev/null || { echo "cargo is required (install Rust with rustup)"; exit 1; }
 }
+
+# cargo-fuzz and the nightly toolchain it builds with (libFuzzer needs -Z flags).
+ensure_cargo_fuzz() {
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal || { echo "a nightly Rust toolchain is required for fuzzing"; return 1; }
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked >/dev/null 2>&1 || { echo "cannot install cargo-fuzz"; return 1; }
+  fi
+}

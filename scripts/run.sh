@@ -23,7 +23,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-./target/release/sonde-relay --bind "$BIND" --app "$APP" &
+# Secrets go through the environment and a private file, never the command line (`ps`).
+SONDE_APP="$APP" ./target/release/sonde-relay --bind "$BIND" &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "http://$BIND/readyz" >/dev/null 2>&1 && break
@@ -34,7 +35,9 @@ if ./target/release/sonde-relay token --help >/dev/null 2>&1 && [ -x ./target/re
   HOST=$(hostname)
   AGENT_TOKEN=$(SONDE_APP_SECRET=$APP_SECRET ./target/release/sonde-relay token --app "$APP_ID" --role agent --host "$HOST" --ttl 720h)
   VIEWER_TOKEN=$(SONDE_APP_SECRET=$APP_SECRET ./target/release/sonde-relay token --app "$APP_ID" --role viewer --ttl 12h)
-  ./target/release/sonde-agent --relay "ws://$BIND" --key "$APP_KEY" --token "$AGENT_TOKEN" --host "$HOST" --state-dir "$STATE/agent" &
+  mkdir -p "$STATE/agent"
+  (umask 077 && printf '%s\n' "$AGENT_TOKEN" > "$STATE/agent-token")
+  ./target/release/sonde-agent --relay "ws://$BIND" --key "$APP_KEY" --token-file "$STATE/agent-token" --host "$HOST" --state-dir "$STATE/agent" &
   pids+=($!)
   echo
   echo "Sonde is running. Open the dashboard:"

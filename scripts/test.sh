@@ -32,7 +32,7 @@ count_node() {
 
 count_plain() {
   local line
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
+  line=$(grep -E '^([a-z]+: )?[0-9]+ passed, [0-9]+ failed' "$1" | tail -1 | sed -E 's/^[a-z]+: //')
   PASSED+=$(echo "$line" | awk '{print $1}'); FAILED+=$(echo "$line" | awk '{print $3}')
 }
 
@@ -45,6 +45,11 @@ step "cargo test"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee artifacts/cargo-test.log
 [ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
 count_cargo artifacts/cargo-test.log
+
+step "Fuzzing what the relay and the agent parse from the network (${FUZZ_SECONDS:-20} s a target)"
+bash scripts/fuzz.sh 2>&1 | tee artifacts/fuzz-test.log
+[ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
+count_plain artifacts/fuzz-test.log
 
 export SONDE_RELAY_BIN="$ROOT/target/debug/sonde-relay"
 export SONDE_AGENT_BIN="$ROOT/target/debug/sonde-agent"

@@ -67,6 +67,9 @@ pub enum Scenario {
     /// A viewer subscribes to a real agent's host channel, again and again: subscribe → first
     /// live sample, and the agent's own CPU and memory while it streams.
     Session(SessionArgs),
+    /// A broadcast measured alone and then while thousands of hostile sockets attack the
+    /// server: the normal clients' loss and latency, health checks, what the server holds after.
+    Hostile(HostileArgs),
     /// StatsD load on a real agent: its CPU and RSS, kernel drops, what its samples carry.
     AgentLoad(crate::scenario::agent_load::AgentLoadArgs),
     /// The cheapest possible fan-out on this machine: a child process that only writes the
@@ -139,6 +142,25 @@ pub struct BroadcastArgs {
     /// publishing stops arrive within this many milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub max_drain_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HostileArgs {
+    #[command(flatten)]
+    pub load: ChannelLoad,
+    /// Hostile sockets, each repeating one attack (slow head, trickled body, silence,
+    /// garbage frames, an overflowing length, a disconnect mid-frame) from 200 addresses.
+    #[arg(long, default_value_t = 3000)]
+    pub attackers: usize,
+    /// Sockets a single address tries to hold at once.
+    #[arg(long, default_value_t = 2000)]
+    pub flood: usize,
+    /// The app key the hostile websocket requests name.
+    #[arg(long, default_value = "key")]
+    pub key: String,
+    /// Seconds to wait after the attack for the server to let go of it.
+    #[arg(long, default_value_t = 30)]
+    pub settle: u64,
 }
 
 #[derive(Debug, Args)]

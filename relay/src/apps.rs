@@ -146,16 +146,19 @@ impl App {
         self.hub.publish(channel, frame, except, urgency)
     }
 
-    /// One frame for one connection, on this node or another.
-    pub fn deliver(&self, to: SocketId, frame: Bytes) {
+    /// One frame for one connection, on this node or another, if it is subscribed to
+    /// `channel` (false when it is here and is not).
+    pub fn deliver(&self, channel: &ChannelName, to: SocketId, frame: Bytes) -> bool {
         match self.hub.connection(to) {
+            Some(_) if !self.hub.is_subscribed(channel, to) => return false,
             Some(conn) => {
                 self.backfill_reached(to, &frame);
                 conn.outbox.push(frame);
                 self.metrics.messages_out.inc();
             }
-            None => self.announce(Msg::Deliver { socket: to.to_string(), frame: utf8(&frame) }),
+            None => self.announce(Msg::Deliver { socket: to.to_string(), channel: Some(channel.to_string()), frame: utf8(&frame) }),
         }
+        true
     }
 
     /// A frame on its way to this node's subscribers of a channel: a host's samples or

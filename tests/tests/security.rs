@@ -262,3 +262,34 @@ async fn channels_per_connection_limit() {
     c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"a"}})).await;
     c.subscribe("c").await;
 }
+
+#[tokio::test]
+async fn an_agent_backfill_reaches_only_a_viewer_of_its_own_host() {
+    let relay = relay().await;
+    let token = hs256(&agent("1", "web1"), "secret");
+    let mut agent = Client::connect(&format!("{}&token={token}", relay.ws_url("key"))).await;
+    agent.subscribe("private-sonde-host.web1").await;
+    let mut other = relay.client().await;
+    subscribe_with(&mut other, "private-sonde-host.web2", &hs256(&viewer("1"), "secret")).await;
+    let mut mine = relay.client().await;
+    subscribe_with(&mut mine, "private-sonde-host.web1", &hs256(&viewer("1"), "secret")).await;
+    // Addressed to a socket that watches another host: refused, nothing delivered.
+    let stray = json!({ "for": other.socket_id, "samples": [] }).to_string();
+    agent.trigger("private-sonde-host.web1", "client-sonde-backfill", json!(stray)).await;
+    let f = agent.expect("pusher:error").await;
+    assert_eq!(f.data["code"], 4301);
+    assert!(f.data["message"].as_str().unwrap().contains("not subscribed"), "{f:?}");
+    relay.api().request("POST", "/events", Some(&json!({ "name": "marker", "channel": "private-sonde-host.web2", "data": "{}" })), &[]).await;
+    loop {
+        let f = other.next_frame().await.expect("a frame");
+        assert_ne!(f.event, "client-sonde-backfill", "a backfill reached a viewer of another host");
+        if f.event == "marker" {
+            break;
+        }
+    }
+    // Addressed to a viewer of its own host: delivered to that viewer.
+    let own = json!({ "for": mine.socket_id, "samples": [] }).to_string();
+    agent.trigger("private-sonde-host.web1", "client-sonde-backfill", json!(own)).await;
+    let f = mine.expect("client-sonde-backfill").await;
+    assert_eq!(f.channel.as_deref(), Some("private-sonde-host.web1"));
+}

@@ -50,8 +50,13 @@ pub enum Msg {
     /// A user's first (online) or last (offline) signed-in connection on this node.
     User { user: String, online: bool },
     Terminate { user: String },
-    /// A frame for one connection, wherever it is.
-    Deliver { socket: String, frame: String },
+    /// A frame for one connection, wherever it is, if it is subscribed to `channel`.
+    Deliver {
+        socket: String,
+        #[serde(default)]
+        channel: Option<String>,
+        frame: String,
+    },
     /// This node's viewers and agent connections of a host channel.
     Host { host: String, viewers: usize, agents: Vec<String> },
     /// An agent's state for the inventory, on the node it is connected to.

@@ -28,7 +28,7 @@ use crate::sessions::{SessionInfo, Table};
 use bus::{Envelope, Msg, SessionRecord};
 
 /// How the relay reaches Redis.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:port/db`.
@@ -54,6 +54,19 @@ pub struct RedisConfig {
 const MAX_NODE_ID: usize = 64;
 
 /// Checks a node id: it names Redis keys and travels in every bus message.
+/// The Redis URL's password never reaches `Debug` output or logs.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::redact::url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("node_timeout_ms", &self.node_timeout_ms)
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
 pub fn check_node_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty() && id.len() <= MAX_NODE_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
@@ -115,7 +128,8 @@ impl Link {
 
     pub fn send(&self, app: &str, msg: Msg) {
         if !self.is_up() {
-            tracing::debug!(?msg, "cluster: Redis is away; message dropped");
+            // Never the message itself: it may carry payloads and user data.
+            tracing::debug!("cluster: Redis is away; a bus message was dropped");
             self.dropped.inc();
             return;
         }

@@ -138,8 +138,12 @@ impl Views {
             Msg::Terminate { user } => {
                 app.hub.terminate_user(&user);
             }
-            Msg::Deliver { socket: s, frame } => {
-                if let Some((to, conn)) = socket(&s).and_then(|s| Some((s, app.hub.connection(s)?))) {
+            Msg::Deliver { socket: s, channel, frame } => {
+                // Only to a subscriber of the channel the sender named: an agent cannot reach
+                // other sockets of the app through another node.
+                let channel = channel.and_then(|c| ChannelName::parse(&c).ok());
+                let to = socket(&s).filter(|id| channel.as_ref().is_some_and(|c| app.hub.is_subscribed(c, *id)));
+                if let Some((to, conn)) = to.and_then(|id| Some((id, app.hub.connection(id)?))) {
                     let frame = Bytes::from(frame);
                     app.backfill_reached(to, &frame);
                     conn.outbox.push(frame);

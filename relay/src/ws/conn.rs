@@ -309,3 +309,41 @@ async fn run(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Arc<Con
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, EdgeConfig};
+    use crate::edge::{Admission, Gate};
+    use crate::metrics::Metrics;
+    use sonde_protocol::ChannelName;
+
+    #[tokio::test]
+    async fn a_connection_task_that_panics_leaves_nothing_registered() {
+        let metrics = Arc::new(Metrics::default());
+        let app = Arc::new(App::new(AppConfig::from_flag("1:key:secret").unwrap(), &metrics));
+        let gate = Arc::new(Gate::new(&EdgeConfig::default(), &[], 10, metrics.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let Admission::Client(slot) = gate.admit(peer.ip()) else { panic!("admitted") };
+        let timing = Timing { activity: Duration::from_secs(60), pong: Duration::from_secs(30), write: Duration::from_secs(5) };
+        let app2 = app.clone();
+        let task = async move {
+            let start = Start { app: app2.clone(), socket_id: SocketId::new(1, 2), grant: None, slot };
+            let mut c = Connection::open(server, &[], start, timing).expect("opened");
+            let handler = c.handler.as_mut().expect("handler");
+            handler.on_text(r#"{"event":"pusher:subscribe","data":{"channel":"public-room"}}"#);
+            assert_eq!(app2.hub.connection_count(), 1);
+            assert_eq!(app2.hub.channel_info(&ChannelName::parse("public-room").unwrap()).subscription_count, 1);
+            panic!("a bug in the connection's code");
+        };
+        tokio::spawn(crate::edge::guarded(task, metrics.clone())).await.expect("the guard catches the panic");
+        assert_eq!(app.hub.connection_count(), 0, "unregistered");
+        assert_eq!(app.hub.channel_info(&ChannelName::parse("public-room").unwrap()).subscription_count, 0, "left its channels");
+        assert_eq!(gate.open(), 0, "its socket slot is back");
+        assert_eq!(metrics.connection_panics.get(), 1, "counted");
+        assert!(metrics.encode().contains("sonde_connections{app=\"1\"} 0"), "{}", metrics.encode());
+        drop(client);
+    }
+}

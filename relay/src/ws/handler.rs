@@ -347,11 +347,10 @@ impl Handler {
             if let Some(to) = backfill_for(&ev.data) {
                 // History for one viewer that joined late: to it alone, and only if it watches
                 // this host (an agent must not reach other sockets of the app).
-                if self.app.hub.connection(to).is_some() && !self.app.hub.is_subscribed(&name, to) {
-                    return reject(self, &format!("the backfill's viewer is not subscribed to {name}"));
-                }
                 let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: None }.encode();
-                self.app.deliver(to, frame);
+                if !self.app.deliver(&name, to, frame) {
+                    reject(self, &format!("the backfill's viewer is not subscribed to {name}"));
+                }
                 return;
             }
         }

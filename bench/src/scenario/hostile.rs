@@ -1,0 +1,305 @@
+//! `hostile`: a broadcast to N normal subscribers, measured twice in one run: alone, then while
+//! thousands of hostile sockets attack the same server (slow request heads, trickled and
+//! missing bodies, silent sockets, garbage and overflowing frames, disconnects mid-frame, a
+//! flood from one address). Reports the normal clients' loss and latency in both, whether
+//! `/healthz` answered throughout, and what the server holds once the attack is over.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+use crate::cli::HostileArgs;
+use crate::fleet::{self, Readers};
+use crate::monitor::Window;
+use crate::publish::{bench_data, Outcome, Pacer, Publisher};
+use crate::recorder::Recorder;
+use crate::report::{Report, Section};
+use crate::Ctx;
+
+/// The ways a hostile socket misbehaves, in turn.
+#[derive(Debug, Clone, Copy)]
+enum Attack {
+    /// An upgrade request head, one byte a second.
+    SlowHead,
+    /// An HTTP request promising a body, then a trickle that never completes it.
+    TrickledBody,
+    /// Connects and says nothing.
+    Silent,
+    /// A websocket handshake, then random bytes.
+    Garbage,
+    /// A fragment, then a continuation claiming nearly 2^64 bytes.
+    Overflow,
+    /// Half a frame, then gone.
+    MidFrame,
+}
+
+const ATTACKS: [Attack; 6] = [Attack::SlowHead, Attack::TrickledBody, Attack::Silent, Attack::Garbage, Attack::Overflow, Attack::MidFrame];
+
+/// Counts of what the attackers did and met.
+#[derive(Default)]
+struct AttackStats {
+    opened: AtomicU64,
+    refused: AtomicU64,
+    flood_opened: AtomicU64,
+    flood_refused: AtomicU64,
+}
+
+pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
+    let params = serde_json::json!({
+        "subscribers": a.load.subscribers, "rate": a.load.rate, "duration_s": a.load.duration,
+        "attackers": a.attackers, "flood": a.flood, "payload_bytes": a.load.payload,
+    });
+    let channel: Arc<str> = format!("private-bench-{:08x}", rand::random::<u32>()).into();
+    let recorder = Arc::new(Recorder::default());
+    eprintln!("hostile: opening {} normal subscribers on {channel}", a.load.subscribers);
+    let ch = channel.clone();
+    let opened = fleet::open(&ctx.target, 0, a.load.subscribers, ctx.connect_concurrency, Arc::new(move |_| Some(ch.to_string()))).await;
+    let readers = Readers::spawn(opened.conns, &recorder);
+    let publisher = Publisher::http(&ctx.target, 64)?;
+    let event: Arc<str> = publisher.event("bench").into();
+    publisher.warm_up(&channel, &event).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server_state(ctx).await;
+    let rate = a.load.rate.first().copied().unwrap_or(10.0);
+
+    let mut sections = Vec::new();
+    let mut seq = 0u64;
+    for attacked in [false, true] {
+        let label = format!("{rate} msg/s to {} subscribers, {}", readers.len(), if attacked { format!("under attack by {} hostile sockets", a.attackers + a.flood) } else { "no attack".into() });
+        eprintln!("hostile: {label} for {} s", a.load.duration);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(AttackStats::default());
+        let attackers = if attacked { spawn_attack(ctx.target.server, a, &stop, &stats) } else { Vec::new() };
+        if attacked {
+            // Let the attackers take their sockets before measuring.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let health = tokio::spawn(watch_health(ctx.target.server, stop.clone()));
+        recorder.reset(seq + 1);
+        let outcome = Arc::new(Outcome::default());
+        let window = Window::start(ctx.server_pid);
+        let during = server_state(ctx).await;
+        let started = Instant::now();
+        let mut pacer = Pacer::new(rate);
+        while started.elapsed() < Duration::from_secs(a.load.duration) {
+            for _ in 0..pacer.due().await {
+                seq += 1;
+                let mut data = String::with_capacity(a.load.payload + 64);
+                bench_data(seq, a.load.payload, &mut data);
+                publisher.send(&channel, &event, data, &outcome).await;
+            }
+        }
+        publisher.settle().await;
+        let publishing = started.elapsed();
+        let expected = outcome.ok() * readers.len() as u64;
+        let drained = super::drain(&recorder, expected, Duration::from_secs(a.load.drain)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (health_ok, health_failed, health_worst) = health.await.unwrap_or_default();
+        for t in attackers {
+            t.abort();
+        }
+
+        let mut s = Section::new(label);
+        s.row("publish failures", outcome.failed() as f64, "");
+        super::deliveries(&mut s, &recorder, outcome.ok(), readers.len(), publishing);
+        drained.rows(&mut s, expected);
+        s.row("connections lost", readers.finished() as f64, "conns");
+        s.row("healthz answered", health_ok as f64, "");
+        s.row("healthz failed", health_failed as f64, "");
+        s.row("healthz slowest", health_worst.as_secs_f64() * 1e3, "ms");
+        if attacked {
+            s.row("hostile sockets opened", stats.opened.load(Ordering::Relaxed) as f64, "");
+            s.row("hostile sockets refused at once", stats.refused.load(Ordering::Relaxed) as f64, "");
+            s.row("flood sockets opened", stats.flood_opened.load(Ordering::Relaxed) as f64, "");
+            s.row("flood sockets refused", stats.flood_refused.load(Ordering::Relaxed) as f64, "");
+            s.row("server sockets during attack", during.sockets, "");
+            s.row("server descriptors during attack", during.fds, "");
+        }
+        window.finish(&mut s);
+        sections.push(s);
+    }
+    // Once the attack is over, the server must be back to the normal clients' count.
+    let mut after = server_state(ctx).await;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(a.settle) && (after.connections > before.connections || after.fds > before.fds + 8.0) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = server_state(ctx).await;
+    }
+    let mut s = Section::new("server state before and after the attack".to_string());
+    s.row("connections before", before.connections, "");
+    s.row("connections after", after.connections, "");
+    s.row("sockets before", before.sockets, "");
+    s.row("sockets after", after.sockets, "");
+    s.row("descriptors before", before.fds, "");
+    s.row("descriptors after", after.fds, "");
+    s.row("seconds to settle", settle.elapsed().as_secs_f64(), "s");
+    s.row("normal connections lost", readers.finished() as f64, "conns");
+    let p99 = |i: usize| sections.get(i).and_then(|x: &Section| x.get("latency p99")).unwrap_or(0.0);
+    if p99(0) > 0.0 {
+        s.row("p99 under attack / p99 alone", p99(1) / p99(0), "x");
+    }
+    sections.push(s);
+    Ok(super::report("hostile", ctx, params, sections, Vec::new()))
+}
+
+/// What the server holds: its connection and socket gauges, and its open descriptors.
+#[derive(Default, Clone, Copy)]
+struct ServerState {
+    connections: f64,
+    sockets: f64,
+    fds: f64,
+}
+
+async fn server_state(ctx: &Ctx) -> ServerState {
+    let text = http_get(ctx.target.server, "/metrics").await.unwrap_or_default();
+    let sum = |name: &str| text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
+    let fds = ctx.server_pid.and_then(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok()).map_or(0.0, |d| d.count() as f64);
+    ServerState { connections: sum("sonde_connections{"), sockets: sum("sonde_edge_sockets "), fds }
+}
+
+/// Polls `/healthz` every 100 ms until stopped: answered, failed, slowest answer.
+async fn watch_health(server: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64, Duration) {
+    let (mut ok, mut failed, mut worst) = (0, 0, Duration::ZERO);
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(2), http_get(server, "/healthz")).await {
+            Ok(Some(body)) if body.starts_with("ok") => ok += 1,
+            _ => failed += 1,
+        }
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (ok, failed, worst)
+}
+
+/// A one-shot HTTP/1.1 GET: the body, or `None`.
+async fn http_get(server: SocketAddr, path: &str) -> Option<String> {
+    let mut tcp = TcpStream::connect(server).await.ok()?;
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+fn spawn_attack(server: SocketAddr, a: &HostileArgs, stop: &Arc<AtomicBool>, stats: &Arc<AttackStats>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for i in 0..a.attackers {
+        let attack = ATTACKS[i % ATTACKS.len()];
+        // Spread over 127.0.1.x so per-address limits do not hide the socket cap.
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i % 200) as u8));
+        let (stop, stats, key) = (stop.clone(), stats.clone(), a.key.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match connect_from(source, server).await {
+                    Some(tcp) => {
+                        stats.opened.fetch_add(1, Ordering::Relaxed);
+                        if !misbehave(tcp, attack, &key, &stop).await {
+                            // Turned away at once: try again a second later, as a botnet would.
+                            stats.refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }));
+    }
+    // A flood from one address: as many sockets as it can get, held open.
+    let flood_source = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1));
+    let (n, stop, stats) = (a.flood, stop.clone(), stats.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(mut tcp) = connect_from(flood_source, server).await {
+                let mut b = [0u8; 1];
+                // A refused socket is answered and closed at once.
+                match tokio::time::timeout(Duration::from_millis(20), tcp.read(&mut b)).await {
+                    Ok(_) => stats.flood_refused.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => stats.flood_opened.fetch_add(1, Ordering::Relaxed),
+                };
+                held.push(tcp);
+            }
+        }
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }));
+    tasks
+}
+
+async fn connect_from(source: IpAddr, server: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    if server.ip().is_loopback() {
+        socket.bind(SocketAddr::new(source, 0)).ok()?;
+    }
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(server)).await.ok()?.ok()
+}
+
+const UPGRADE_HEAD: &str = "GET /app/{key}?protocol=7&client=hostile HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Plays one attack on one socket until the server closes it (or the run stops). Returns
+/// false when the server closed it before the attack got going.
+async fn misbehave(mut tcp: TcpStream, attack: Attack, key: &str, stop: &AtomicBool) -> bool {
+    let head = UPGRADE_HEAD.replace("{key}", key);
+    let started = Instant::now();
+    let result: std::io::Result<()> = async {
+        match attack {
+            Attack::SlowHead => {
+                for b in head.as_bytes() {
+                    tcp.write_all(&[*b]).await?;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Attack::TrickledBody => {
+                tcp.write_all(b"POST /apps/1/events?auth_key=x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{").await?;
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tcp.write_all(b" ").await?;
+                }
+            }
+            Attack::Silent => {
+                let mut b = [0u8; 64];
+                while tcp.read(&mut b).await? > 0 {}
+            }
+            Attack::Garbage | Attack::Overflow | Attack::MidFrame => {
+                tcp.write_all(head.as_bytes()).await?;
+                let frame: Vec<u8> = match attack {
+                    Attack::Garbage => (0..512).map(|_| rand::random::<u8>()).collect(),
+                    Attack::Overflow => {
+                        let mut f = vec![0x01, 0x83, 1, 2, 3, 4, b'a' ^ 1, b'b' ^ 2, b'c' ^ 3];
+                        f.extend_from_slice(&[0x80, 0xff]);
+                        f.extend_from_slice(&(u64::MAX - 2).to_be_bytes());
+                        f.extend_from_slice(&[1, 2, 3, 4]);
+                        f
+                    }
+                    _ => vec![0x81, 0xfe, 0x10],
+                };
+                tcp.write_all(&frame).await?;
+                if matches!(attack, Attack::MidFrame) {
+                    return Ok(());
+                }
+                let mut b = [0u8; 4096];
+                while tcp.read(&mut b).await? > 0 {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = result;
+    if stop.load(Ordering::Relaxed) {
+        return true;
+    }
+    started.elapsed() > Duration::from_millis(100)
+}
