@@ -80,7 +80,7 @@ struct Inner {
     dropped: AtomicU64,
     /// Records refused for a name or tags over the length limits (or a non-finite value).
     rejected: AtomicU64,
-    /// A new series was refused since the last drain.
+    /// The cap refused a new series since the last drain.
     full: AtomicBool,
 }
 
@@ -248,24 +248,21 @@ impl Recorder {
                 return;
             }
             if list.len() >= limits.max_series_per_name {
-                self.refuse();
+                // Only this name is full: no reason to hurry the expiry of other series.
+                inner.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
         let admitted = inner.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limits.max_series).then_some(n + 1));
         if admitted.is_err() {
-            self.refuse();
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            inner.full.store(true, Ordering::Relaxed);
             return;
         }
         let order = inner.next_order.fetch_add(1, Ordering::Relaxed);
         let mut s = Series::new(Arc::new(SeriesId::new(name, tags, kind, order)), sec);
         f(&mut s, sec, limits);
         shard.by_name.entry(name.into()).or_default().push(s);
-    }
-
-    fn refuse(&self) {
-        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        self.inner.full.store(true, Ordering::Relaxed);
     }
 }
 

@@ -67,6 +67,7 @@ fn tag_variants_of_one_name_leave_room_for_others() {
     }
     assert_eq!(rec.series(), 16);
     assert_eq!(rec.dropped(), 10_000 - 16);
+    assert!(!rec.inner.full.load(Ordering::Relaxed), "one full name does not hurry the expiry of the others");
     rec.counter_at(100, "orders", &[], 1.0);
     let got = drain(&rec, 101);
     assert_eq!(got["app.orders.count_ps"], Value::Count(1.0), "a new name still gets in");
