@@ -141,7 +141,6 @@ impl Gate {
         }
         let mut slot = Slot { gate: self.clone(), ip: None, handshaking: AtomicBool::new(false) };
         if n >= self.max_sockets {
-            self.metrics.edge_refused(Refused::Cap.label());
             self.metrics.edge_sockets.inc();
             return Admission::HealthOnly(slot);
         }

@@ -314,7 +314,9 @@ async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes:
     if health.await.unwrap_or(false) {
         serve_http(tcp, peer, state, routes, slot, false).await;
     } else {
-        let _ = tcp.try_write(crate::edge::Refused::Cap.reply().as_bytes());
+        let refused = crate::edge::Refused::Cap;
+        state.metrics.edge_refused(refused.label());
+        let _ = tcp.try_write(refused.reply().as_bytes());
     }
 }
 
