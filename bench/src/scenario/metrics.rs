@@ -72,6 +72,12 @@ pub async fn run(ctx: &Ctx, a: &MetricsArgs) -> anyhow::Result<Report> {
         }
     };
 
+    // Like a real agent joining a watched host, each publisher first sends its (here empty)
+    // history: the relay stops asking it for one.
+    let history = Arc::new(Outcome::default());
+    for (h, p) in publishers.iter().enumerate().filter(|(_, p)| matches!(p, Publisher::Client(_))) {
+        p.send(&channel(h).into(), &p.event("sonde-backfill").into(), r#"{"samples":[]}"#.to_owned(), &history).await;
+    }
     eprintln!("metrics: {hosts} hosts × {} viewers, via {}, for {} s", a.viewers, a.via, a.duration);
     if let Some(p @ Publisher::Http { .. }) = publishers.first() {
         p.warm_up(&channel(0).into(), &p.event("sonde-sample").into()).await;

@@ -82,6 +82,7 @@ impl Sessions {
         let due: Vec<SocketId> = {
             let mut owed = self.owed.lock();
             let Some(list) = owed.get_mut(host) else { return Vec::new() };
+            let before = list.len();
             let due = match what {
                 Stream::Backfill => {
                     list.clear();
@@ -98,7 +99,13 @@ impl Sessions {
                     .collect()
                 }
             };
-            self.recount(&mut owed);
+            // On every sample of a host with owed viewers: only this host's list changed, so the
+            // count moves by its change (a full recount would walk every host's list).
+            let gone = before - list.len();
+            if list.is_empty() {
+                owed.remove(host);
+            }
+            self.owing.fetch_sub(gone, Ordering::Relaxed);
             due
         };
         if due.is_empty() {
