@@ -19,6 +19,9 @@ pub struct Cli {
     /// Address to listen on (websocket, HTTP API, dashboard).
     #[arg(long, env = "SONDE_BIND")]
     pub bind: Option<SocketAddr>,
+    /// Also serve /healthz, /readyz and /metrics (only) on this address, e.g. an internal one.
+    #[arg(long, env = "SONDE_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// An app as ID:KEY:SECRET (repeatable; comma-separated in SONDE_APP).
     #[arg(long = "app", env = "SONDE_APP", value_delimiter = ',', hide_env_values = true)]
     pub apps: Vec<String>,
@@ -85,6 +88,7 @@ impl std::fmt::Debug for Cli {
         f.debug_struct("Cli")
             .field("config", &self.config)
             .field("bind", &self.bind)
+            .field("metrics_bind", &self.metrics_bind)
             .field("apps", &apps)
             .field("redis", &self.redis.as_deref().map(crate::redact::url))
             .field("redis_prefix", &self.redis_prefix)
@@ -145,6 +149,9 @@ impl Cli {
         };
         if let Some(bind) = self.bind {
             config.bind = bind;
+        }
+        if let Some(addr) = self.metrics_bind {
+            config.metrics_bind = Some(addr);
         }
         if let Some(url) = &self.redis {
             let mut r = config.redis.take().unwrap_or_else(|| crate::cluster::RedisConfig::new(url));

@@ -33,6 +33,10 @@ pub struct Config {
     /// 0 serves them on the runtime that runs the server (as embedded in a program).
     #[serde(default)]
     pub io_threads: Option<usize>,
+    /// A second, plain HTTP listener for `/healthz`, `/readyz` and `/metrics` only (an
+    /// internal address for Prometheus and health checks), unaffected by the public edge.
+    #[serde(default)]
+    pub metrics_bind: Option<SocketAddr>,
     /// Addresses of reverse proxies and load balancers (IPs or CIDR blocks) whose
     /// `X-Forwarded-For` names the real client: only for them is the header believed.
     #[serde(default)]
@@ -144,6 +148,7 @@ impl Default for Config {
             pong_timeout_s: DEFAULT_PONG_TIMEOUT_S,
             fanout_threads: None,
             io_threads: None,
+            metrics_bind: None,
             trusted_proxies: Vec::new(),
             edge: EdgeConfig::default(),
             sessions: SessionsConfig::default(),

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod edge;
+pub mod health;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -77,6 +77,9 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, dev: bool) {
         println!("  development app: id={} key={} secret={} (for local use only; configure your own with --app or --config)", app.id, app.key, app.secret);
     }
     println!("  health http://{addr}/healthz  metrics http://{addr}/metrics");
+    if let Some(m) = config.metrics_bind {
+        println!("  also on http://{m}: /healthz /readyz /metrics only");
+    }
 }
 
 fn init_tracing(format: &str) {

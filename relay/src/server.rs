@@ -155,6 +155,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         n => Some(IoThreads::start(n)?),
     };
     state.io = io.as_ref().map(|t| t.runtimes.clone());
+    if let Some(addr) = config.metrics_bind {
+        // Up before the cluster is joined: /readyz says when this node is.
+        state.tracker.spawn(crate::health::serve(bind(addr)?, state.clone()));
+    }
     let served = run_with_state(listener, state, shutdown).await;
     drop(io);
     served

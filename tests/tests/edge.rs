@@ -68,6 +68,33 @@ async fn at_the_socket_cap_health_and_metrics_still_answer_and_others_are_refuse
 }
 
 #[tokio::test]
+async fn the_metrics_listener_answers_whatever_the_public_one_faces() {
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut app = AppConfig::from_flag("1:key:secret").unwrap();
+    app.limits.max_connections = 0;
+    let edge = EdgeConfig { max_sockets: 2, health_sockets: 0, max_sockets_per_ip: 0, max_handshakes_per_ip: 0, ..EdgeConfig::default() };
+    let relay = TestRelay::with_config(Config { apps: vec![app], edge, metrics_bind: Some(metrics_addr), io_threads: Some(1), ..Config::default() }).await;
+    // The public listener is full, with no health sockets beyond its cap.
+    let _held = [RawWs::open(relay.addr, "key").await, RawWs::open(relay.addr, "key").await];
+    let refused = http_exchange(relay.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    // The metrics listener serves health, readiness and metrics, and nothing else.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = http_exchange(metrics_addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+    let metrics = http_exchange(metrics_addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(metrics.contains("sonde_connections{app=\"1\"} 2"), "{metrics}");
+    for request in ["GET /app/key?protocol=7 HTTP/1.1", "GET /apps/1/channels HTTP/1.1", "GET / HTTP/1.1"] {
+        let answer = http_exchange(metrics_addr, format!("{request}\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{request}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn per_address_socket_and_handshake_limits() {
     let edge = EdgeConfig { max_sockets_per_ip: 3, max_handshakes_per_ip: 2, ..EdgeConfig::default() };
     let relay = relay_with(edge, &[]).await;

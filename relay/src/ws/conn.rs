@@ -88,7 +88,9 @@ pub async fn serve(tcp: TcpStream, prefix: BytesMut, start: Start, timing: Timin
     drop(prefix);
     let Some(handler) = c.handler.as_mut() else { return };
     let reason = run(&mut c.ws, &c.writer, &c.conn, handler, timing, &shutdown).await;
-    c.ended = Some(reason);
+    // No span per connection: entering one on every poll costs more than the fields are worth.
+    debug!(app = %c.app.id(), socket_id = %c.conn.socket_id, %reason, "connection ended");
+    c.ended = true;
     // Dropping `c` unregisters the connection, here as on every other way out of this task.
 }
 
@@ -101,8 +103,8 @@ struct Connection {
     conn: Arc<Conn>,
     handler: Option<Handler>,
     ws: WsStream<SocketReader>,
-    /// Why the connection ended, once its loop returned.
-    ended: Option<String>,
+    /// Whether its loop returned (otherwise the task panicked or was cancelled).
+    ended: bool,
     /// Dropped last, after the connection is unregistered.
     _slot: Slot,
 }
@@ -126,15 +128,15 @@ impl Connection {
         let handler = Some(Handler::new(app.clone(), conn.clone(), grant));
         conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
         let ws = WsStream::with_prefix(SocketReader(socket.clone()), app.config.limits.max_message_bytes, prefix);
-        Some(Self { app, socket, writer, conn, handler, ws, ended: None, _slot: slot })
+        Some(Self { app, socket, writer, conn, handler, ws, ended: false, _slot: slot })
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let reason = self.ended.as_deref().unwrap_or("its task ended abnormally (panic or runtime shutdown)");
-        // No span per connection: entering one on every poll costs more than the fields are worth.
-        debug!(app = %self.app.id(), socket_id = %self.conn.socket_id, %reason, "connection ended");
+        if !self.ended {
+            debug!(app = %self.app.id(), socket_id = %self.conn.socket_id, "connection ended: its task panicked or was cancelled");
+        }
         // Publishers must not write to a socket nobody owns any more.
         self.conn.outbox.close(CloseCode::Reconnect, "closing");
         if let Some(handler) = self.handler.take() {
