@@ -10,6 +10,7 @@ pub mod frame;
 pub mod sign;
 pub mod socket_id;
 pub mod sonde;
+pub mod webhook;
 
 pub use channel::{ChannelError, ChannelKind, ChannelName};
 pub use close::CloseCode;

@@ -20,6 +20,7 @@ use crate::limits::Limiters;
 use crate::sessions::inventory::{pages, Inventory};
 use crate::sessions::{Action, SessionTiming, Sessions, Stream};
 use crate::tokens::INVENTORY_CHANNEL;
+use crate::webhooks::{WebhookSettings, Webhooks};
 
 /// Frames are JSON text: this never loses anything.
 fn utf8(frame: &Bytes) -> String {
@@ -45,6 +46,8 @@ pub struct App {
     pub limiters: Limiters,
     pub sessions: Sessions,
     pub inventory: Inventory,
+    /// The app's webhooks, when it has targets.
+    pub webhooks: Option<Arc<Webhooks>>,
     /// The cluster bus, when the relay runs with Redis.
     cluster: OnceLock<Link>,
 }
@@ -63,16 +66,27 @@ impl App {
     }
 
     pub fn with_timing(config: AppConfig, metrics: &Metrics, timing: SessionTiming) -> Self {
+        Self::build(config, metrics, timing, &WebhookSettings::default())
+    }
+
+    pub fn build(config: AppConfig, metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings) -> Self {
         let hub = Hub::new(HubOptions {
             subscription_count: config.subscription_count,
             max_presence_members: config.limits.max_presence_members,
             cache_ttl: Duration::from_secs(config.limits.cache_ttl_s),
         });
-        let metrics = metrics.for_app(&config.id);
+        let app_metrics = metrics.for_app(&config.id);
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
-        Self { config, hub, metrics, tokens, limiters, sessions: Sessions::new(timing), inventory: Inventory::default(), cluster: OnceLock::new() }
+        let inventory = Inventory::default();
+        let webhooks = Webhooks::new(&config, hooks, metrics);
+        if let Some(w) = &webhooks {
+            hub.observe(w.clone());
+            let w = w.clone();
+            inventory.observe(Box::new(move |host, online, snapshot| w.agent(host, online, snapshot)));
+        }
+        Self { config, hub, metrics: app_metrics, tokens, limiters, sessions: Sessions::new(timing), inventory, webhooks, cluster: OnceLock::new() }
     }
 
     /// Sends what the session controller asked for, here and on the other nodes (with the
@@ -104,6 +118,13 @@ impl App {
         }
         self.metrics.sessions.set(self.sessions.count() as i64);
         self.announce_table();
+        let lifecycle = self.sessions.take_lifecycle();
+        if let Some(w) = &self.webhooks {
+            // Every change of role comes through here (the cluster applies what `lead`,
+            // `follow` and `alone` return).
+            w.set_role(self.sessions.role());
+            lifecycle.iter().for_each(|l| w.session(l));
+        }
     }
 
     /// Fans HTTP publishes out, in order. Queueing never waits for a socket: small channels
@@ -193,13 +214,16 @@ impl App {
         if self.cluster.get().is_none() {
             return;
         }
+        // A member leaves before the count drops and joins after it rises, so every node sees
+        // a channel's last member removed before it is vacated, and occupied before its first
+        // member is added (the order webhooks report them in).
         let name = channel.to_string();
+        if let Some(u) = &change.left {
+            self.announce(Msg::Leave { channel: name.clone(), user: u.to_string() });
+        }
         self.announce(Msg::Count { channel: name.clone(), count: change.local_count });
         if let Some(p) = &change.joined {
-            self.announce(Msg::Join { channel: name.clone(), user: p.user_id.to_string(), info: p.user_info.as_deref().map(str::to_owned) });
-        }
-        if let Some(u) = &change.left {
-            self.announce(Msg::Leave { channel: name, user: u.to_string() });
+            self.announce(Msg::Join { channel: name, user: p.user_id.to_string(), info: p.user_info.as_deref().map(str::to_owned) });
         }
     }
 
@@ -277,9 +301,13 @@ impl Apps {
     }
 
     pub fn with_timing(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming) -> Self {
+        Self::build(configs, metrics, timing, &WebhookSettings::default())
+    }
+
+    pub fn build(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings) -> Self {
         let mut apps = Self::default();
         for c in configs {
-            let app = Arc::new(App::with_timing(c.clone(), metrics, timing));
+            let app = Arc::new(App::build(c.clone(), metrics, timing, hooks));
             apps.by_key.insert(c.key.clone(), app.clone());
             apps.by_id.insert(c.id.clone(), app);
         }

@@ -50,6 +50,9 @@ pub struct Config {
     /// Redis for a cluster of relays; without it the relay is one in-memory node.
     #[serde(default)]
     pub redis: Option<crate::cluster::RedisConfig>,
+    /// How webhooks are delivered (timeouts, retries, queue bounds), for every app.
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhookSettings,
     /// The apps (accounts) this relay serves.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -153,6 +156,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             sessions: SessionsConfig::default(),
             redis: None,
+            webhooks: crate::webhooks::WebhookSettings::default(),
             apps: Vec::new(),
         }
     }
@@ -190,6 +194,13 @@ pub struct AppConfig {
     /// Clock skew tolerated on token `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway")]
     pub token_leeway_s: u64,
+    /// Backends told of channel, presence, client and Sonde events (`[[apps.webhooks]]`).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// How long an event waits for others to share its webhook request; 0 sends one event
+    /// per request.
+    #[serde(default)]
+    pub webhook_batch_ms: u64,
     /// Limits; Pusher's defaults when omitted.
     #[serde(default, flatten)]
     pub limits: Limits,
@@ -239,6 +250,8 @@ impl std::fmt::Debug for AppConfig {
             .field("client_events", &self.client_events)
             .field("allowed_origins", &self.allowed_origins)
             .field("public_keys", &self.public_keys.len())
+            .field("webhooks", &self.webhooks)
+            .field("webhook_batch_ms", &self.webhook_batch_ms)
             .field("limits", &self.limits)
             .finish()
     }
@@ -359,6 +372,7 @@ impl Config {
                 return Err(ConfigError::DuplicateKey(app.key.clone()));
             }
             crate::tokens::Verifier::new(app).map_err(ConfigError::Invalid)?;
+            crate::webhooks::config::validate_app(&app.id, &app.webhooks, app.webhook_batch_ms).map_err(ConfigError::Invalid)?;
             let l = &app.limits;
             if l.max_message_bytes < l.max_payload_bytes {
                 return Err(ConfigError::Invalid(format!(
@@ -377,6 +391,7 @@ impl Config {
         for p in &self.trusted_proxies {
             crate::edge::parse_net(p).map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))?;
         }
+        self.webhooks.validate().map_err(ConfigError::Invalid)?;
         if self.activity_timeout_s == 0 || self.pong_timeout_s == 0 {
             return Err(ConfigError::Invalid("activity_timeout_s and pong_timeout_s must be positive".into()));
         }
@@ -403,6 +418,8 @@ impl AppConfig {
             allowed_origins: Vec::new(),
             public_keys: Vec::new(),
             token_leeway_s: DEFAULT_TOKEN_LEEWAY_S,
+            webhooks: Vec::new(),
+            webhook_batch_ms: 0,
             limits: Limits::default(),
         })
     }
@@ -432,6 +449,39 @@ mod tests {
         assert_eq!(app.limits.max_connections, 5);
         assert_eq!(app.limits.max_payload_bytes, 10240);
         assert!(!format!("{app:?}").contains("s2"), "the secret never reaches Debug output");
+    }
+
+    #[test]
+    fn webhooks_in_the_documented_shape() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [webhooks]
+            retry_window_s = 60
+            [[apps]]
+            id = "2"
+            key = "k2"
+            secret = "s2"
+            webhook_batch_ms = 250
+            [[apps.webhooks]]
+            url = "http://backend.example.com/pusher/webhooks"
+            event_types = ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event"]
+            channel_prefix = "presence-"
+            headers = { "X-Env" = "prod" }
+            [[apps.webhooks]]
+            url = "http://audit.example.com/"
+            event_types = ["sonde_session_started", "sonde_agent_offline"]
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.webhooks.retry_window_s, 60);
+        let app = &cfg.apps[0];
+        assert_eq!((app.webhooks.len(), app.webhook_batch_ms), (2, 250));
+        assert_eq!(app.webhooks[0].channel_prefix.as_deref(), Some("presence-"));
+        let mut https = cfg.clone();
+        https.apps[0].webhooks[0].url = "https://backend.example.com/".into();
+        let err = https.validate().unwrap_err().to_string();
+        assert!(err.contains("app 2") && err.contains("TLS"), "{err}");
     }
 
     #[test]

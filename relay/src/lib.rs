@@ -19,4 +19,5 @@ pub mod net;
 pub mod server;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 pub mod ws;

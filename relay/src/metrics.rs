@@ -42,6 +42,32 @@ pub struct EndpointLabel {
     pub endpoint: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    pub app: String,
+    /// The target's `host:port` (from the config: bounded).
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub app: String,
+    pub target: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    pub app: String,
+    pub target: String,
+    pub reason: &'static str,
+}
+
+/// 1 ms .. ~6 min: webhook deliveries, retries included.
+fn delivery_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.5, 15))
+}
+
 fn histogram() -> Histogram {
     // 10 µs .. ~5 s
     Histogram::new(exponential_buckets(0.000_01, 2.5, 15))
@@ -75,6 +101,12 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabel, Counter>,
     pub http_duration: Family<EndpointLabel, Histogram, fn() -> Histogram>,
     pub publish_duration: Family<AppLabel, Histogram, fn() -> Histogram>,
+    webhook_requests: Family<OutcomeLabel, Counter>,
+    webhook_queue: Family<TargetLabel, Gauge>,
+    webhook_retries: Family<TargetLabel, Counter>,
+    webhook_dropped: Family<DropLabel, Counter>,
+    webhook_delivered: Family<TargetLabel, Counter>,
+    webhook_delivery: Family<TargetLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -102,6 +134,12 @@ impl Default for Metrics {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(histogram),
             publish_duration: Family::new_with_constructor(histogram),
+            webhook_requests: Family::default(),
+            webhook_queue: Family::default(),
+            webhook_retries: Family::default(),
+            webhook_dropped: Family::default(),
+            webhook_delivered: Family::default(),
+            webhook_delivery: Family::new_with_constructor(delivery_histogram),
             registry: Registry::default(),
         };
         registry.register("connections", "Open websocket connections", m.connections.clone());
@@ -125,6 +163,12 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
         registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());
+        registry.register("webhook_requests", "Webhook requests by target and outcome (ok, http_4xx, http_5xx, timeout, connect, error)", m.webhook_requests.clone());
+        registry.register("webhook_queue_events", "Webhook events queued for a target", m.webhook_queue.clone());
+        registry.register("webhook_retries", "Webhook requests retried after a failure", m.webhook_retries.clone());
+        registry.register("webhook_dropped_events", "Webhook events dropped, by reason (queue_full, retry_window, shutdown, unconfirmed)", m.webhook_dropped.clone());
+        registry.register("webhook_delivered_events", "Webhook events a target accepted (2xx)", m.webhook_delivered.clone());
+        registry.register("webhook_delivery_seconds", "Time from an event to its delivery (2xx), retries included", m.webhook_delivery.clone());
         Self { registry, ..m }
     }
 }
@@ -148,7 +192,46 @@ pub struct AppMetrics {
     limits: Family<LimitLabel, Counter>,
 }
 
+/// The webhook handles of one target of one app.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    app: String,
+    target: String,
+    requests: Family<OutcomeLabel, Counter>,
+    dropped: Family<DropLabel, Counter>,
+    pub queued: Gauge,
+    pub retries: Counter,
+    pub delivered: Counter,
+    pub delivery: Histogram,
+}
+
+impl WebhookMetrics {
+    pub fn request(&self, outcome: &'static str) {
+        self.requests.get_or_create(&OutcomeLabel { app: self.app.clone(), target: self.target.clone(), outcome }).inc();
+    }
+
+    pub fn dropped(&self, reason: &'static str, n: u64) {
+        self.dropped.get_or_create(&DropLabel { app: self.app.clone(), target: self.target.clone(), reason }).inc_by(n);
+    }
+}
+
 impl Metrics {
+    /// The handles of one webhook target (`target` = its `host:port`; "" for what concerns
+    /// the app's webhooks as a whole).
+    pub fn for_webhook(&self, app: &str, target: &str) -> WebhookMetrics {
+        let l = TargetLabel { app: app.to_owned(), target: target.to_owned() };
+        WebhookMetrics {
+            app: app.to_owned(),
+            target: target.to_owned(),
+            requests: self.webhook_requests.clone(),
+            dropped: self.webhook_dropped.clone(),
+            queued: self.webhook_queue.get_or_create(&l).clone(),
+            retries: self.webhook_retries.get_or_create(&l).clone(),
+            delivered: self.webhook_delivered.get_or_create(&l).clone(),
+            delivery: self.webhook_delivery.get_or_create(&l).clone(),
+        }
+    }
+
     pub fn for_app(&self, app: &str) -> AppMetrics {
         let l = AppLabel { app: app.to_owned() };
         AppMetrics {

@@ -35,6 +35,8 @@ const CLUSTER_START_WAIT: Duration = Duration::from_secs(5);
 const SESSION_TICK: Duration = Duration::from_millis(250);
 /// How long shutdown waits for connections to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for queued webhooks to go out (once each, no retries).
+const WEBHOOK_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The state every handler shares: one `Clone` struct of `Arc`s.
 #[derive(Clone)]
@@ -52,6 +54,8 @@ pub struct AppState {
     pub io: Option<Arc<IoRuntimes>>,
     /// Socket caps, per-address limits and deadlines of the edge.
     pub gate: Arc<Gate>,
+    /// The HTTP client of webhooks, when an app has targets.
+    pub webhook_client: Option<reqwest::Client>,
 }
 
 /// Where connections are served: the I/O threads' runtimes, in turn.
@@ -108,7 +112,8 @@ impl Drop for IoThreads {
 impl AppState {
     pub fn new(config: &Config) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let apps = Arc::new(Apps::with_timing(&config.apps, &metrics, config.sessions.timing()));
+        let apps = Arc::new(Apps::build(&config.apps, &metrics, config.sessions.timing(), &config.webhooks));
+        let webhook_client = apps.iter().any(|a| a.webhooks.is_some()).then(|| crate::webhooks::client(&config.webhooks));
         let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
         let cap = crate::edge::socket_cap(config.edge.max_sockets, config.edge.reserved_descriptors);
         let gate = Arc::new(Gate::new(&config.edge, &config.trusted_proxies, cap, metrics.clone()));
@@ -125,6 +130,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             io: None,
+            webhook_client,
         }
     }
 }
@@ -175,6 +181,12 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
         // Without Redis, serve local clients anyway; /readyz says not ready until it is back.
         c.wait_ready(CLUSTER_START_WAIT).await;
     }
+    // Stopped only once every connection is gone, so what their departure causes is sent.
+    let hooks_stop = CancellationToken::new();
+    let hooks: Vec<_> = match &state.webhook_client {
+        Some(client) => state.apps.iter().filter_map(|a| a.webhooks.as_ref()).flat_map(|w| w.start(client, &hooks_stop)).collect(),
+        None => Vec::new(),
+    };
     let sweeper = tokio::spawn(sweep(state.clone()));
     let ticker = tokio::spawn(tick_sessions(state.clone()));
     let routes = router(state.clone());
@@ -197,12 +209,19 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     }
     info!("shutting down: closing clients with 4200");
     let served: std::io::Result<()> = Ok(());
+    if state.cluster.is_some() {
+        // The next leader reports what this node's departure causes, its own clients leaving
+        // included: this one stops reporting before it lets the lease go.
+        state.apps.iter().filter_map(|a| a.webhooks.as_ref()).for_each(|w| w.leave_cluster());
+    }
     cancel.cancel();
     for app in state.apps.iter() {
         app.hub.close_all(CloseCode::Reconnect, "server is shutting down, reconnect");
     }
     state.tracker.close();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, state.tracker.wait()).await;
+    hooks_stop.cancel();
+    let _ = tokio::time::timeout(WEBHOOK_DRAIN_TIMEOUT, futures_util::future::join_all(hooks)).await;
     sweeper.abort();
     ticker.abort();
     if let Some((_, task)) = cluster_task {

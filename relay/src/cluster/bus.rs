@@ -22,6 +22,9 @@ pub struct SessionRecord {
     #[serde(default)]
     pub until_ms: Option<u64>,
     pub viewers: usize,
+    /// Who started it, for the stop's webhook on whichever node stops it.
+    #[serde(default)]
+    pub started_by: sonde_protocol::webhook::Starter,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

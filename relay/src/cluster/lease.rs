@@ -17,13 +17,13 @@ use redis::aio::MultiplexedConnection;
 type Res<T> = redis::RedisResult<T>;
 
 /// KEYS: leader, term. ARGV: node, highest term heard, time to live (ms).
-/// Returns {1, term} when taken, {0, holder's term} when another node holds it.
+/// Returns {1, term, node} when taken, {0, holder's term, holder} when another node holds it.
 const CLAIM: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local t = string.match(cur, '^(%d+):')
   if t and string.sub(cur, #t + 2) ~= ARGV[1] then
-    return {0, tonumber(t)}
+    return {0, tonumber(t), string.sub(cur, #t + 2)}
   end
 end
 local now = redis.call('TIME')
@@ -32,7 +32,7 @@ local term = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, tonumber(
 local s = string.format('%.0f', term)
 redis.call('SET', KEYS[2], s)
 redis.call('SET', KEYS[1], s .. ':' .. ARGV[1], 'PX', ARGV[3])
-return {1, term}
+return {1, term, ARGV[1]}
 ";
 
 /// KEYS: leader. ARGV: `{term}:{node}`, time to live (ms). 1 when still held and renewed.
@@ -52,12 +52,12 @@ return 0
 ";
 
 /// What a claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Claim {
     /// This node leads for the term.
     Won(u64),
-    /// Another node leads for the term.
-    Held(u64),
+    /// Another node (the id) leads for the term.
+    Held(u64, String),
 }
 
 pub(super) struct Lease {
@@ -77,8 +77,9 @@ impl Lease {
     }
 
     pub(super) async fn claim(&self, con: &mut MultiplexedConnection, heard: u64) -> Res<Claim> {
-        let (won, term): (u8, u64) = redis::cmd("EVAL").arg(CLAIM).arg(2).arg(&self.key).arg(&self.term_key).arg(&self.node).arg(heard).arg(self.ttl_ms).query_async(con).await?;
-        Ok(if won == 1 { Claim::Won(term) } else { Claim::Held(term) })
+        let (won, term, holder): (u8, u64, String) =
+            redis::cmd("EVAL").arg(CLAIM).arg(2).arg(&self.key).arg(&self.term_key).arg(&self.node).arg(heard).arg(self.ttl_ms).query_async(con).await?;
+        Ok(if won == 1 { Claim::Won(term) } else { Claim::Held(term, holder) })
     }
 
     /// Whether this node still holds the lease of `term` (now renewed).

@@ -41,6 +41,9 @@ pub struct Cluster {
     lease: Lease,
     /// The leader term this node holds.
     held: Mutex<Option<u64>>,
+    /// The node holding the leader lease, as the last claim found: its heartbeats confirm
+    /// the cluster-wide webhook events the others keep (see `webhooks::pending`).
+    leader: Mutex<Option<String>>,
 }
 
 type Res<T> = redis::RedisResult<T>;
@@ -55,7 +58,19 @@ impl Cluster {
         let (ready, _) = watch::channel(false);
         let lease = Lease::new(&config.prefix, &node, config.node_timeout_ms);
         let views = Mutex::new(Views::new(apps.clone()));
-        Arc::new(Self { config, node, views, apps, link, rx: Mutex::new(Some(rx)), ready, state: metrics.cluster_up.clone(), lease, held: Mutex::new(None) })
+        Arc::new(Self {
+            config,
+            node,
+            views,
+            apps,
+            link,
+            rx: Mutex::new(Some(rx)),
+            ready,
+            state: metrics.cluster_up.clone(),
+            lease,
+            held: Mutex::new(None),
+            leader: Mutex::new(None),
+        })
     }
 
     pub fn node(&self) -> &NodeId {
@@ -165,6 +180,9 @@ impl Cluster {
             return Ok(());
         }
         let from: NodeId = env.node.as_str().into();
+        if matches!(env.msg, Msg::Heartbeat) && self.leader.lock().as_deref() == Some(env.node.as_str()) {
+            self.apps.iter().filter_map(|app| app.webhooks.as_ref()).for_each(|w| w.leader_beat());
+        }
         let hello = matches!(env.msg, Msg::Hello);
         let bye = matches!(env.msg, Msg::Bye);
         let done = self.views.lock().apply(&from, &env.app, env.msg, &self.node);
@@ -274,13 +292,17 @@ impl Cluster {
             Some(term) => self.within(self.lease.renew(con, term)).await?.then_some(term),
             None => match self.within(self.lease.claim(con, self.term_seen())).await? {
                 Claim::Won(term) => Some(term),
-                Claim::Held(term) => {
+                Claim::Held(term, holder) => {
                     self.apps.iter().for_each(|app| app.sessions.note_term(term));
+                    *self.leader.lock() = Some(holder);
                     None
                 }
             },
         };
         *self.held.lock() = now;
+        if now.is_some() {
+            *self.leader.lock() = Some(self.node.to_string());
+        }
         let clock = Clock::now();
         match (held, now) {
             (_, Some(term)) => {

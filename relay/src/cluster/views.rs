@@ -222,16 +222,17 @@ impl Views {
         self.remove(node, &stale);
     }
 
+    /// Members go before counts, so a channel's last member is removed before it is vacated.
     fn remove(&self, node: &NodeId, r: &Reported) {
         let clock = Clock::now();
-        for (app, ch) in &r.counts {
-            if let (Some(a), Some(c)) = (self.apps.by_id(app), channel(ch)) {
-                a.hub.remote_count(node, &c, 0);
-            }
-        }
         for (app, ch, user) in &r.members {
             if let (Some(a), Some(c)) = (self.apps.by_id(app), channel(ch)) {
                 a.hub.remote_leave(node, &c, user);
+            }
+        }
+        for (app, ch) in &r.counts {
+            if let (Some(a), Some(c)) = (self.apps.by_id(app), channel(ch)) {
+                a.hub.remote_count(node, &c, 0);
             }
         }
         for (app, user) in &r.users {

@@ -12,7 +12,7 @@ use sonde_protocol::frame::Member;
 use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
 
 use super::lanes::{lanes, Shares};
-use super::{Conn, Delivery, HubOptions, NodeId, PresenceUser, Pushed, Urgency};
+use super::{Conn, Delivery, HubOptions, NodeId, Observer, PresenceUser, Pushed, Transition, Urgency};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -125,7 +125,7 @@ impl Channel {
         opts.subscription_count && self.kind != ChannelKind::Presence && self.kind != ChannelKind::ServerToUser
     }
 
-    pub(super) fn subscribe(&self, conn: &Arc<Conn>, presence: Option<PresenceUser>, opts: &HubOptions) -> Result<Change, SubscribeError> {
+    pub(super) fn subscribe(&self, conn: &Arc<Conn>, presence: Option<PresenceUser>, opts: &HubOptions, obs: Option<&dyn Observer>) -> Result<Change, SubscribeError> {
         let mut st = self.state.write();
         if st.retired {
             return Err(SubscribeError::Retired);
@@ -136,6 +136,7 @@ impl Channel {
         let ch = self.name.as_str();
         let user = presence.as_ref().map(|p| p.user_id.clone());
         let mut change = Change::default();
+        let total_before = st.total();
         if let Some(p) = presence {
             if let Some(m) = st.members.get_mut(&p.user_id) {
                 m.connections += 1;
@@ -146,9 +147,13 @@ impl Channel {
                 }
                 st.members.insert(p.user_id.clone(), MemberEntry { info: p.user_info.clone(), connections: 1 });
                 st.order.push(p.user_id.clone());
+                if total_before == 0 {
+                    self.tell(obs, Transition::Occupied);
+                }
                 if !present {
                     let frame = ServerFrame::MemberAdded { channel: ch, member: Member { user_id: &p.user_id, user_info: p.user_info.as_deref() } }.encode();
                     st.broadcast(&frame);
+                    self.tell(obs, Transition::MemberAdded(&p.user_id));
                 }
                 change.joined = Some(p);
             }
@@ -163,11 +168,19 @@ impl Channel {
         } else {
             conn.outbox.push(ServerFrame::SubscriptionSucceeded { channel: ch }.encode());
         }
+        if total_before == 0 && change.joined.is_none() {
+            self.tell(obs, Transition::Occupied);
+        }
         if self.name.is_cache() {
             match &st.cached {
-                Some((frame, until)) if *until > Instant::now() => conn.outbox.push(frame.clone()),
-                _ => conn.outbox.push(ServerFrame::CacheMiss { channel: ch }.encode()),
-            };
+                Some((frame, until)) if *until > Instant::now() => {
+                    conn.outbox.push(frame.clone());
+                }
+                _ => {
+                    conn.outbox.push(ServerFrame::CacheMiss { channel: ch }.encode());
+                    self.tell(obs, Transition::CacheMiss);
+                }
+            }
         }
         st.subscribers.insert(conn.socket_id, Subscriber { conn: conn.clone(), user });
         *self.shares.lock() = None;
@@ -175,11 +188,19 @@ impl Channel {
         if self.counts_enabled(opts) {
             st.broadcast(&ServerFrame::SubscriptionCount { channel: ch, count: st.total() }.encode());
         }
+        self.tell(obs, Transition::Count(st.total()));
         Ok(change)
     }
 
+    /// Tells the observer, if any, while the state lock is held (so in order per channel).
+    fn tell(&self, obs: Option<&dyn Observer>, t: Transition<'_>) {
+        if let Some(o) = obs {
+            o.changed(&self.name, t);
+        }
+    }
+
     /// Returns `None` when the connection was not subscribed.
-    pub(super) fn unsubscribe(&self, socket: SocketId, opts: &HubOptions) -> Option<Change> {
+    pub(super) fn unsubscribe(&self, socket: SocketId, opts: &HubOptions, obs: Option<&dyn Observer>) -> Option<Change> {
         let mut st = self.state.write();
         let sub = st.subscribers.remove(&socket)?;
         *self.shares.lock() = None;
@@ -198,6 +219,7 @@ impl Channel {
                 st.order.retain(|u| *u != user);
                 if !st.present(&user) {
                     st.broadcast(&ServerFrame::MemberRemoved { channel: self.name.as_str(), user_id: &user }.encode());
+                    self.tell(obs, Transition::MemberRemoved(&user));
                 }
                 change.left = Some(user);
             }
@@ -206,11 +228,16 @@ impl Channel {
         if self.counts_enabled(opts) && !st.subscribers.is_empty() {
             st.broadcast(&ServerFrame::SubscriptionCount { channel: self.name.as_str(), count: st.total() }.encode());
         }
+        let total = st.total();
+        self.tell(obs, Transition::Count(total));
+        if total == 0 {
+            self.tell(obs, Transition::Vacated);
+        }
         Some(change)
     }
 
     /// Another node's first connection of `user` joined this presence channel.
-    pub(super) fn remote_join(&self, node: &NodeId, user: Arc<str>, info: Option<Arc<str>>) {
+    pub(super) fn remote_join(&self, node: &NodeId, user: Arc<str>, info: Option<Arc<str>>, obs: Option<&dyn Observer>) {
         let mut st = self.state.write();
         let present = st.present(&user);
         let entry = st.remote_members.entry(user.clone()).or_insert_with(|| RemoteMember { info: info.clone(), nodes: HashSet::new() });
@@ -218,11 +245,12 @@ impl Channel {
         if !present {
             let frame = ServerFrame::MemberAdded { channel: self.name.as_str(), member: Member { user_id: &user, user_info: info.as_deref() } }.encode();
             st.broadcast(&frame);
+            self.tell(obs, Transition::MemberAdded(&user));
         }
     }
 
     /// Another node's last connection of `user` left (or the node is gone).
-    pub(super) fn remote_leave(&self, node: &NodeId, user: &str) {
+    pub(super) fn remote_leave(&self, node: &NodeId, user: &str, obs: Option<&dyn Observer>) {
         let mut st = self.state.write();
         let Some(entry) = st.remote_members.get_mut(user) else { return };
         entry.nodes.remove(node);
@@ -230,12 +258,13 @@ impl Channel {
             st.remote_members.remove(user);
             if !st.present(user) {
                 st.broadcast(&ServerFrame::MemberRemoved { channel: self.name.as_str(), user_id: user }.encode());
+                self.tell(obs, Transition::MemberRemoved(user));
             }
         }
     }
 
     /// Another node's subscriber count of this channel.
-    pub(super) fn remote_count(&self, node: &NodeId, count: usize, opts: &HubOptions) {
+    pub(super) fn remote_count(&self, node: &NodeId, count: usize, opts: &HubOptions, obs: Option<&dyn Observer>) {
         let mut st = self.state.write();
         let before = st.total();
         if count == 0 {
@@ -243,18 +272,29 @@ impl Channel {
         } else {
             st.remote_counts.insert(node.clone(), count);
         }
-        if self.counts_enabled(opts) && st.total() != before && !st.subscribers.is_empty() {
-            st.broadcast(&ServerFrame::SubscriptionCount { channel: self.name.as_str(), count: st.total() }.encode());
+        let total = st.total();
+        if self.counts_enabled(opts) && total != before && !st.subscribers.is_empty() {
+            st.broadcast(&ServerFrame::SubscriptionCount { channel: self.name.as_str(), count: total }.encode());
+        }
+        if total != before {
+            if before == 0 {
+                self.tell(obs, Transition::Occupied);
+            }
+            self.tell(obs, Transition::Count(total));
+            if total == 0 {
+                self.tell(obs, Transition::Vacated);
+            }
         }
     }
 
-    /// Forgets everything a node reported.
-    pub(super) fn drop_node(&self, node: &NodeId, opts: &HubOptions) {
+    /// Forgets everything a node reported: its members first, then its subscribers, so a
+    /// channel's last member is removed before the channel is vacated.
+    pub(super) fn drop_node(&self, node: &NodeId, opts: &HubOptions, obs: Option<&dyn Observer>) {
         let users: Vec<Arc<str>> = self.state.read().remote_members.iter().filter(|(_, m)| m.nodes.contains(node)).map(|(u, _)| u.clone()).collect();
         for u in users {
-            self.remote_leave(node, &u);
+            self.remote_leave(node, &u, obs);
         }
-        self.remote_count(node, 0, opts);
+        self.remote_count(node, 0, opts, obs);
     }
 
     /// What this node has locally, to announce to the cluster: count and presence members.

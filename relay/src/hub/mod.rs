@@ -11,7 +11,7 @@ mod outbox;
 mod users;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -76,6 +76,30 @@ pub struct Delivery {
     pub refused: usize,
 }
 
+/// A change of a channel as this node sees the whole cluster: local subscriptions and what
+/// other nodes reported (or stopped reporting) together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition<'a> {
+    /// The channel gained its first subscriber anywhere.
+    Occupied,
+    /// The channel lost its last subscriber anywhere.
+    Vacated,
+    /// A user's first connection anywhere joined this presence channel.
+    MemberAdded(&'a str),
+    /// A user's last connection anywhere left this presence channel.
+    MemberRemoved(&'a str),
+    /// The channel's subscriber count (all nodes) changed to this.
+    Count(usize),
+    /// A subscriber of a cache channel found nothing cached (a local subscription).
+    CacheMiss,
+}
+
+/// Told of every `Transition` as it happens, under the channel's lock, so that the changes
+/// of one channel arrive in the order they happened. It must not block or call the hub.
+pub trait Observer: Send + Sync {
+    fn changed(&self, channel: &ChannelName, transition: Transition<'_>);
+}
+
 /// How a publish treats slow subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Urgency {
@@ -90,11 +114,23 @@ pub struct Hub {
     channels: RwLock<HashMap<ChannelName, Arc<Channel>>>,
     conns: RwLock<HashMap<SocketId, Arc<Conn>>>,
     users: Mutex<Users>,
+    /// Set when someone (webhooks) wants the transitions; without it none is computed.
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl Hub {
     pub fn new(options: HubOptions) -> Self {
-        Self { options, channels: RwLock::default(), conns: RwLock::default(), users: Mutex::default() }
+        Self { options, channels: RwLock::default(), conns: RwLock::default(), users: Mutex::default(), observer: OnceLock::new() }
+    }
+
+    /// Reports every channel transition to `observer` from now on (once; later calls are
+    /// ignored).
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn observer(&self) -> Option<&dyn Observer> {
+        self.observer.get().map(|o| &**o)
     }
 
     pub fn options(&self) -> &HubOptions {
@@ -162,7 +198,7 @@ impl Hub {
     pub fn subscribe(&self, conn: &Arc<Conn>, name: &ChannelName, presence: Option<PresenceUser>) -> Result<Change, SubscribeError> {
         loop {
             let ch = self.channel_or_create(name);
-            match ch.subscribe(conn, presence.clone(), &self.options) {
+            match ch.subscribe(conn, presence.clone(), &self.options, self.observer()) {
                 Err(SubscribeError::Retired) => continue,
                 Err(e) => {
                     self.drop_if_empty(&ch);
@@ -176,19 +212,19 @@ impl Hub {
     /// Returns the change, or `None` when the connection was not subscribed.
     pub fn unsubscribe(&self, conn: &Arc<Conn>, name: &ChannelName) -> Option<Change> {
         let ch = self.channel(name)?;
-        let change = ch.unsubscribe(conn.socket_id, &self.options);
+        let change = ch.unsubscribe(conn.socket_id, &self.options, self.observer());
         self.drop_if_empty(&ch);
         change
     }
 
     /// Another node's first connection of `user` joined presence channel `name`.
     pub fn remote_join(&self, node: &NodeId, name: &ChannelName, user: Arc<str>, info: Option<Arc<str>>) {
-        self.channel_or_create(name).remote_join(node, user, info);
+        self.channel_or_create(name).remote_join(node, user, info, self.observer());
     }
 
     pub fn remote_leave(&self, node: &NodeId, name: &ChannelName, user: &str) {
         if let Some(ch) = self.channel(name) {
-            ch.remote_leave(node, user);
+            ch.remote_leave(node, user, self.observer());
             self.drop_if_empty(&ch);
         }
     }
@@ -202,7 +238,7 @@ impl Hub {
         } else {
             self.channel_or_create(name)
         };
-        ch.remote_count(node, count, &self.options);
+        ch.remote_count(node, count, &self.options, self.observer());
         self.drop_if_empty(&ch);
     }
 
@@ -215,7 +251,7 @@ impl Hub {
     pub fn drop_node(&self, node: &NodeId) {
         let all: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
         for ch in all {
-            ch.drop_node(node, &self.options);
+            ch.drop_node(node, &self.options, self.observer());
             self.drop_if_empty(&ch);
         }
         let out = self.users.lock().drop_node(node);

@@ -53,12 +53,23 @@ struct State {
     dirty: HashSet<Arc<str>>,
 }
 
+/// Told when an agent goes online or offline anywhere in the cluster (as this node sees it):
+/// its host, whether it is online now, and its latest snapshot. Called under the inventory's
+/// lock, so in order; it must not block or call the inventory.
+pub type Transitions = Box<dyn Fn(&str, bool, Option<&str>) + Send + Sync>;
+
 #[derive(Default)]
 pub struct Inventory {
     state: Mutex<State>,
+    observer: std::sync::OnceLock<Transitions>,
 }
 
 impl Inventory {
+    /// Reports every online/offline transition to `f` from now on (once).
+    pub fn observe(&self, f: Transitions) {
+        let _ = self.observer.set(f);
+    }
+
     fn touch(&self, host: &str, now_ms: u64, f: impl FnOnce(&mut AgentEntry)) {
         let mut st = self.state.lock();
         let key: Arc<str> = st.agents.get_key_value(host).map_or_else(|| Arc::from(host), |(k, _)| k.clone());
@@ -67,6 +78,9 @@ impl Inventory {
         f(e);
         if was != e.online() {
             e.since_ms = now_ms;
+            if let Some(tell) = self.observer.get() {
+                tell(&key, e.online(), e.snapshot.as_deref());
+            }
         }
         e.last_seen_ms = now_ms;
         st.dirty.insert(key);

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sonde_protocol::sonde::{SessionDirective, SessionId, SessionState};
+use sonde_protocol::webhook::Starter;
 use sonde_protocol::SocketId;
 
 use crate::hub::NodeId;
@@ -65,11 +66,28 @@ pub struct SessionInfo {
     pub lease_until_ms: u64,
     /// End of an explicit duration, if a server-side directive gave one.
     pub until_ms: Option<u64>,
+    pub started_by: Starter,
 }
+
+/// A session started or stopped by this node (it runs the sessions), for webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub host: Arc<str>,
+    pub id: String,
+    pub started_by: Starter,
+    pub started_ms: u64,
+    /// When it stopped; `None` for a start.
+    pub stopped_ms: Option<u64>,
+}
+
+/// Starts and stops not yet taken; beyond it the oldest are forgotten (nobody takes them:
+/// the app has no session webhooks).
+const MAX_LIFECYCLE: usize = 1024;
 
 struct Session {
     id: SessionId,
     started_ms: u64,
+    started_by: Starter,
     explicit_until: Option<Instant>,
     lease_until_ms: u64,
     renewed_at: Instant,
@@ -130,6 +148,8 @@ pub struct Sessions {
     /// Viewers here owed a backfill, by host, and how many in all.
     owed: Mutex<HashMap<Arc<str>, Vec<owed::Owed>>>,
     owing: AtomicUsize,
+    /// Starts and stops since the last `take_lifecycle` (a leaf lock).
+    lifecycle: Mutex<std::collections::VecDeque<Lifecycle>>,
 }
 
 fn new_id() -> SessionId {
@@ -147,7 +167,21 @@ impl Sessions {
             announced: Mutex::default(),
             owed: Mutex::default(),
             owing: AtomicUsize::new(0),
+            lifecycle: Mutex::default(),
         }
+    }
+
+    /// Sessions started and stopped here since the last call, in order.
+    pub fn take_lifecycle(&self) -> Vec<Lifecycle> {
+        self.lifecycle.lock().drain(..).collect()
+    }
+
+    fn record(&self, host: &Arc<str>, s: &Session, stopped_ms: Option<u64>) {
+        let mut l = self.lifecycle.lock();
+        if l.len() >= MAX_LIFECYCLE {
+            l.pop_front();
+        }
+        l.push_back(Lifecycle { host: host.clone(), id: s.id.0.clone(), started_by: s.started_by, started_ms: s.started_ms, stopped_ms });
     }
 
     /// Another node's viewers and agents of `host`. Returns what the leader must send.
@@ -170,7 +204,7 @@ impl Sessions {
         if st.total_viewers() > 0 {
             st.idle_since = None;
             if st.session.is_none() {
-                actions.push(self.start(&key, st, role.term(), clock));
+                actions.push(self.start(&key, st, role.term(), Starter::Viewer, clock));
             }
         } else {
             st.idle_since.get_or_insert(clock.now);
@@ -212,15 +246,17 @@ impl Sessions {
         SessionDirective { state, id: s.id.clone(), interval_ms: self.timing.interval_ms, lease_until: s.lease_until_ms, for_socket: None }
     }
 
-    fn start(&self, host: &Arc<str>, st: &mut HostState, term: u64, clock: Clock) -> Action {
+    fn start(&self, host: &Arc<str>, st: &mut HostState, term: u64, by: Starter, clock: Clock) -> Action {
         let s = Session {
             id: new_id(),
             started_ms: clock.now_ms,
+            started_by: by,
             explicit_until: None,
             lease_until_ms: clock.now_ms + self.timing.lease.as_millis() as u64,
             renewed_at: clock.now,
         };
         let directive = self.directive(&s, SessionState::Started);
+        self.record(host, &s, None);
         st.session = Some(s);
         self.changed(true);
         Action::Publish { host: host.clone(), directive, term }
@@ -247,7 +283,7 @@ impl Sessions {
         st.idle_since = None;
         self.changed(false);
         if st.session.is_none() && role.acts(clock.now) {
-            return vec![self.start(&key, st, role.term(), clock)];
+            return vec![self.start(&key, st, role.term(), Starter::Viewer, clock)];
         }
         let Some((id, lease_until, term)) = self.running(role, host, st) else { return Vec::new() };
         let agent_known = !st.agents.is_empty() || st.remote.values().any(|(_, agents)| !agents.is_empty());
@@ -304,7 +340,7 @@ impl Sessions {
         let (key, st) = entry(&mut hosts, host);
         let mut actions = Vec::new();
         if st.session.is_none() {
-            actions.push(self.start(&key, st, term, clock));
+            actions.push(self.start(&key, st, term, Starter::Api, clock));
         }
         let until = clock.now + duration;
         let s = st.session.as_mut().expect("just started");
@@ -322,6 +358,7 @@ impl Sessions {
         let s = st.session.take()?;
         let directive = self.directive(&s, SessionState::Stopped);
         let key: Arc<str> = Arc::from(host);
+        self.record(&key, &s, Some(Clock::now().now_ms));
         if st.unused() {
             hosts.remove(host);
         }
@@ -347,6 +384,7 @@ impl Sessions {
                 let idle_from = [st.idle_since, s.explicit_until].into_iter().flatten().max().unwrap_or(clock.now);
                 if clock.now.saturating_duration_since(idle_from) >= self.timing.grace {
                     let s = st.session.take().expect("checked");
+                    self.record(host, &s, Some(clock.now_ms));
                     actions.push(Action::Publish { host: host.clone(), directive: self.directive(&s, SessionState::Stopped), term });
                     self.changed(true);
                     continue;
@@ -377,6 +415,7 @@ impl Sessions {
             viewers: st.total_viewers(),
             lease_until_ms: s.lease_until_ms,
             until_ms: s.explicit_until.map(|u| clock.ms_at(u)),
+            started_by: s.started_by,
         })
     }
 

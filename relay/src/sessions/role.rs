@@ -170,6 +170,7 @@ impl Sessions {
         st.session = Some(Session {
             id: SessionId(rec.id.clone()),
             started_ms: rec.started_ms,
+            started_by: rec.started_by,
             explicit_until: rec.until_ms.map(|u| clock.now + Duration::from_millis(u.saturating_sub(clock.now_ms))),
             lease_until_ms: rec.lease_until_ms,
             renewed_at: clock.now,

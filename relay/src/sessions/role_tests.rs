@@ -10,7 +10,7 @@ fn clock(t0: Instant, secs: f64) -> Clock {
 }
 
 fn rec(host: &str, id: &str, lease_until_ms: u64) -> SessionInfo {
-    SessionInfo { host: host.into(), id: id.into(), started_ms: 1_000_000, viewers: 1, lease_until_ms, until_ms: None }
+    SessionInfo { host: host.into(), id: id.into(), started_ms: 1_000_000, viewers: 1, lease_until_ms, until_ms: None, started_by: Default::default() }
 }
 
 fn table(term: u64, seq: u64, sessions: Vec<SessionInfo>) -> Table {

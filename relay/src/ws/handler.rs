@@ -362,6 +362,9 @@ impl Handler {
             self.app.announce_agent(host);
         }
         let frame = ServerFrame::Event { event: &ev.event, channel: Some(name.as_str()), data_json: &ev.data, user_id: sub.user.as_deref() }.encode();
+        if let Some(w) = &self.app.webhooks {
+            w.client_event(&name, &ev.event, &ev.data, self.conn.socket_id, sub.user.as_deref());
+        }
         let len = frame.len() as u64;
         let d = self.app.publish(&name, frame, Some(self.conn.socket_id), urgency);
         self.app.metrics.conflated.inc_by(d.conflated as u64);
