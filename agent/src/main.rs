@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use sonde_agent::config::{self, ConfigError, Sources};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc gives freed pages back to the system within moments; glibc's malloc keeps most of
+/// what a burst of custom metrics once needed, so the agent's memory would not come back
+/// after the load goes. (Only the binary: an application embedding the agent keeps its own.)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match config::load(&Sources::process()) {
         Ok(c) => c,
