@@ -219,13 +219,17 @@ impl Seen {
         s.row("largest sample", self.largest_bytes as f64, "bytes");
     }
 
-    fn add(&mut self, frame: &[u8]) {
-        let Ok(f) = serde_json::from_slice::<serde_json::Value>(frame) else { return };
-        if f["event"] != "client-sonde-sample" {
-            return;
+    /// Looks at one frame; returns whether it is a `pusher:ping`.
+    fn add(&mut self, frame: &[u8]) -> bool {
+        let Ok(f) = serde_json::from_slice::<serde_json::Value>(frame) else { return false };
+        if f["event"] == "pusher:ping" {
+            return true;
         }
-        let Some(data) = f["data"].as_str() else { return };
-        let Ok(sample) = serde_json::from_str::<serde_json::Value>(data) else { return };
+        if f["event"] != "client-sonde-sample" {
+            return false;
+        }
+        let Some(data) = f["data"].as_str() else { return false };
+        let Ok(sample) = serde_json::from_str::<serde_json::Value>(data) else { return false };
         self.samples += 1;
         self.largest_bytes = self.largest_bytes.max(data.len());
         let m = &sample["metrics"];
@@ -236,6 +240,7 @@ impl Seen {
         let custom = m.as_object().map_or(0, |o| o.keys().filter(|k| k.starts_with("app.")).count());
         self.custom_max = self.custom_max.max(custom as u64);
         self.omitted_max = self.omitted_max.max(m["agent.custom_omitted"].as_f64().unwrap_or(0.0));
+        false
     }
 }
 
@@ -247,12 +252,16 @@ impl Watcher {
         let task = tokio::spawn(async move {
             let mut seen = Seen::default();
             loop {
-                tokio::select! {
+                let ping = tokio::select! {
                     m = conn.ws.read() => match m {
                         Ok(Message::Text(t)) => seen.add(t),
                         Ok(Message::Close) | Err(_) => break,
                     },
                     _ = &mut stopped => break,
+                };
+                // Answered, or the relay closes the viewer after its activity timeout.
+                if ping && conn.ws.send_text(br#"{"event":"pusher:pong","data":{}}"#).await.is_err() {
+                    break;
                 }
             }
             seen
