@@ -52,15 +52,24 @@ function hasSwitches(a) {
 function tomlValue(v) {
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'boolean' || typeof v === 'number') return String(v);
+  if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
+  if (v && typeof v === 'object') return `{ ${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)} = ${tomlValue(x)}`).join(', ')} }`;
   throw new Error(`cannot write ${typeof v} to TOML`);
 }
 
-/** `[[apps]]` tables for the apps that carry per-app switches. */
+/**
+ * `[[apps]]` tables for the apps that carry per-app switches. An app's `webhooks` (a list of
+ * `{ url, event_types, channel_prefix?, headers? }`) become its `[[apps.webhooks]]` tables.
+ */
 export function appsToml(apps) {
   return apps
-    .map((a) => {
+    .map(({ webhooks = [], ...a }) => {
       const lines = ['[[apps]]'];
       for (const [k, v] of Object.entries({ ...a, ...APP_DEFAULTS, ...a })) lines.push(`${k} = ${tomlValue(v)}`);
+      for (const hook of webhooks) {
+        lines.push('[[apps.webhooks]]');
+        for (const [k, v] of Object.entries(hook)) lines.push(`${k} = ${tomlValue(v)}`);
+      }
       return lines.join('\n');
     })
     .join('\n\n') + '\n';

@@ -2,32 +2,12 @@
 // the official server SDK talking to any node.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { after, before, describe } from 'node:test';
 
-import { Relay, app, freePort, it, sleep, subscribe, waitUntil } from '../lib/index.js';
+import { Relay, app, it, subscribe, waitUntil } from '../lib/index.js';
+import { startRedis } from '../lib/redis.js';
 
 const APP = app(5001, { client_events: true, subscription_count: true });
-
-async function startRedis() {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error('redis-server did not start');
-    await sleep(50);
-  }
-  return { port, stop: () => child.kill('SIGKILL') };
-}
 
 describe('a cluster of three relays', () => {
   let redis;
