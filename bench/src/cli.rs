@@ -161,6 +161,10 @@ pub struct HostileArgs {
     /// Seconds to wait after the attack for the server to let go of it.
     #[arg(long, default_value_t = 30)]
     pub settle: u64,
+    /// Port of the server's separate metrics listener (`metrics_bind`), where `/healthz` and
+    /// `/metrics` are read; default: the main port.
+    #[arg(long)]
+    pub health_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]

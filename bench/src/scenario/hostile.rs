@@ -64,7 +64,7 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
     let event: Arc<str> = publisher.event("bench").into();
     publisher.warm_up(&channel, &event).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server_state(ctx).await;
+    let before = server_state(ctx, a).await;
     let rate = a.load.rate.first().copied().unwrap_or(10.0);
 
     let mut sections = Vec::new();
@@ -79,11 +79,11 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
             // Let the attackers take their sockets before measuring.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let health = tokio::spawn(watch_health(ctx.target.server, stop.clone()));
+        let health = tokio::spawn(watch_health(health_addr(ctx, a), stop.clone()));
         recorder.reset(seq + 1);
         let outcome = Arc::new(Outcome::default());
         let window = Window::start(ctx.server_pid);
-        let during = server_state(ctx).await;
+        let during = server_state(ctx, a).await;
         let started = Instant::now();
         let mut pacer = Pacer::new(rate);
         while started.elapsed() < Duration::from_secs(a.load.duration) {
@@ -124,11 +124,11 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
         sections.push(s);
     }
     // Once the attack is over, the server must be back to the normal clients' count.
-    let mut after = server_state(ctx).await;
+    let mut after = server_state(ctx, a).await;
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(a.settle) && (after.connections > before.connections || after.fds > before.fds + 8.0) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        after = server_state(ctx).await;
+        after = server_state(ctx, a).await;
     }
     let mut s = Section::new("server state before and after the attack".to_string());
     s.row("connections before", before.connections, "");
@@ -155,8 +155,13 @@ struct ServerState {
     fds: f64,
 }
 
-async fn server_state(ctx: &Ctx) -> ServerState {
-    let text = http_get(ctx.target.server, "/metrics").await.unwrap_or_default();
+/// Where `/healthz` and `/metrics` are read: the server's metrics listener when given.
+fn health_addr(ctx: &Ctx, a: &HostileArgs) -> SocketAddr {
+    a.health_port.map_or(ctx.target.server, |p| SocketAddr::new(ctx.target.server.ip(), p))
+}
+
+async fn server_state(ctx: &Ctx, a: &HostileArgs) -> ServerState {
+    let text = http_get(health_addr(ctx, a), "/metrics").await.unwrap_or_default();
     let sum = |name: &str| text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
     let fds = ctx.server_pid.and_then(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok()).map_or(0.0, |d| d.count() as f64);
     ServerState { connections: sum("sonde_connections{"), sockets: sum("sonde_edge_sockets "), fds }
