@@ -13,9 +13,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nacl.secret
 import pusher
@@ -32,6 +34,9 @@ TIMEOUT = 5.0
 MAIN = {"id": "1001", "key": "key1001", "secret": "secret1001"}
 COUNTED = {"id": "1002", "key": "key1002", "secret": "secret1002", "subscription_count": True}
 DISABLED = {"id": "1003", "key": "key1003", "secret": "secret1003", "enabled": False}
+# Webhooks to the receiver below; its targets are written into the config by Relay.
+HOOKED = {"id": "1004", "key": "key1004", "secret": "secret1004", "client_events": True}
+HOOK_TYPES = ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "cache_miss"]
 
 
 # --- the relay --------------------------------------------------------------------------
@@ -52,11 +57,71 @@ APP_DEFAULTS = {
 }
 
 
-def toml_app(app):
+def toml_app(app, webhooks=()):
     lines = ["[[apps]]"]
     for k, v in dict(APP_DEFAULTS, **app).items():
         lines.append("%s = %s" % (k, json.dumps(v)))
+    for hook in webhooks:
+        lines.append("[[apps.webhooks]]")
+        for k, v in hook.items():
+            lines.append("%s = %s" % (k, json.dumps(v)))
     return "\n".join(lines) + "\n"
+
+
+# --- a webhook receiver -----------------------------------------------------------------
+
+
+class Receiver:
+    """An HTTP server that checks every webhook with the SDK's `validate_webhook`."""
+
+    def __init__(self, app):
+        self.sdk = pusher.Pusher(app_id=app["id"], key=app["key"], secret=app["secret"], host="127.0.0.1", ssl=False)
+        self.requests = []
+        self.lock = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                checked = receiver.sdk.validate_webhook(
+                    key=self.headers.get("X-Pusher-Key"), signature=self.headers.get("X-Pusher-Signature"), body=body)
+                with receiver.lock:
+                    receiver.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "checked": checked})
+                    receiver.lock.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/webhooks" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self):
+        with self.lock:
+            return [e for r in self.requests if r["checked"] for e in r["checked"]["events"]]
+
+    def wait_for(self, match, timeout=TIMEOUT):
+        deadline = time.time() + timeout
+        with self.lock:
+            while True:
+                found = [e for r in self.requests if r["checked"] for e in r["checked"]["events"] if match(e)]
+                if found:
+                    return found[0]
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("no matching webhook within %ss (got: %s)" % (timeout, [(e["name"], e.get("channel")) for e in self.events()]))
+                self.lock.wait(left)
+
+    def invalid(self):
+        with self.lock:
+            return [r for r in self.requests if not r["checked"]]
+
+    def stop(self):
+        self.server.shutdown()
 
 
 class Relay:
@@ -65,9 +130,11 @@ class Relay:
     def __init__(self):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="sonde-py-")
+        self.receiver = Receiver(HOOKED)
         config = os.path.join(self.dir, "relay.toml")
+        hooks = [{"url": self.receiver.url, "event_types": HOOK_TYPES}]
         with open(config, "w") as f:
-            f.write("\n".join(toml_app(a) for a in (COUNTED, DISABLED)))
+            f.write("\n".join([toml_app(COUNTED), toml_app(DISABLED), toml_app(HOOKED, hooks)]))
         args = [
             RELAY_BIN,
             "--bind", "127.0.0.1:%d" % self.port,
@@ -98,6 +165,7 @@ class Relay:
         return self.log.read()[-4000:]
 
     def stop(self):
+        self.receiver.stop()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -422,6 +490,43 @@ def oversized_payload_is_413(relay, sockets):
 @check
 def user_count_without_presence_prefix_is_400(relay, sockets):
     expect_error(lambda: relay.sdk().channels_info(attributes=["user_count"]), pusher.errors.PusherBadRequest)
+
+
+@check
+def webhooks_pass_validate_webhook(relay, sockets):
+    sdk = relay.sdk(HOOKED)
+    room = "presence-py-hooks"
+    watcher = sockets(relay.socket(HOOKED))
+    watcher.join(room, sdk.authenticate(room, watcher.socket_id, {"user_id": "ann"}))
+    talker = sockets(relay.socket(HOOKED))
+    talker.join(room, sdk.authenticate(room, talker.socket_id, {"user_id": "ben"}))
+    talker.send({"event": "client-hello", "channel": room, "data": {"n": 1}})
+    watcher.event("client-hello", room)
+    event = relay.receiver.wait_for(lambda e: e["name"] == "client_event" and e["channel"] == room)
+    assert event == {"name": "client_event", "channel": room, "event": "client-hello", "data": json.dumps({"n": 1}),
+                     "socket_id": talker.socket_id, "user_id": "ben"}, event
+    talker.close()
+    relay.receiver.wait_for(lambda e: e["name"] == "member_removed" and e["channel"] == room and e["user_id"] == "ben")
+    watcher.close()
+    relay.receiver.wait_for(lambda e: e["name"] == "channel_vacated" and e["channel"] == room)
+    names = [(e["name"], e.get("user_id")) for e in relay.receiver.events() if e.get("channel") == room]
+    assert names == [("channel_occupied", None), ("member_added", "ann"), ("member_added", "ben"), ("client_event", "ben"),
+                     ("member_removed", "ben"), ("member_removed", "ann"), ("channel_vacated", None)], names
+    assert relay.receiver.invalid() == [], "every webhook passed validate_webhook"
+
+
+@check
+def validate_webhook_refuses_a_forged_or_altered_webhook(relay, sockets):
+    s = sockets(relay.socket(HOOKED))
+    s.join("cache-py-hooks")
+    relay.receiver.wait_for(lambda e: e["name"] == "cache_miss" and e["channel"] == "cache-py-hooks")
+    good = next(r for r in relay.receiver.requests if r["checked"])
+    sdk = relay.receiver.sdk
+    assert good["headers"]["x-pusher-key"] == HOOKED["key"] and good["headers"]["content-type"] == "application/json"
+    sig = good["headers"]["x-pusher-signature"]
+    assert sdk.validate_webhook(key=HOOKED["key"], signature=sig, body=good["body"]) is not None
+    assert sdk.validate_webhook(key=HOOKED["key"], signature="0" * 64, body=good["body"]) is None
+    assert sdk.validate_webhook(key=HOOKED["key"], signature=sig, body=good["body"].replace("events", "event5")) is None
 
 
 # --- runner ---------------------------------------------------------------------------------
