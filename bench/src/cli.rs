@@ -72,6 +72,9 @@ pub enum Scenario {
     Hostile(HostileArgs),
     /// StatsD load on a real agent: its CPU and RSS, kernel drops, what its samples carry.
     AgentLoad(crate::scenario::agent_load::AgentLoadArgs),
+    /// A broadcast while thousands of channels a second are occupied and vacated, with a
+    /// webhook receiver: run against a relay with and without webhooks to see their cost.
+    Webhooks(crate::scenario::webhooks::WebhooksArgs),
     /// The cheapest possible fan-out on this machine: a child process that only writes the
     /// same frames to N subscribers (no protocol, no queues), read by the usual subscribers.
     Floor(FloorArgs),

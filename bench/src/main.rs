@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Session(a) => scenario::session::run(&ctx, a).await,
             Scenario::Floor(a) => scenario::floor::run(&ctx, a).await,
             Scenario::AgentLoad(a) => scenario::agent_load::run(&ctx, a).await,
+            Scenario::Webhooks(a) => scenario::webhooks::run(&ctx, a).await,
             Scenario::Summary { .. } | Scenario::FloorServer(_) => unreachable!("handled before the runtime starts"),
         }
     })?;

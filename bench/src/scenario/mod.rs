@@ -9,6 +9,7 @@ pub mod http;
 pub mod idle;
 pub mod metrics;
 pub mod session;
+pub mod webhooks;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
