@@ -77,7 +77,7 @@ impl Webhooks {
         let targets: Vec<Arc<Target>> = app
             .webhooks
             .iter()
-            .filter_map(|c| match Target::new(c, settings, |label| metrics.for_webhook(&app.id, label)) {
+            .filter_map(|c| match Target::new(c, settings, app.webhook_batch_ms > 0, |label| metrics.for_webhook(&app.id, label)) {
                 Ok(t) => Some(Arc::new(t)),
                 Err(e) => {
                     tracing::error!(app = %app.id, error = %e, "webhook target left out");
@@ -266,9 +266,12 @@ impl Observer for Webhooks {
 }
 
 /// The HTTP client every target shares: HTTP/1.1 (no TLS yet), no redirects followed (a
-/// redirect is a failure, retried), a few idle connections per target.
+/// redirect is a failure, retried), a few idle connections per target. Header names go out
+/// as Pusher writes them (`X-Pusher-Signature`): PHP's `getallheaders()` keeps the case it
+/// receives, and the PHP SDK looks them up by that spelling.
 pub fn client(settings: &WebhookSettings) -> reqwest::Client {
     reqwest::Client::builder()
+        .http1_title_case_headers()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(settings.connections_per_target)
         .connect_timeout(Duration::from_millis(settings.timeout_ms))

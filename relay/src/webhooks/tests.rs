@@ -36,7 +36,7 @@ fn queued(w: &Webhooks) -> Vec<Vec<String>> {
         .map(|t| {
             t.lanes
                 .iter()
-                .flat_map(|l| l.take(usize::MAX))
+                .flat_map(|l| l.take(usize::MAX, usize::MAX))
                 .map(|e| {
                     let v: serde_json::Value = serde_json::from_str(&e.json).unwrap();
                     let extra = v.get("user_id").or(v.get("subscription_count")).map(|x| format!(" {x}")).unwrap_or_default();
@@ -121,8 +121,8 @@ fn a_follower_keeps_cluster_events_until_the_leader_has_them() {
 }
 
 /// A receiver answering each request with the next status of `script` (the last one again
-/// when it runs out; 0 = never answer); every request (headers lower-cased, body) is sent to
-/// the returned channel with the time it came.
+/// when it runs out; 0 = never answer); every request (headers as sent, body) is sent to the
+/// returned channel with the time it came.
 async fn receiver(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<(Instant, Vec<(String, String)>, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hooks", listener.local_addr().unwrap());
@@ -165,8 +165,8 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(Vec<(String, 
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let headers: Vec<(String, String)> = head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+    let headers: Vec<(String, String)> = head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len {
         let mut chunk = [0u8; 4096];
@@ -179,6 +179,7 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(Vec<(String, 
     Some((headers, String::from_utf8(body).unwrap()))
 }
 
+/// A header by its exact name (Pusher's spelling, which the PHP SDK looks up).
 fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
     h.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
 }
@@ -207,10 +208,10 @@ async fn signed_requests_retried_with_growing_delays_then_delivered() {
         seen.push(tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap());
     }
     let (_, headers, body) = &seen[3];
-    assert_eq!(header(headers, "x-pusher-key"), "key");
-    assert_eq!(header(headers, "x-pusher-signature"), signature("secret", body));
-    assert_eq!(header(headers, "content-type"), "application/json");
-    assert_eq!(header(headers, "x-env"), "test");
+    assert_eq!(header(headers, "X-Pusher-Key"), "key");
+    assert_eq!(header(headers, "X-Pusher-Signature"), signature("secret", body));
+    assert_eq!(header(headers, "Content-Type"), "application/json");
+    assert_eq!(header(headers, "X-Env"), "test");
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["events"], serde_json::json!([{"name":"client_event","channel":"private-a","event":"client-x","data":"{\"n\":1}","socket_id":"1.2"}]));
     let gaps: Vec<Duration> = seen.windows(2).map(|p| p[1].0 - p[0].0).collect();
@@ -232,16 +233,15 @@ fn url_label(url: &str) -> String {
 async fn events_close_together_share_a_request() {
     let (url, mut rx) = receiver(vec![200]).await;
     let targets = format!("[[webhooks]]\nurl = \"{url}\"\nevent_types = [\"client_event\"]\n");
-    let settings = WebhookSettings { connections_per_target: 1, ..fast() };
-    let (w, stop) = started(&targets, 100, &settings, &Metrics::default()).await;
-    let ch = ChannelName::parse("private-a").unwrap();
+    let (w, stop) = started(&targets, 100, &fast(), &Metrics::default()).await;
     for i in 0..5 {
+        let ch = ChannelName::parse(&format!("private-{i}")).unwrap();
         w.client_event(&ch, "client-x", &format!("\"{i}\""), SocketId::new(1, 2), None);
     }
     let (_, _, body) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let data: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["data"].as_str().unwrap()).collect();
-    assert_eq!(data, ["0", "1", "2", "3", "4"], "one request, in order");
+    assert_eq!(data, ["0", "1", "2", "3", "4"], "one request for every channel, in order");
     stop.cancel();
 }
 
