@@ -322,6 +322,7 @@ const HEALTH_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot) {
     let mut buf = [0u8; 13];
     let health = tokio::time::timeout(HEALTH_HEAD_TIMEOUT, async {
+        let mut pause = Duration::from_millis(1);
         loop {
             let n = tcp.peek(&mut buf).await.unwrap_or(0);
             let seen = &buf[..n];
@@ -331,7 +332,8 @@ async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes:
             if HEALTH_PATHS.iter().any(|p| seen.starts_with(p)) {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            pause = (pause * 2).min(crate::ws::accept::MAX_SNIFF_PAUSE);
+            tokio::time::sleep(pause).await;
         }
     });
     if health.await.unwrap_or(false) {

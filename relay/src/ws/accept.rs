@@ -22,12 +22,15 @@ use crate::tokens::Grant;
 /// Longest request head accepted on the websocket endpoint.
 const MAX_HEAD: usize = 8 * 1024;
 const PREFIX: &[u8] = b"GET /app/";
+/// Longest pause between two looks at a request that arrives a few bytes at a time.
+pub const MAX_SNIFF_PAUSE: Duration = Duration::from_millis(100);
 
 /// Whether the connection starts with `GET /app/` (waiting for enough bytes to tell); `None`
 /// when the client has said nothing telling by the deadline.
 pub async fn is_app_socket(tcp: &TcpStream, deadline: Instant) -> Option<bool> {
     let mut buf = [0u8; 9];
     let check = async {
+        let mut pause = Duration::from_millis(1);
         loop {
             let n = tcp.peek(&mut buf).await.ok()?;
             if n == 0 || buf[..n] != PREFIX[..n] {
@@ -36,7 +39,12 @@ pub async fn is_app_socket(tcp: &TcpStream, deadline: Instant) -> Option<bool> {
             if n == PREFIX.len() {
                 return Some(true);
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // Part of the prefix is here: a real client sends its request line in one packet,
+            // so this is a slow or hostile one. Wait longer each time (a peek returns at once
+            // while bytes are waiting, so a fixed short pause would poll it hundreds of times
+            // a second).
+            pause = (pause * 2).min(MAX_SNIFF_PAUSE);
+            tokio::time::sleep(pause).await;
         }
     };
     tokio::time::timeout_at(deadline, check).await.ok().flatten()
