@@ -155,6 +155,9 @@ pub struct HostileArgs {
     /// garbage frames, an overflowing length, a disconnect mid-frame) from 200 addresses.
     #[arg(long, default_value_t = 3000)]
     pub attackers: usize,
+    /// How long an attacker turned away at once waits before it tries again, ms.
+    #[arg(long, default_value_t = 1000)]
+    pub retry_ms: u64,
     /// Sockets a single address tries to hold at once.
     #[arg(long, default_value_t = 2000)]
     pub flood: usize,

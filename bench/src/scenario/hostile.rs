@@ -123,18 +123,22 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
         window.finish(&mut s);
         sections.push(s);
     }
-    // Once the attack is over, the server must be back to the normal clients' count.
+    // Once the attack is over, the server must be back to the normal clients' count: their
+    // websockets and nothing else (the publisher's kept-alive HTTP connections are closed
+    // first; the baseline is read the same way).
+    drop(publisher);
+    let normal = readers.len() as f64;
     let mut after = server_state(ctx, a).await;
     let settle = Instant::now();
-    while settle.elapsed() < Duration::from_secs(a.settle) && (after.connections > before.connections || after.fds > before.fds + 8.0) {
+    while settle.elapsed() < Duration::from_secs(a.settle) && (after.connections > before.connections || after.sockets > normal || after.fds > before.fds) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         after = server_state(ctx, a).await;
     }
     let mut s = Section::new("server state before and after the attack".to_string());
     s.row("connections before", before.connections, "");
     s.row("connections after", after.connections, "");
-    s.row("sockets before", before.sockets, "");
-    s.row("sockets after", after.sockets, "");
+    s.row("sockets before (with the publisher's)", before.sockets, "");
+    s.row("sockets after (publisher closed)", after.sockets, "");
     s.row("descriptors before", before.fds, "");
     s.row("descriptors after", after.fds, "");
     s.row("seconds to settle", settle.elapsed().as_secs_f64(), "s");
@@ -201,16 +205,16 @@ fn spawn_attack(server: SocketAddr, a: &HostileArgs, stop: &Arc<AtomicBool>, sta
         let attack = ATTACKS[i % ATTACKS.len()];
         // Spread over 127.0.1.x so per-address limits do not hide the socket cap.
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i % 200) as u8));
-        let (stop, stats, key) = (stop.clone(), stats.clone(), a.key.clone());
+        let (stop, stats, key, retry) = (stop.clone(), stats.clone(), a.key.clone(), Duration::from_millis(a.retry_ms));
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match connect_from(source, server).await {
                     Some(tcp) => {
                         stats.opened.fetch_add(1, Ordering::Relaxed);
                         if !misbehave(tcp, attack, &key, &stop).await {
-                            // Turned away at once: try again a second later, as a botnet would.
+                            // Turned away at once: try again a little later, as a botnet would.
                             stats.refused.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            tokio::time::sleep(retry).await;
                         }
                     }
                     None => tokio::time::sleep(Duration::from_millis(50)).await,
