@@ -132,6 +132,41 @@ async fn ten_thousand_tag_values_of_one_name_leave_room_for_a_new_name_and_are_c
     }
 }
 
+/// The latest snapshot the relay holds for `host`, once `ready` accepts it.
+async fn snapshot_where(relay: &TestRelay, host: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = relay.api().request("GET", "/agents", None, &[]).await;
+        let snap = body["agents"].as_array().and_then(|a| a.iter().find(|e| e["host"] == host)).map(|e| e["snapshot"].clone());
+        if let Some(snap) = snap.filter(|s| ready(s)) {
+            return snap;
+        }
+        assert!(Instant::now() < deadline, "no such snapshot of {host}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn what_the_custom_metric_path_refused_is_in_the_snapshot_too() {
+    let relay = TestRelay::with_config(config()).await;
+    let addr = relay.addr;
+    let agent = AgentProcess::spawn(&relay, "snap1", &[]);
+    snapshot_where(&relay, "snap1", |s| s.is_object()).await;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    agent.statsd_lines(&udp, (0..2_000).map(|i| format!("requests:1|c|#user:{i}"))).await;
+    udp.send_to(format!("{}:1|c", "n".repeat(1000)).as_bytes(), agent.statsd).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A relay restart makes the agent send its snapshot at once, instead of within a minute.
+    relay.stop().await;
+    let relay = TestRelay::on(config(), addr).await;
+    let snap = snapshot_where(&relay, "snap1", |s| s["custom"]["agent.custom_dropped"].as_f64().is_some_and(|d| d > 0.0)).await;
+    let custom = &snap["custom"];
+    assert_eq!(custom["agent.custom_dropped"], 2_000 - 128, "{custom}");
+    assert_eq!(custom["agent.custom_rejected"], 1, "{custom}");
+    assert_eq!(custom["agent.custom_series"], 128, "{custom}");
+    assert_eq!(custom["app.requests{user:0}.count"], 1, "the oldest series first, tag values included: {custom}");
+}
+
 #[tokio::test]
 async fn datagrams_the_kernel_drops_are_counted_in_the_samples() {
     let relay = TestRelay::with_config(config()).await;
