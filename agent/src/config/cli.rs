@@ -20,7 +20,7 @@ pub struct Cli {
     /// Agent token (JWT) for this host's channel. On the command line `ps` shows it: prefer
     /// --token-file, or this variable
     #[arg(long, env = "SONDE_AGENT_TOKEN", value_name = "JWT", hide_env_values = true, conflicts_with = "token_file")]
-    pub token: Option<String>,
+    pub token: Option<super::Secret>,
     /// File holding the agent token, read again before every connection attempt (replace it to
     /// rotate the token) [default: $CREDENTIALS_DIRECTORY/token when systemd provides it]
     #[arg(long, env = "SONDE_AGENT_TOKEN_FILE", value_name = "FILE")]

@@ -16,7 +16,7 @@ pub struct FileConfig {
     pub key: Option<String>,
     /// `--token`: the agent token. Keep the file readable by the agent only. It is read again
     /// before every connection attempt.
-    pub token: Option<String>,
+    pub token: Option<super::Secret>,
     /// `--token-file`: a file holding the agent token.
     pub token_file: Option<PathBuf>,
     /// `--host`: the host name to report.

@@ -40,6 +40,21 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// As a flag's value (`--token`), so the parsed flags never show it in `Debug` either.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+/// As a config file's value (`token = …`).
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
 /// Everything the agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -158,7 +173,7 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
 /// Flags and their variables first, then the config file, then a systemd credential.
 fn token_source(cli: &Cli, file: &FileConfig, env: &Env) -> Result<TokenSource, ConfigError> {
     if let Some(t) = &cli.token {
-        return Ok(TokenSource::Value(Secret::new(t.trim())));
+        return Ok(TokenSource::Value(Secret::new(t.expose().trim())));
     }
     if let Some(p) = &cli.token_file {
         return Ok(TokenSource::File(p.clone()));

@@ -102,3 +102,14 @@ fn errors_name_the_problem() {
     assert!(err(&[&REQUIRED[..], &["--config", "/does/not/exist.toml"]].concat()).contains("/does/not/exist.toml"));
     assert!(matches!(load(&sources(&["--help"], &[])), Err(ConfigError::Cli(_))));
 }
+
+#[test]
+fn tokens_never_reach_debug_output() {
+    use clap::Parser;
+    let cli = Cli::try_parse_from(["sonde-agent", "--relay", "ws://r:1", "--key", "k", "--token", "tok.en.secret"]).unwrap();
+    let file = FileConfig::parse("token = \"file.token.secret\"\n", std::path::Path::new("agent.toml")).unwrap();
+    for shown in [format!("{cli:?}"), format!("{file:?}")] {
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}

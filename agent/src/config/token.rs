@@ -56,7 +56,7 @@ impl TokenSource {
             Self::ConfigFile(path) => {
                 let file = FileConfig::read(path).map_err(|e| TokenError::Config { path: path.clone(), message: e.to_string() })?;
                 match (file.token, file.token_file) {
-                    (Some(t), None) if !t.trim().is_empty() => Ok(Secret::new(t.trim())),
+                    (Some(t), None) if !t.expose().trim().is_empty() => Ok(Secret::new(t.expose().trim())),
                     (None, Some(p)) => read_file(&p),
                     (Some(_), Some(_)) => Err(TokenError::Config { path: path.clone(), message: "both token and token_file are set".into() }),
                     (Some(_) | None, None) => Err(TokenError::Config { path: path.clone(), message: "no token in the file any more".into() }),
