@@ -216,8 +216,13 @@ impl WebhookMetrics {
 }
 
 impl Metrics {
-    /// The handles of one webhook target (`target` = its `host:port`; "" for what concerns
-    /// the app's webhooks as a whole).
+    /// Webhook events dropped for a reason that concerns an app's webhooks as a whole
+    /// (`target` ""): cluster-wide events a follower forgot while no leader confirmed them.
+    pub fn webhook_unconfirmed(&self, app: &str) -> Counter {
+        self.webhook_dropped.get_or_create(&DropLabel { app: app.to_owned(), target: String::new(), reason: "unconfirmed" }).clone()
+    }
+
+    /// The handles of one webhook target (`target` = its `host:port`).
     pub fn for_webhook(&self, app: &str, target: &str) -> WebhookMetrics {
         let l = TargetLabel { app: app.to_owned(), target: target.to_owned() };
         WebhookMetrics {

@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AppConfig;
 use crate::hub::{Observer, Transition};
-use crate::metrics::{Metrics, WebhookMetrics};
+use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
 use crate::sessions::{Lifecycle, Role};
 pub use config::{WebhookConfig, WebhookSettings};
 use event::Event;
@@ -63,8 +64,8 @@ pub struct Webhooks {
     wants: u16,
     delivery: Arc<Delivery>,
     duty: Mutex<Duty>,
-    /// Counts what concerns the app as a whole (events forgotten while no leader confirmed).
-    metrics: WebhookMetrics,
+    /// Cluster-wide events forgotten while no leader confirmed them.
+    unconfirmed: Counter,
 }
 
 impl Webhooks {
@@ -102,7 +103,7 @@ impl Webhooks {
             targets,
             delivery: Arc::new(delivery),
             duty: Mutex::new(Duty { role: Role::Alone, leaving: false, pending: Pending::default() }),
-            metrics: metrics.for_webhook(&app.id, ""),
+            unconfirmed: metrics.webhook_unconfirmed(&app.id),
         }))
     }
 
@@ -139,9 +140,7 @@ impl Webhooks {
             self.send(ev);
         } else {
             let forgotten = duty.pending.push(ev);
-            if forgotten > 0 {
-                self.metrics.dropped("unconfirmed", forgotten as u64);
-            }
+            self.unconfirmed.inc_by(forgotten as u64);
         }
     }
 
