@@ -140,7 +140,7 @@ impl Cluster {
         // A node that has not answered within the node timeout is gone (its key outlives it).
         let sync_deadline = tokio::time::Instant::now() + SYNC_WAIT.min(Duration::from_millis(self.config.node_timeout_ms + self.config.heartbeat_ms));
         if waiting.is_empty() {
-            self.ready.send_replace(true);
+            self.synced();
             self.claim(&mut con).await?;
         }
         let mut beat = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
@@ -190,7 +190,7 @@ impl Cluster {
             self.announce_state(con, &env.node).await?;
         }
         if done && waiting.remove(&env.node) && waiting.is_empty() {
-            self.ready.send_replace(true);
+            self.synced();
             self.claim(con).await?;
         } else if bye && self.held.lock().is_none() {
             // The leader may have let its lease go on leaving: take over without waiting.
@@ -211,9 +211,19 @@ impl Cluster {
             waiting.remove(&**n);
         }
         if !self.is_ready() && (waiting.is_empty() || tokio::time::Instant::now() >= sync_deadline) {
-            self.ready.send_replace(true);
+            self.synced();
         }
         self.claim(con).await
+    }
+
+    /// The node is a full member. The cluster-wide webhook events it kept while syncing were
+    /// the others' state arriving (every channel becoming occupied, every member added), which
+    /// whoever led then has reported: they are forgotten, not sent if this node leads next.
+    fn synced(&self) {
+        if !self.is_ready() {
+            self.apps.iter().filter_map(|app| app.webhooks.as_ref()).for_each(|w| w.forget_pending());
+        }
+        self.ready.send_replace(true);
     }
 
     fn envelope(&self, app: &str, msg: Msg) -> Vec<u8> {

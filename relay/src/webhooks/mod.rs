@@ -156,6 +156,11 @@ impl Webhooks {
         }
     }
 
+    /// Forgets the cluster-wide events kept so far (see `Cluster::synced`).
+    pub fn forget_pending(&self) {
+        self.duty.lock().pending.take();
+    }
+
     /// A heartbeat of the node holding the leader lease.
     pub fn leader_beat(&self) {
         self.duty.lock().pending.beat();

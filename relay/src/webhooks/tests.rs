@@ -120,6 +120,23 @@ fn a_follower_keeps_cluster_events_until_the_leader_has_them() {
     assert_eq!(queued(&w)[0], Vec::<String>::new(), "a leaving node leaves it to the next leader");
 }
 
+#[test]
+fn what_a_syncing_node_learns_is_not_sent_when_it_leads() {
+    let w = Webhooks::new(&app(TWO_TARGETS, 0), &WebhookSettings::default(), &Metrics::default()).unwrap();
+    let hub = hub_with(&w);
+    let room = ChannelName::parse("presence-room").unwrap();
+    let node: crate::hub::NodeId = "n2".into();
+    w.set_role(Role::Follower);
+    // Joining: the others' state arrives as transitions.
+    hub.remote_count(&node, &room, 3);
+    hub.remote_join(&node, &room, "bob".into(), None);
+    w.forget_pending();
+    w.set_role(Role::Leader { term: 3, until: Instant::now() + Duration::from_secs(5) });
+    assert_eq!(queued(&w)[0], Vec::<String>::new());
+    hub.remote_leave(&node, &room, "bob");
+    assert_eq!(queued(&w)[0], ["member_removed presence-room \"bob\""]);
+}
+
 /// A receiver answering each request with the next status of `script` (the last one again
 /// when it runs out; 0 = never answer); every request (headers as sent, body) is sent to the
 /// returned channel with the time it came.
