@@ -113,10 +113,13 @@ pub struct WebhookSettings {
     /// Bytes of events queued for one target while it is slow or down; beyond, the oldest
     /// are dropped (and counted).
     pub max_queue_bytes: usize,
-    /// Most events in one request when batching (`webhook_batch_ms` > 0).
+    /// Most events in one request when batching (`webhook_batch_ms` > 0); a request also
+    /// stops growing at 1 MiB.
     pub max_batch_events: usize,
-    /// Requests in flight to one target at most. The events of one channel always take the
-    /// same of these, one request at a time, so they arrive in order.
+    /// Without batching: requests in flight to one target at most. The events of one channel
+    /// always take the same of these connections, one request at a time, so they arrive in
+    /// order. With batching, a target takes one request at a time, which carries everything
+    /// its window gathered.
     pub connections_per_target: usize,
 }
 
@@ -128,7 +131,7 @@ impl Default for WebhookSettings {
             initial_backoff_ms: 1_000,
             max_backoff_ms: 60_000,
             max_queue_bytes: 16 * 1024 * 1024,
-            max_batch_events: 100,
+            max_batch_events: 1000,
             connections_per_target: 4,
         }
     }

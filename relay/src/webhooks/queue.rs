@@ -41,10 +41,18 @@ impl Lane {
         dropped
     }
 
-    /// Takes up to `max` events, oldest first.
-    pub fn take(&self, max: usize) -> Vec<Arc<Event>> {
+    /// Takes up to `max` events, oldest first, stopping before `max_bytes` of JSON (but always
+    /// at least one).
+    pub fn take(&self, max: usize, max_bytes: usize) -> Vec<Arc<Event>> {
         let mut st = self.state.lock();
-        let n = max.min(st.events.len());
+        let (mut n, mut bytes) = (0, 0);
+        for e in st.events.iter().take(max) {
+            bytes += e.json.len();
+            if n > 0 && bytes > max_bytes {
+                break;
+            }
+            n += 1;
+        }
         let out: Vec<Arc<Event>> = st.events.drain(..n).collect();
         st.bytes -= out.iter().map(|e| e.cost()).sum::<usize>();
         out
@@ -86,10 +94,12 @@ mod tests {
         assert_eq!(lane.len(), 10);
         assert_eq!(dropped, 90);
         assert!(lane.bytes() <= one * 10 + one / 2);
-        let first = lane.take(3);
+        let first = lane.take(3, usize::MAX);
         assert_eq!(first[0].channel.as_str(), "c90", "the newest are kept, in order");
         assert_eq!(lane.len(), 7);
-        assert_eq!(lane.take(100).len(), 7);
+        assert_eq!(lane.take(100, first[0].json.len() * 2).len(), 2, "stops at the byte bound");
+        assert_eq!(lane.take(100, 0).len(), 1, "at least one");
+        assert_eq!(lane.take(100, usize::MAX).len(), 4);
         assert_eq!(lane.bytes(), 0);
         assert_eq!(lane.push(ev(1), 1), 0, "one event over the budget is still kept");
     }

@@ -24,6 +24,9 @@ pub(super) struct Delivery {
     pub backoff: Backoff,
 }
 
+/// Most bytes of events in one request (beyond one event).
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
 /// Most bytes of a response body read (so its connection can be reused) before it is dropped.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -80,7 +83,7 @@ pub(super) async fn run(target: Arc<Target>, lane: usize, d: Arc<Delivery>, clie
 }
 
 fn take(target: &Target, lane: usize, d: &Delivery) -> Vec<Arc<Event>> {
-    let events = target.lanes[lane].take(if d.batch.is_zero() { 1 } else { d.max_batch });
+    let events = target.lanes[lane].take(if d.batch.is_zero() { 1 } else { d.max_batch }, MAX_REQUEST_BYTES);
     target.metrics.queued.dec_by(events.len() as i64);
     events
 }

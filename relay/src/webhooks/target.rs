@@ -32,10 +32,11 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// `config` was checked by `Config::validate`.
-    pub fn new(config: &WebhookConfig, settings: &WebhookSettings, metrics: impl FnOnce(&str) -> WebhookMetrics) -> Result<Self, String> {
+    /// `config` was checked by `Config::validate`. With batching (`batched`), one lane: a
+    /// window's events go in one request.
+    pub fn new(config: &WebhookConfig, settings: &WebhookSettings, batched: bool, metrics: impl FnOnce(&str) -> WebhookMetrics) -> Result<Self, String> {
         let parsed = config.parse()?;
-        let lanes = settings.connections_per_target;
+        let lanes = if batched { 1 } else { settings.connections_per_target };
         Ok(Self {
             shown: crate::redact::url(&config.url),
             url: parsed.url,
