@@ -70,6 +70,9 @@ pub enum Scenario {
     /// A broadcast measured alone and then while thousands of hostile sockets attack the
     /// server: the normal clients' loss and latency, health checks, what the server holds after.
     Hostile(HostileArgs),
+    /// The attack of `hostile` alone, in a child process (started by it).
+    #[command(hide = true)]
+    HostileAttack(HostileAttackArgs),
     /// StatsD load on a real agent: its CPU and RSS, kernel drops, what its samples carry.
     AgentLoad(crate::scenario::agent_load::AgentLoadArgs),
     /// A broadcast while thousands of channels a second are occupied and vacated, with a
@@ -147,10 +150,8 @@ pub struct BroadcastArgs {
     pub max_drain_ms: u64,
 }
 
-#[derive(Debug, Args)]
-pub struct HostileArgs {
-    #[command(flatten)]
-    pub load: ChannelLoad,
+#[derive(Debug, Args, Clone)]
+pub struct AttackArgs {
     /// Hostile sockets, each repeating one attack (slow head, trickled body, silence,
     /// garbage frames, an overflowing length, a disconnect mid-frame) from 200 addresses.
     #[arg(long, default_value_t = 3000)]
@@ -164,6 +165,14 @@ pub struct HostileArgs {
     /// The app key the hostile websocket requests name.
     #[arg(long, default_value = "key")]
     pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HostileArgs {
+    #[command(flatten)]
+    pub load: ChannelLoad,
+    #[command(flatten)]
+    pub attack: AttackArgs,
     /// Seconds to wait after the attack for the server to let go of it.
     #[arg(long, default_value_t = 30)]
     pub settle: u64,
@@ -171,6 +180,19 @@ pub struct HostileArgs {
     /// `/metrics` are read; default: the main port.
     #[arg(long)]
     pub health_port: Option<u16>,
+    /// Run the attack in a child process at this niceness (e.g. 19), so the attackers' own
+    /// work on a small machine yields to the relay and the measuring readers.
+    #[arg(long)]
+    pub attack_nice: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct HostileAttackArgs {
+    #[command(flatten)]
+    pub attack: AttackArgs,
+    /// How long to attack.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -65,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Idle(a) => scenario::idle::run(&ctx, a).await,
             Scenario::Broadcast(a) => scenario::broadcast::run(&ctx, a).await,
             Scenario::Hostile(a) => scenario::hostile::run(&ctx, a).await,
+            Scenario::HostileAttack(a) => scenario::hostile::attack_only(&ctx, a).await,
             Scenario::Metrics(a) => scenario::metrics::run(&ctx, a).await,
             Scenario::Churn(a) => scenario::churn::run(&ctx, a).await,
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use crate::cli::HostileArgs;
+use crate::cli::{AttackArgs, HostileArgs, HostileAttackArgs};
 use crate::fleet::{self, Readers};
 use crate::monitor::Window;
 use crate::publish::{bench_data, Outcome, Pacer, Publisher};
@@ -52,7 +52,7 @@ struct AttackStats {
 pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
     let params = serde_json::json!({
         "subscribers": a.load.subscribers, "rate": a.load.rate, "duration_s": a.load.duration,
-        "attackers": a.attackers, "flood": a.flood, "payload_bytes": a.load.payload,
+        "attackers": a.attack.attackers, "flood": a.attack.flood, "retry_ms": a.attack.retry_ms, "attack_nice": a.attack_nice, "payload_bytes": a.load.payload,
     });
     let channel: Arc<str> = format!("private-bench-{:08x}", rand::random::<u32>()).into();
     let recorder = Arc::new(Recorder::default());
@@ -70,11 +70,15 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
     let mut sections = Vec::new();
     let mut seq = 0u64;
     for attacked in [false, true] {
-        let label = format!("{rate} msg/s to {} subscribers, {}", readers.len(), if attacked { format!("under attack by {} hostile sockets", a.attackers + a.flood) } else { "no attack".into() });
+        let label = format!("{rate} msg/s to {} subscribers, {}", readers.len(), if attacked { format!("under attack by {} hostile sockets", a.attack.attackers + a.attack.flood) } else { "no attack".into() });
         eprintln!("hostile: {label} for {} s", a.load.duration);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(AttackStats::default());
-        let attackers = if attacked { spawn_attack(ctx.target.server, a, &stop, &stats) } else { Vec::new() };
+        let (attackers, child) = match (attacked, a.attack_nice) {
+            (false, _) => (Vec::new(), None),
+            (true, None) => (spawn_attack(ctx.target.server, &a.attack, &stop, &stats), None),
+            (true, Some(nice)) => (Vec::new(), Some(AttackChild::start(ctx, a, nice, &stats)?)),
+        };
         if attacked {
             // Let the attackers take their sockets before measuring.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -102,6 +106,9 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
         let (health_ok, health_failed, health_worst) = health.await.unwrap_or_default();
         for t in attackers {
             t.abort();
+        }
+        if let Some(child) = child {
+            child.stop().await;
         }
 
         let mut s = Section::new(label);
@@ -149,6 +156,64 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
     }
     sections.push(s);
     Ok(super::report("hostile", ctx, params, sections, Vec::new()))
+}
+
+/// The attack in a child process at a given niceness; its counts come back on its stdout.
+struct AttackChild {
+    child: tokio::process::Child,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl AttackChild {
+    fn start(ctx: &Ctx, a: &HostileArgs, nice: i32, stats: &Arc<AttackStats>) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let t = &ctx.target;
+        let mut cmd = tokio::process::Command::new("nice");
+        cmd.arg("-n").arg(nice.to_string()).arg(exe);
+        cmd.args(["--host", &t.server.ip().to_string(), "--port", &t.server.port().to_string(), "hostile-attack"]);
+        cmd.args(["--attackers", &a.attack.attackers.to_string(), "--retry-ms", &a.attack.retry_ms.to_string()]);
+        cmd.args(["--flood", &a.attack.flood.to_string(), "--key", &a.attack.key, "--seconds", "3600"]);
+        let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true).spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout from the attack process"))?;
+        let stats = stats.clone();
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let n: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                if let [opened, refused, flood_opened, flood_refused] = n[..] {
+                    stats.opened.store(opened, Ordering::Relaxed);
+                    stats.refused.store(refused, Ordering::Relaxed);
+                    stats.flood_opened.store(flood_opened, Ordering::Relaxed);
+                    stats.flood_refused.store(flood_refused, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(Self { child, reader })
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.reader).await;
+    }
+}
+
+/// `hostile-attack`: the attack alone, printing its counts every half second.
+pub async fn attack_only(ctx: &Ctx, a: &HostileAttackArgs) -> anyhow::Result<Report> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(AttackStats::default());
+    let tasks = spawn_attack(ctx.target.server, &a.attack, &stop, &stats);
+    let end = Instant::now() + Duration::from_secs(a.seconds);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        println!("{} {} {} {}", n(&stats.opened), n(&stats.refused), n(&stats.flood_opened), n(&stats.flood_refused));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    Ok(super::report("hostile-attack", ctx, serde_json::json!({ "seconds": a.seconds }), Vec::new(), Vec::new()))
 }
 
 /// What the server holds: its connection and socket gauges, and its open descriptors.
@@ -199,7 +264,7 @@ async fn http_get(server: SocketAddr, path: &str) -> Option<String> {
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
 
-fn spawn_attack(server: SocketAddr, a: &HostileArgs, stop: &Arc<AtomicBool>, stats: &Arc<AttackStats>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_attack(server: SocketAddr, a: &AttackArgs, stop: &Arc<AtomicBool>, stats: &Arc<AttackStats>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for i in 0..a.attackers {
         let attack = ATTACKS[i % ATTACKS.len()];
