@@ -10,6 +10,7 @@ use sonde_protocol::sign;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
+use crate::cli::ChannelLoad;
 use crate::pusher::{PusherConn, Target};
 use crate::recorder::{new_histogram, now_ns, Latency};
 use crate::report::Section;
@@ -270,6 +271,23 @@ impl Publisher {
         if let Self::Http { gate, inflight, .. } = self {
             let _all = gate.acquire_many(*inflight).await.expect("semaphore never closes");
         }
+    }
+
+    /// Publishes `load.payload`-byte messages at `rate` for `load.duration` seconds (numbered
+    /// on from `seq`), then waits for those in flight; returns how long publishing took.
+    pub async fn paced(&self, (channel, event): (&Arc<str>, &Arc<str>), rate: f64, load: &ChannelLoad, seq: &mut u64, outcome: &Arc<Outcome>) -> Duration {
+        let started = Instant::now();
+        let mut pacer = Pacer::new(rate);
+        while started.elapsed() < Duration::from_secs(load.duration) {
+            for _ in 0..pacer.due().await {
+                *seq += 1;
+                let mut data = String::with_capacity(load.payload + 64);
+                bench_data(*seq, load.payload, &mut data);
+                self.send(channel, event, data, outcome).await;
+            }
+        }
+        self.settle().await;
+        started.elapsed()
     }
 }
 

@@ -320,23 +320,8 @@ const HEALTH_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A socket beyond the cap: served if it asks for a health path, refused otherwise.
 async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot) {
-    let mut buf = [0u8; 13];
-    let health = tokio::time::timeout(HEALTH_HEAD_TIMEOUT, async {
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let n = tcp.peek(&mut buf).await.unwrap_or(0);
-            let seen = &buf[..n];
-            if n == 0 || !HEALTH_PATHS.iter().any(|p| p.starts_with(seen) || seen.starts_with(p)) {
-                return false;
-            }
-            if HEALTH_PATHS.iter().any(|p| seen.starts_with(p)) {
-                return true;
-            }
-            pause = (pause * 2).min(crate::ws::accept::MAX_SNIFF_PAUSE);
-            tokio::time::sleep(pause).await;
-        }
-    });
-    if health.await.unwrap_or(false) {
+    let health = tokio::time::timeout(HEALTH_HEAD_TIMEOUT, crate::ws::accept::starts_with(&tcp, &HEALTH_PATHS));
+    if health.await.is_ok_and(|found| found.is_some()) {
         serve_http(tcp, peer, state, routes, slot, false).await;
     } else {
         let refused = crate::edge::Refused::Cap;

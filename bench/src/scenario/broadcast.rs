@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 
 use crate::cli::BroadcastArgs;
 use crate::fleet::{self, Readers, Stalled};
 use crate::monitor::{Sampler, Window};
-use crate::publish::{bench_data, ClientPublisher, Outcome, Pacer, Publisher, Via};
+use crate::publish::{ClientPublisher, Outcome, Publisher, Via};
 use crate::pusher::Target;
 use crate::recorder::Recorder;
 use crate::report::{Report, Section};
@@ -53,18 +52,7 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
         let outcome = Arc::new(Outcome::default());
         let window = Window::start(ctx.server_pid);
         let sampler = Sampler::start(ctx.server_pid, format!("{rate}/s"), Some(recorder.clone()));
-        let started = Instant::now();
-        let mut pacer = Pacer::new(rate);
-        while started.elapsed() < Duration::from_secs(a.load.duration) {
-            for _ in 0..pacer.due().await {
-                seq += 1;
-                let mut data = String::with_capacity(a.load.payload + 64);
-                bench_data(seq, a.load.payload, &mut data);
-                publisher.send(&channel, &event, data, &outcome).await;
-            }
-        }
-        publisher.settle().await;
-        let publishing = started.elapsed();
+        let publishing = publisher.paced((&channel, &event), rate, &a.load, &mut seq, &outcome).await;
         let expected = outcome.ok() * readers.len() as u64;
         let drained = super::drain(&recorder, expected, Duration::from_secs(a.load.drain)).await;
 

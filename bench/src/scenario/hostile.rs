@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::cli::{AttackArgs, HostileArgs, HostileAttackArgs};
 use crate::fleet::{self, Readers};
 use crate::monitor::Window;
-use crate::publish::{bench_data, Outcome, Pacer, Publisher};
+use crate::publish::{Outcome, Publisher};
 use crate::recorder::Recorder;
 use crate::report::{Report, Section};
 use crate::Ctx;
@@ -88,18 +88,7 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
         let outcome = Arc::new(Outcome::default());
         let window = Window::start(ctx.server_pid);
         let during = server_state(ctx, a).await;
-        let started = Instant::now();
-        let mut pacer = Pacer::new(rate);
-        while started.elapsed() < Duration::from_secs(a.load.duration) {
-            for _ in 0..pacer.due().await {
-                seq += 1;
-                let mut data = String::with_capacity(a.load.payload + 64);
-                bench_data(seq, a.load.payload, &mut data);
-                publisher.send(&channel, &event, data, &outcome).await;
-            }
-        }
-        publisher.settle().await;
-        let publishing = started.elapsed();
+        let publishing = publisher.paced((&channel, &event), rate, &a.load, &mut seq, &outcome).await;
         let expected = outcome.ok() * readers.len() as u64;
         let drained = super::drain(&recorder, expected, Duration::from_secs(a.load.drain)).await;
         stop.store(true, Ordering::Relaxed);

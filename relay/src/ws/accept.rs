@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{self, Refusal, Start};
-use crate::edge::Slot;
+use crate::edge::{json_reply, Slot};
 use super::upgrade::{accept_key, check};
 use crate::apps::App;
 use crate::server::AppState;
@@ -23,36 +23,38 @@ use crate::tokens::Grant;
 const MAX_HEAD: usize = 8 * 1024;
 const PREFIX: &[u8] = b"GET /app/";
 /// Longest pause between two looks at a request that arrives a few bytes at a time.
-pub const MAX_SNIFF_PAUSE: Duration = Duration::from_millis(100);
+const MAX_SNIFF_PAUSE: Duration = Duration::from_millis(100);
 
 /// Whether the connection starts with `GET /app/` (waiting for enough bytes to tell); `None`
 /// when the client has said nothing telling by the deadline.
 pub async fn is_app_socket(tcp: &TcpStream, deadline: Instant) -> Option<bool> {
-    let mut buf = [0u8; 9];
-    let check = async {
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let n = tcp.peek(&mut buf).await.ok()?;
-            if n == 0 || buf[..n] != PREFIX[..n] {
-                return Some(false);
-            }
-            if n == PREFIX.len() {
-                return Some(true);
-            }
-            // Part of the prefix is here: a real client sends its request line in one packet,
-            // so this is a slow or hostile one. Wait longer each time (a peek returns at once
-            // while bytes are waiting, so a fixed short pause would poll it hundreds of times
-            // a second).
-            pause = (pause * 2).min(MAX_SNIFF_PAUSE);
-            tokio::time::sleep(pause).await;
-        }
-    };
-    tokio::time::timeout_at(deadline, check).await.ok().flatten()
+    tokio::time::timeout_at(deadline, starts_with(tcp, &[PREFIX])).await.ok().map(|found| found.is_some())
 }
 
-fn reply(status: &str, message: &str) -> String {
-    crate::edge::json_reply(status, message)
+/// Which of `prefixes` (each at most 16 bytes) the stream starts with, peeking without
+/// consuming; `None` as soon as it cannot be any of them (or the peer is gone). The caller
+/// bounds the wait.
+pub async fn starts_with(tcp: &TcpStream, prefixes: &[&[u8]]) -> Option<usize> {
+    let mut buf = [0u8; 16];
+    let want = prefixes.iter().map(|p| p.len()).max().unwrap_or(0).min(buf.len());
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let n = tcp.peek(&mut buf[..want]).await.ok()?;
+        let seen = &buf[..n];
+        if n == 0 || !prefixes.iter().any(|p| p.starts_with(seen) || seen.starts_with(p)) {
+            return None;
+        }
+        if let Some(i) = prefixes.iter().position(|p| seen.starts_with(p)) {
+            return Some(i);
+        }
+        // Part of a prefix is here: a real client sends its request line in one packet, so
+        // this is a slow or hostile one. Wait longer each time (a peek returns at once while
+        // bytes are waiting, so a fixed short pause would poll it hundreds of times a second).
+        pause = (pause * 2).min(MAX_SNIFF_PAUSE);
+        tokio::time::sleep(pause).await;
+    }
 }
+
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
     req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(h.value).ok())
@@ -90,7 +92,7 @@ type Verdict = Result<(Arc<App>, Option<Arc<Grant>>), Refusal>;
 
 /// Writes an HTTP error reply; the caller then drops the socket.
 async fn refuse_http(tcp: &mut TcpStream, status: &str, message: &str) {
-    let _ = tcp.write_all(reply(status, message).as_bytes()).await;
+    let _ = tcp.write_all(json_reply(status, message).as_bytes()).await;
 }
 
 /// Reads the request head and answers 101 (or an HTTP error, then `None`). Returns what was
@@ -142,7 +144,7 @@ async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState, slot:
         return None;
     }
     if header(&req, "sec-websocket-version") != Some("13") {
-        let msg = reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
+        let msg = json_reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
         let _ = tcp.write_all(msg.as_bytes()).await;
         return None;
     }

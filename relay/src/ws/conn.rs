@@ -320,10 +320,18 @@ mod tests {
     use crate::metrics::Metrics;
     use sonde_protocol::ChannelName;
 
-    /// Every idle connection is one task of this size for its whole life (BENCHMARKS.md's idle
-    /// figure): a change that grows it shows here before it shows in memory per connection.
-    #[tokio::test]
-    async fn a_connection_task_stays_small() {
+    /// An accepted socket with its place at the edge, ready to become a connection of app 1.
+    struct Accepted {
+        metrics: Arc<Metrics>,
+        app: Arc<App>,
+        gate: Arc<Gate>,
+        _client: TcpStream,
+        server: TcpStream,
+        slot: crate::edge::Slot,
+        timing: Timing,
+    }
+
+    async fn accepted() -> Accepted {
         let metrics = Arc::new(Metrics::default());
         let app = Arc::new(App::new(AppConfig::from_flag("1:key:secret").unwrap(), &metrics));
         let gate = Arc::new(Gate::new(&EdgeConfig::default(), &[], 10, metrics.clone()));
@@ -332,6 +340,14 @@ mod tests {
         let (server, peer) = listener.accept().await.unwrap();
         let Admission::Client(slot) = gate.admit(peer.ip()) else { panic!("admitted") };
         let timing = Timing { activity: Duration::from_secs(60), pong: Duration::from_secs(30), write: Duration::from_secs(5) };
+        Accepted { metrics, app, gate, _client, server, slot, timing }
+    }
+
+    /// Every idle connection is one task of this size for its whole life (BENCHMARKS.md's idle
+    /// figure): a change that grows it shows here before it shows in memory per connection.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let Accepted { metrics, app, server, slot, timing, .. } = accepted().await;
         let start = Start { app, socket_id: SocketId::new(1, 2), grant: None, slot };
         let task = crate::edge::guarded(serve(server, BytesMut::new(), start, timing, CancellationToken::new()), metrics);
         let size = std::mem::size_of_val(&task);
@@ -340,14 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_task_that_panics_leaves_nothing_registered() {
-        let metrics = Arc::new(Metrics::default());
-        let app = Arc::new(App::new(AppConfig::from_flag("1:key:secret").unwrap(), &metrics));
-        let gate = Arc::new(Gate::new(&EdgeConfig::default(), &[], 10, metrics.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, peer) = listener.accept().await.unwrap();
-        let Admission::Client(slot) = gate.admit(peer.ip()) else { panic!("admitted") };
-        let timing = Timing { activity: Duration::from_secs(60), pong: Duration::from_secs(30), write: Duration::from_secs(5) };
+        let Accepted { metrics, app, gate, _client: client, server, slot, timing } = accepted().await;
         let app2 = app.clone();
         let task = async move {
             let start = Start { app: app2.clone(), socket_id: SocketId::new(1, 2), grant: None, slot };
