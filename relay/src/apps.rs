@@ -50,6 +50,8 @@ pub struct App {
     pub webhooks: Option<Arc<Webhooks>>,
     /// The cluster bus, when the relay runs with Redis.
     cluster: OnceLock<Link>,
+    /// Viewers waiting for their first sample, to time session starts.
+    pub first_samples: crate::insight::FirstSamples,
 }
 
 /// The fan-out lanes are behind by so many deliveries: the API answers 503 (under a second of
@@ -76,6 +78,8 @@ impl App {
             cache_ttl: Duration::from_secs(config.limits.cache_ttl_s),
         });
         let app_metrics = metrics.for_app(&config.id);
+        hub.measure(metrics.insight.meter_for(&config.id, app_metrics.conflated.clone()));
+        let first_samples = crate::insight::FirstSamples::new(metrics.insight.session_start(&config.id));
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
         let limiters = Limiters::new(&config.limits);
@@ -86,7 +90,7 @@ impl App {
             let w = w.clone();
             inventory.observe(Box::new(move |host, online, snapshot| w.agent(host, online, snapshot)));
         }
-        Self { config, hub, metrics: app_metrics, tokens, limiters, sessions: Sessions::new(timing), inventory, webhooks, cluster: OnceLock::new() }
+        Self { config, hub, metrics: app_metrics, tokens, limiters, sessions: Sessions::new(timing), inventory, webhooks, cluster: OnceLock::new(), first_samples }
     }
 
     /// Sends what the session controller asked for, here and on the other nodes (with the
@@ -185,6 +189,9 @@ impl App {
     /// A frame on its way to this node's subscribers of a channel: a host's samples or
     /// backfill settle the backfills owed to viewers that joined while its agent was away.
     pub fn stream_seen(&self, channel: &ChannelName, frame: &Bytes, urgency: Urgency) {
+        if urgency == Urgency::Conflatable {
+            self.first_samples.sample_seen(channel, std::time::Instant::now());
+        }
         if !self.sessions.owes() {
             return;
         }

@@ -58,7 +58,8 @@ pub struct TokenArgs {
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
     /// viewer: subscribe to every host and the inventory, publish nothing; agent: its own host
-    /// channel only; custom: only what --subscribe and --publish say.
+    /// channel only; operator: every app's flight recorder and the relay's own channel;
+    /// custom: only what --subscribe and --publish say.
     #[arg(long, default_value = "viewer")]
     pub role: String,
     /// The host of an agent token.

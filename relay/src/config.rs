@@ -53,6 +53,9 @@ pub struct Config {
     /// How webhooks are delivered (timeouts, retries, queue bounds), for every app.
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// The flight recorder of slow and failed events (`[recorder]`).
+    #[serde(default)]
+    pub recorder: crate::insight::RecorderConfig,
     /// The apps (accounts) this relay serves.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -157,6 +160,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             redis: None,
             webhooks: crate::webhooks::WebhookSettings::default(),
+            recorder: crate::insight::RecorderConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -381,6 +385,7 @@ impl Config {
                 )));
             }
         }
+        self.recorder.validate().map_err(ConfigError::Invalid)?;
         let t = &self.sessions;
         if t.interval_ms == 0 || t.renew_ms == 0 || t.renew_ms * 2 > t.lease_ms {
             return Err(ConfigError::Invalid("sessions: interval_ms and renew_ms must be positive and renew_ms at most half of lease_ms".into()));

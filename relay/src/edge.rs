@@ -296,8 +296,9 @@ pub fn socket_cap(configured: usize, reserved: usize) -> usize {
 /// it awaits, doubling every idle connection's task.
 pub fn guarded<F: Future<Output = ()>>(task: F, metrics: Arc<Metrics>) -> impl Future<Output = ()> {
     AssertUnwindSafe(task).catch_unwind().map(move |ended| {
-        if ended.is_err() {
+        if let Err(payload) = ended {
             metrics.connection_panics.inc();
+            crate::insight::recorder::record_panic(&metrics.insight.recorder, payload.as_ref());
         }
     })
 }

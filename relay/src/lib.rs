@@ -12,6 +12,7 @@ pub mod edge;
 pub mod health;
 pub mod http;
 pub mod hub;
+pub mod insight;
 pub mod limits;
 pub mod metrics;
 pub mod redact;

@@ -107,6 +107,8 @@ pub struct Metrics {
     webhook_dropped: Family<DropLabel, Counter>,
     webhook_delivered: Family<TargetLabel, Counter>,
     webhook_delivery: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    /// Latency histograms by cause and the flight recorder.
+    pub insight: crate::insight::Insight,
 }
 
 impl Default for Metrics {
@@ -140,6 +142,7 @@ impl Default for Metrics {
             webhook_dropped: Family::default(),
             webhook_delivered: Family::default(),
             webhook_delivery: Family::new_with_constructor(delivery_histogram),
+            insight: crate::insight::Insight::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open websocket connections", m.connections.clone());
@@ -169,6 +172,7 @@ impl Default for Metrics {
         registry.register("webhook_dropped_events", "Webhook events dropped, by reason (queue_full, retry_window, shutdown, unconfirmed)", m.webhook_dropped.clone());
         registry.register("webhook_delivered_events", "Webhook events a target accepted (2xx)", m.webhook_delivered.clone());
         registry.register("webhook_delivery_seconds", "Time from an event to its delivery (2xx), retries included", m.webhook_delivery.clone());
+        m.insight.register(&mut registry);
         Self { registry, ..m }
     }
 }
@@ -203,11 +207,18 @@ pub struct WebhookMetrics {
     pub retries: Counter,
     pub delivered: Counter,
     pub delivery: Histogram,
+    recorder: std::sync::Arc<crate::insight::Recorder>,
 }
 
 impl WebhookMetrics {
     pub fn request(&self, outcome: &'static str) {
         self.requests.get_or_create(&OutcomeLabel { app: self.app.clone(), target: self.target.clone(), outcome }).inc();
+    }
+
+    /// A request that failed, into the flight recorder (`attempt` from 1).
+    pub fn failed(&self, outcome: &'static str, events: usize, attempt: u32) {
+        let event = crate::insight::Event::WebhookFailed { target: self.target.clone(), outcome, events, attempt };
+        self.recorder.record(Some(&self.app), event);
     }
 
     pub fn dropped(&self, reason: &'static str, n: u64) {
@@ -234,6 +245,7 @@ impl Metrics {
             retries: self.webhook_retries.get_or_create(&l).clone(),
             delivered: self.webhook_delivered.get_or_create(&l).clone(),
             delivery: self.webhook_delivery.get_or_create(&l).clone(),
+            recorder: self.insight.recorder.clone(),
         }
     }
 

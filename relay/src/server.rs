@@ -112,6 +112,7 @@ impl Drop for IoThreads {
 impl AppState {
     pub fn new(config: &Config) -> Self {
         let metrics = Arc::new(Metrics::default());
+        metrics.insight.recorder.configure(&config.recorder);
         let apps = Arc::new(Apps::build(&config.apps, &metrics, config.sessions.timing(), &config.webhooks));
         let webhook_client = apps.iter().any(|a| a.webhooks.is_some()).then(|| crate::webhooks::client(&config.webhooks));
         let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
@@ -189,6 +190,9 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     };
     let sweeper = tokio::spawn(sweep(state.clone()));
     let ticker = tokio::spawn(tick_sessions(state.clone()));
+    if let Some(dump) = crate::insight::signal::dump_on_sigusr1(state.metrics.insight.recorder.clone(), cancel.clone()) {
+        tokio::spawn(dump);
+    }
     let routes = router(state.clone());
     let stop = cancel.clone();
     // Polled on its own task from the start, so signal handlers are installed at once.

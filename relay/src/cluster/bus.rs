@@ -10,6 +10,14 @@ pub struct Envelope {
     #[serde(default)]
     pub app: String,
     pub msg: Msg,
+    /// When the sender encoded it, Unix milliseconds: how long the bus took, on arrival.
+    /// Absent (0) from nodes of an older version, which also ignore it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sent_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One node's view of a session, as the leader broadcasts it.
@@ -101,7 +109,40 @@ pub enum Msg {
     Bye,
 }
 
+impl Msg {
+    /// The message's kind, as its `t` tag says it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Publish { .. } => "publish",
+            Self::Count { .. } => "count",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::User { .. } => "user",
+            Self::Terminate { .. } => "terminate",
+            Self::Deliver { .. } => "deliver",
+            Self::Host { .. } => "host",
+            Self::Agent { .. } => "agent",
+            Self::SessionStart { .. } => "session_start",
+            Self::SessionStop { .. } => "session_stop",
+            Self::Sessions { .. } => "sessions",
+            Self::Directive { .. } => "directive",
+            Self::Cache { .. } => "cache",
+            Self::Heartbeat => "heartbeat",
+            Self::Hello => "hello",
+            Self::SyncStart { .. } => "sync_start",
+            Self::SyncDone { .. } => "sync_done",
+            Self::Bye => "bye",
+        }
+    }
+}
+
 impl Envelope {
+    /// A message from `node`, stamped with the time now.
+    pub fn new(node: &str, app: &str, msg: Msg) -> Self {
+        let sent_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        Self { node: node.to_owned(), app: app.to_owned(), msg, sent_ms }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("envelopes serialise")
     }
@@ -117,10 +158,21 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let e = Envelope { node: "n1".into(), app: "1".into(), msg: Msg::Join { channel: "presence-a".into(), user: "u".into(), info: Some("{\"n\":1}".into()) } };
+        let e = Envelope::new("n1", "1", Msg::Join { channel: "presence-a".into(), user: "u".into(), info: Some("{\"n\":1}".into()) });
+        assert!(e.sent_ms > 0);
         assert_eq!(Envelope::decode(&e.encode()), Some(e));
-        let hb = Envelope { node: "n1".into(), app: String::new(), msg: Msg::Heartbeat };
+        let hb = Envelope { node: "n1".into(), app: String::new(), msg: Msg::Heartbeat, sent_ms: 0 };
         assert_eq!(String::from_utf8(hb.encode()).unwrap(), r#"{"node":"n1","app":"","msg":{"t":"heartbeat"}}"#);
         assert_eq!(Envelope::decode(b"junk"), None);
+        // A node of an older version sends no time, and takes one it does not know.
+        let old = Envelope::decode(br#"{"node":"n1","app":"","msg":{"t":"heartbeat"}}"#).unwrap();
+        assert_eq!((old.sent_ms, old.msg), (0, Msg::Heartbeat));
+        #[derive(Deserialize)]
+        struct OldEnvelope {
+            node: String,
+            msg: Msg,
+        }
+        let seen: OldEnvelope = serde_json::from_slice(&Envelope::new("n2", "", Msg::Bye).encode()).unwrap();
+        assert_eq!((seen.node.as_str(), seen.msg), ("n2", Msg::Bye));
     }
 }

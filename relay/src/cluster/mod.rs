@@ -10,6 +10,7 @@
 //! the node holding the leader lease in Redis (`lease`); the others follow its table.
 
 pub mod bus;
+mod latency;
 mod lease;
 mod node;
 mod views;
@@ -133,7 +134,7 @@ impl Link {
             self.dropped.inc();
             return;
         }
-        let bytes = Envelope { node: self.node.to_string(), app: app.to_owned(), msg }.encode();
+        let bytes = Envelope::new(&self.node, app, msg).encode();
         if self.tx.try_send(bytes).is_err() {
             self.dropped.inc();
         }

@@ -44,6 +44,9 @@ pub struct Cluster {
     /// The node holding the leader lease, as the last claim found: its heartbeats confirm
     /// the cluster-wide webhook events the others keep (see `webhooks::pending`).
     leader: Mutex<Option<String>>,
+    /// Bus latency by app (node-level messages under ""), the recorder of slow ones, and
+    /// the count of lost links.
+    bus: super::latency::BusLatency,
 }
 
 type Res<T> = redis::RedisResult<T>;
@@ -52,6 +55,7 @@ impl Cluster {
     pub fn new(config: RedisConfig, apps: Arc<Apps>, metrics: &crate::metrics::Metrics) -> Arc<Self> {
         let node: NodeId = config.node_id.clone().unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())).into();
         let (link, rx) = Link::new(node.clone(), metrics.cluster_dropped.clone());
+        let bus = super::latency::BusLatency::new(metrics, apps.iter().map(|a| a.id()));
         for app in apps.iter() {
             app.set_cluster(link.clone());
         }
@@ -70,6 +74,7 @@ impl Cluster {
             lease,
             held: Mutex::new(None),
             leader: Mutex::new(None),
+            bus,
         })
     }
 
@@ -99,6 +104,7 @@ impl Cluster {
                 Ok(()) => return,
                 Err(e) => warn!(error = %e, "cluster: lost Redis; serving local clients and reconnecting"),
             }
+            self.bus.reconnects.inc();
             self.link.up.store(false, Ordering::Relaxed);
             self.state.set(0);
             self.ready.send_replace(false);
@@ -185,7 +191,9 @@ impl Cluster {
         }
         let hello = matches!(env.msg, Msg::Hello);
         let bye = matches!(env.msg, Msg::Bye);
+        let (kind, sent_ms) = (env.msg.label(), env.sent_ms);
         let done = self.views.lock().apply(&from, &env.app, env.msg, &self.node);
+        self.bus.applied(&env.node, &env.app, kind, sent_ms);
         if hello {
             self.announce_state(con, &env.node).await?;
         }
@@ -227,7 +235,7 @@ impl Cluster {
     }
 
     fn envelope(&self, app: &str, msg: Msg) -> Vec<u8> {
-        Envelope { node: self.node.to_string(), app: app.to_owned(), msg }.encode()
+        Envelope::new(&self.node, app, msg).encode()
     }
 
     async fn publish(&self, con: &mut redis::aio::MultiplexedConnection, msgs: &[Vec<u8>]) -> Res<()> {

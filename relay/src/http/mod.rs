@@ -35,6 +35,8 @@ pub fn api_routes() -> Router<AppState> {
         .route("/apps/{app_id}/sessions", get(sessions::list).post(sessions::start))
         .route("/apps/{app_id}/sessions/{host}", axum::routing::delete(sessions::stop))
         .route("/apps/{app_id}/agents", get(sessions::agents))
+        .route("/apps/{app_id}/debug/slow", get(crate::insight::http::app_events))
+        .route("/debug/slow", get(crate::insight::http::all_events))
 }
 
 pub async fn healthz() -> &'static str {
@@ -79,7 +81,7 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    if !path.starts_with("/apps/") && !path.starts_with("/users/") {
+    if !path.starts_with("/apps/") && !path.starts_with("/users/") && !path.starts_with("/debug/") {
         return next.run(req).await;
     }
     let client = req.extensions().get::<ClientIp>().map(|c| c.0);
@@ -94,7 +96,9 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
     if let (Some(ip), StatusCode::UNAUTHORIZED) = (client, resp.status()) {
         s.gate.failed_authentication(ip, Instant::now());
     }
-    s.metrics.http_duration.get_or_create(&EndpointLabel { endpoint }).observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    s.metrics.http_duration.get_or_create(&EndpointLabel { endpoint }).observe(took.as_secs_f64());
+    s.metrics.insight.recorder.slow_http(&app, endpoint, resp.status().as_u16(), took);
     s.metrics.http_requests.get_or_create(&HttpLabel { app, endpoint, status: resp.status().as_u16() }).inc();
     resp
 }
@@ -110,6 +114,7 @@ fn endpoint_name(route: &str) -> &'static str {
         "/apps/{app_id}/sessions" => "sessions",
         "/apps/{app_id}/sessions/{host}" => "session",
         "/apps/{app_id}/agents" => "agents",
+        "/apps/{app_id}/debug/slow" | "/debug/slow" => "debug_slow",
         _ => "other",
     }
 }

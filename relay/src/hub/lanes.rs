@@ -14,11 +14,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use sonde_protocol::{ChannelName, SocketId};
 
-use super::{Conn, Urgency};
+use super::{Conn, Meter, Pass, PassReport, Urgency};
 
 /// Frames going round one share at most, when a lane is behind.
 const RUN_MAX: usize = 64;
@@ -46,7 +47,12 @@ struct Job {
     urgency: Urgency,
     /// The channel's count of jobs not yet written.
     in_flight: Arc<AtomicUsize>,
+    /// Who times this publish, and when it was accepted.
+    timed: Option<(Arc<dyn Meter>, Instant)>,
 }
+
+/// A meter of some app (every job of a circle is for the same channel, so the same app).
+type AnyMeter = Option<Arc<dyn Meter>>;
 
 pub struct Lanes {
     senders: Vec<Sender<Job>>,
@@ -99,14 +105,15 @@ impl Lanes {
 
     /// Hands a frame for every subscriber in `share` to their lanes; `in_flight` counts the
     /// channel's jobs until they are written.
-    pub fn dispatch(&self, share: &Arc<Shares>, channel: &ChannelName, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, in_flight: &Arc<AtomicUsize>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(&self, share: &Arc<Shares>, channel: &ChannelName, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, in_flight: &Arc<AtomicUsize>, timed: Option<(Arc<dyn Meter>, Instant)>) {
         for (lane, conns) in share.by_lane.iter().enumerate() {
             if conns.is_empty() {
                 continue;
             }
             self.backlog.fetch_add(conns.len(), Ordering::Relaxed);
             in_flight.fetch_add(1, Ordering::AcqRel);
-            let job = Job { share: share.clone(), channel: channel.clone(), frame: frame.clone(), except, urgency, in_flight: in_flight.clone() };
+            let job = Job { share: share.clone(), channel: channel.clone(), frame: frame.clone(), except, urgency, in_flight: in_flight.clone(), timed: timed.clone() };
             // The lane threads never stop, so the receiver is always there.
             let _ = self.senders[lane].send(job);
         }
@@ -144,6 +151,8 @@ fn run(lane: usize, rx: Receiver<Job>) {
         let conns = &share.by_lane[lane];
         let n = conns.len() as u64;
         let mut step = 0u64;
+        let meter: AnyMeter = first.timed.as_ref().map(|(m, _)| m.clone());
+        let mut conflated = 0usize;
         // `frames` is the frames of `going`, in order, for the connections no job excludes.
         frames.push(first.frame.clone());
         going.push_back(InFlight { job: first, end: n });
@@ -163,10 +172,10 @@ fn run(lane: usize, rx: Receiver<Job>) {
                 // The publisher of a client event gets the others' frames only.
                 let own: Vec<Bytes> = going.iter().filter(|f| f.job.except != Some(conn.socket_id)).map(|f| f.job.frame.clone()).collect();
                 if !own.is_empty() {
-                    conn.outbox.push_run(&channel, &own, urgency);
+                    conflated += conn.outbox.push_run(&channel, &own, urgency).conflated;
                 }
             } else {
-                conn.outbox.push_run(&channel, &frames, urgency);
+                conflated += conn.outbox.push_run(&channel, &frames, urgency).conflated;
             }
             step += 1;
             while going.front().is_some_and(|f| f.end == step) {
@@ -174,7 +183,19 @@ fn run(lane: usize, rx: Receiver<Job>) {
                 frames.remove(0);
                 lanes().backlog.fetch_sub(conns.len(), Ordering::Relaxed);
                 done.job.in_flight.fetch_sub(1, Ordering::AcqRel);
+                report(&done.job, conns.len(), going.len() + 1);
             }
         }
+        if let (Some(m), true) = (meter, conflated > 0) {
+            m.conflated(conflated);
+        }
     }
+}
+
+/// A job went all the way round this lane's share: one clock read for the whole pass.
+fn report(job: &Job, subscribers: usize, frames: usize) {
+    let Some((meter, accepted)) = &job.timed else { return };
+    let elapsed = accepted.elapsed();
+    let backlog = lanes().backlog();
+    meter.pass(&PassReport { pass: Pass::Lanes, channel: &job.channel, subscribers, bytes: job.frame.len(), frames, backlog, accepted: *accepted, elapsed });
 }

@@ -7,6 +7,7 @@
 
 mod channel;
 mod lanes;
+mod meter;
 mod outbox;
 mod users;
 
@@ -20,6 +21,7 @@ use sonde_protocol::{ChannelName, CloseCode, ServerFrame, SocketId};
 
 pub use channel::{Change, ChannelInfo, SubscribeError};
 pub use lanes::{configure as configure_lanes, lanes};
+pub use meter::{mark_ms, since_mark, Meter, Overflow, Pass, PassReport};
 pub use outbox::{CloseRequest, DirectWrite, Outbox, Outgoing, Pushed, Written};
 pub use users::SigninError;
 
@@ -116,17 +118,25 @@ pub struct Hub {
     users: Mutex<Users>,
     /// Set when someone (webhooks) wants the transitions; without it none is computed.
     observer: OnceLock<Arc<dyn Observer>>,
+    /// Set when someone measures the core's timings; without it no clock is read for them.
+    meter: OnceLock<Arc<dyn Meter>>,
 }
 
 impl Hub {
     pub fn new(options: HubOptions) -> Self {
-        Self { options, channels: RwLock::default(), conns: RwLock::default(), users: Mutex::default(), observer: OnceLock::new() }
+        Self { options, channels: RwLock::default(), conns: RwLock::default(), users: Mutex::default(), observer: OnceLock::new(), meter: OnceLock::new() }
     }
 
     /// Reports every channel transition to `observer` from now on (once; later calls are
     /// ignored).
     pub fn observe(&self, observer: Arc<dyn Observer>) {
         let _ = self.observer.set(observer);
+    }
+
+    /// Reports the core's timings to `meter` from now on (once; later calls are ignored).
+    /// Connections registered before this are not measured.
+    pub fn measure(&self, meter: Arc<dyn Meter>) {
+        let _ = self.meter.set(meter);
     }
 
     fn observer(&self) -> Option<&dyn Observer> {
@@ -142,6 +152,9 @@ impl Hub {
     }
 
     pub fn register(&self, conn: Arc<Conn>) {
+        if let Some(m) = self.meter.get() {
+            conn.outbox.set_meter(m.clone(), conn.socket_id);
+        }
         self.conns.write().insert(conn.socket_id, conn);
     }
 
@@ -276,11 +289,11 @@ impl Hub {
     pub fn publish(&self, name: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
         if name.is_cache() {
             let ch = self.channel_or_create(name);
-            let d = ch.publish(frame, except, urgency, Some(Instant::now() + self.options.cache_ttl));
+            let d = ch.publish(frame, except, urgency, Some(Instant::now() + self.options.cache_ttl), self.meter.get());
             return d;
         }
         match self.channel(name) {
-            Some(ch) => ch.publish(frame, except, urgency, None),
+            Some(ch) => ch.publish(frame, except, urgency, None, self.meter.get()),
             None => Delivery::default(),
         }
     }

@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use sonde_protocol::{ChannelName, CloseCode};
+use sonde_protocol::{ChannelName, CloseCode, SocketId};
 use tokio::sync::Notify;
 
-use super::{Delivery, Urgency};
+use super::meter::{mark_ms, since_mark};
+use super::{Delivery, Meter, Overflow, Urgency};
 
 /// What the writer should do after writing the frames it drained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +79,9 @@ struct Inner {
     close: Option<CloseRequest>,
     /// The connection's writer holds frames taken from the queue and is writing them.
     writing: bool,
+    /// When the writer last took the queue (`mark_ms`): how long an overflowing reader has
+    /// not been reading. In the padding after `writing`, so it costs no memory.
+    taken_at: u32,
 }
 
 /// Outcome of a push, for the publisher's counters.
@@ -97,11 +101,18 @@ pub struct Outbox {
     notify: Notify,
     limit: usize,
     direct: OnceLock<Arc<dyn DirectWrite>>,
+    /// Who is told of queue depths and overflows, and which socket this is.
+    meter: OnceLock<(Arc<dyn Meter>, SocketId)>,
 }
 
 impl Outbox {
     pub fn new(limit: usize) -> Self {
-        Self { inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None, writing: false }), notify: Notify::new(), limit, direct: OnceLock::new() }
+        Self { inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None, writing: false, taken_at: mark_ms() }), notify: Notify::new(), limit, direct: OnceLock::new(), meter: OnceLock::new() }
+    }
+
+    /// Reports this connection's queue depths and overflow to `meter`.
+    pub fn set_meter(&self, meter: Arc<dyn Meter>, socket: SocketId) {
+        let _ = self.meter.set((meter, socket));
     }
 
     /// Lets publishers write to the socket themselves when nothing waits before them.
@@ -134,7 +145,14 @@ impl Outbox {
         }
         if !matches!(item, Queued::Raw(_)) && inner.bytes + item.len() > self.limit {
             inner.close = Some(CloseRequest { code: CloseCode::OverCapacity, reason: "client is too slow to read its messages".into() });
+            if let Some((m, socket)) = self.meter.get() {
+                m.overflow(&Overflow { socket: *socket, queued_bytes: inner.bytes, unread: since_mark(inner.taken_at) });
+            }
             return Pushed::Refused;
+        }
+        if inner.bytes == 0 && self.meter.get().is_some() {
+            // Unread from here on, until the writer takes it.
+            inner.taken_at = mark_ms();
         }
         inner.bytes += item.len();
         inner.queue.push_back(item);
@@ -255,6 +273,10 @@ impl Outbox {
     /// request. Until `finish_writing` says the queue is empty, publishers queue behind them.
     pub fn take(&self, out: &mut Vec<Outgoing>) -> Option<CloseRequest> {
         let mut inner = self.inner.lock();
+        if let (Some((m, _)), true) = (self.meter.get(), inner.bytes > 0) {
+            m.depth(inner.bytes);
+            inner.taken_at = mark_ms();
+        }
         out.extend(inner.queue.drain(..).map(Queued::into_outgoing));
         inner.bytes = 0;
         // Most connections are idle most of the time: keep no queue storage between bursts.

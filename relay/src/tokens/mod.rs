@@ -244,6 +244,9 @@ pub fn host_channel(host: &str) -> String {
 /// The channel dashboards follow the agent inventory on.
 pub const INVENTORY_CHANNEL: &str = "private-sonde-inventory";
 
+/// The channel the relay publishes its own state on while an operator watches.
+pub const RELAY_CHANNEL: &str = "private-sonde-relay";
+
 /// Claims of a standard role: a viewer may subscribe to every host channel and the inventory
 /// and publish nothing; an agent may subscribe and publish on its own host's channel only.
 pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>, ttl: Duration) -> Result<Claims, String> {
@@ -257,7 +260,9 @@ pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>,
             (sub.map_or_else(|| format!("agent:{host}"), str::to_owned), vec![ch.clone()], vec![ch])
         }
         "custom" => (sub.ok_or("a custom token needs --sub")?.to_owned(), vec![], vec![]),
-        other => return Err(format!("unknown role '{other}' (viewer, agent or custom)")),
+        // Reads every app's flight recorder (`GET /debug/slow`) and watches the relay itself.
+        "operator" => (sub.unwrap_or("operator").to_owned(), vec![RELAY_CHANNEL.to_owned()], vec![]),
+        other => return Err(format!("unknown role '{other}' (viewer, agent, operator or custom)")),
     };
     Ok(Claims {
         app: app.to_owned(),

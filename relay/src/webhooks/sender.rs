@@ -101,6 +101,7 @@ async fn deliver(target: &Target, d: &Delivery, client: &reqwest::Client, events
             return true;
         }
         attempt = attempt.saturating_add(1);
+        target.metrics.failed(outcome.label(), events.len(), attempt);
         let Some(delay) = d.backoff.next(attempt, first.elapsed(), rand::random::<f64>()) else {
             target.metrics.dropped("retry_window", events.len() as u64);
             tracing::warn!(url = %target.shown, events = events.len(), attempts = attempt, last = outcome.label(), "webhook: the target failed for the whole retry window; events dropped");

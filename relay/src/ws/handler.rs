@@ -366,8 +366,8 @@ impl Handler {
             w.client_event(&name, &ev.event, &ev.data, self.conn.socket_id, sub.user.as_deref());
         }
         let len = frame.len() as u64;
+        // Conflation is counted by the hub's meter, for the lanes' deliveries too.
         let d = self.app.publish(&name, frame, Some(self.conn.socket_id), urgency);
-        self.app.metrics.conflated.inc_by(d.conflated as u64);
         self.app.metrics.messages_out.inc_by(d.delivered as u64);
         self.app.metrics.bytes_out.inc_by(len * d.delivered as u64);
     }
@@ -382,6 +382,7 @@ impl Handler {
             }
             Role::Plain => {}
             Role::Viewer(host) => {
+                self.app.first_samples.viewer_joined(host, self.conn.socket_id, std::time::Instant::now());
                 self.app.apply(self.app.sessions.viewer_joined(host, self.conn.socket_id, Clock::now()));
                 self.app.announce_host(host);
             }
@@ -398,6 +399,7 @@ impl Handler {
         match role {
             Role::Plain => {}
             Role::Viewer(host) => {
+                self.app.first_samples.viewer_left(host, self.conn.socket_id);
                 self.app.sessions.viewer_left(host, Clock::now());
                 self.app.announce_host(host);
             }
