@@ -29,10 +29,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
 /// Runs the agent with a recorder the embedding application also writes to.
 pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    // rustls needs its cryptography chosen once per process; an embedding application may
-    // have done so already, which is fine.
-    #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
     if config.token_in_args {
         tracing::warn!("the token is on the command line, where every user of this machine sees it in `ps`; use --token-file or SONDE_AGENT_TOKEN");
     }
@@ -73,7 +69,13 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
     let core = Core { ring, latest: latest_rx, out: out_tx, clock: Clock::System, snapshots };
     let core_task = tokio::spawn(core.run(link_rx, stop.clone()));
 
-    let target = Target { relay: config.relay.clone(), key: config.key.clone(), token: config.token.clone(), channel };
+    // Built before anything starts, so a CA file that cannot be used stops the agent at once.
+    let tls = if config.relay.starts_with("wss://") {
+        Some(client::tls::client_config(config.ca_file.as_deref()).context("TLS for the wss:// relay")?)
+    } else {
+        None
+    };
+    let target = Target { relay: config.relay.clone(), key: config.key.clone(), token: config.token.clone(), channel, tls };
     let client_task = tokio::spawn(client::run(target, link_tx, out_rx, stop.clone()));
 
     shutdown.await;

@@ -53,6 +53,7 @@ async fn streams_a_session_over_a_real_socket_and_closes_with_1000() {
     let state = std::env::temp_dir().join(format!("sonde-agent-socket-test-{}", std::process::id()));
     let config = Config {
         relay: format!("ws://{}", listener.local_addr().unwrap()),
+        ca_file: None,
         key: "app-key".into(),
         token: TokenSource::Value(Secret::new("header.claims.signature")),
         token_in_args: false,

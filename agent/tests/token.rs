@@ -54,6 +54,7 @@ async fn an_expired_token_backs_off_and_a_replaced_token_file_reconnects_at_once
     std::fs::write(&token_file, "first.token.sig\n").unwrap();
     let config = Config {
         relay: format!("ws://{}", listener.local_addr().unwrap()),
+        ca_file: None,
         key: "app-key".into(),
         token: TokenSource::File(token_file.clone()),
         token_in_args: false,

@@ -6,8 +6,10 @@ mod conn;
 mod frames;
 mod pacer;
 mod policy;
+pub mod tls;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
 pub use conn::{drive, Link, Transport, HANDSHAKE_TIMEOUT, PONG_TIMEOUT};
@@ -47,6 +49,8 @@ pub struct Target {
     pub key: String,
     pub token: TokenSource,
     pub channel: ChannelName,
+    /// For a `wss://` relay: who to trust (see [`tls::client_config`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for Target {
@@ -103,11 +107,13 @@ impl Transport for Ws {
     }
 }
 
-async fn connect(url: &str) -> Result<Ws, Ended> {
+async fn connect(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Ws, Ended> {
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
-    match timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async_with_config(url, Some(config), true)).await {
+    let connector = tls.map(|c| Connector::Rustls(c.clone()));
+    match timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector)).await {
         Err(_) => Err(Ended::Handshake("connecting timed out".into())),
         Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_client_error() => Err(Ended::Refused(resp.status().as_u16())),
+        Ok(Err(tungstenite::Error::Io(e))) => Err(tls::describe(&e).map_or_else(|| Ended::Handshake(e.to_string()), Ended::Tls)),
         Ok(Err(e)) => Err(Ended::Handshake(e.to_string())),
         Ok(Ok((ws, _))) => Ok(Ws(ws)),
     }
@@ -126,7 +132,7 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
         let token = read_token(&target.token).await;
         let mut link = Link { channel: &target.channel, events: &events, outbound: &mut outbound, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
         let ended = match &token {
-            Ok(t) => attempt_once(&connect_url(&target.relay, &target.key, t.expose()), &mut link).instrument(span.clone()).await,
+            Ok(t) => attempt_once(&connect_url(&target.relay, &target.key, t.expose()), target.tls.as_ref(), &mut link).instrument(span.clone()).await,
             Err(e) => e.clone(),
         };
         let subscribed = link.subscribed;
@@ -158,9 +164,9 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
 }
 
 /// Connects and drives one connection to its end.
-async fn attempt_once(url: &str, link: &mut Link<'_>) -> Ended {
+async fn attempt_once(url: &str, tls: Option<&Arc<rustls::ClientConfig>>, link: &mut Link<'_>) -> Ended {
     let conn = tokio::select! {
-        c = connect(url) => c,
+        c = connect(url, tls) => c,
         () = link.shutdown.wait() => Err(Ended::Shutdown),
     };
     match conn {
@@ -205,6 +211,8 @@ fn log_end(ended: &Ended, retry: Retry, delay: Duration, token: &TokenSource) {
             source = %token.describe(),
             "the agent token expired or was refused; put a fresh one in its source (it is picked up at once)"
         ),
+        // A certificate problem needs someone to act, unlike a relay restarting.
+        Retry::Backoff if matches!(ended, Ended::Tls(_)) => tracing::error!(?ended, delay_ms, "TLS to the relay failed; retrying with backoff"),
         Retry::Now | Retry::Backoff => tracing::info!(?ended, delay_ms, "connection to the relay ended; reconnecting"),
     }
 }
@@ -229,6 +237,7 @@ mod tests {
             key: "k".into(),
             token: TokenSource::Value(Secret::new("SECRET")),
             channel: ChannelName::parse("private-sonde-host.a").unwrap(),
+            tls: None,
         };
         assert!(!format!("{t:?}").contains("SECRET"));
     }

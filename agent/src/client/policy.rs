@@ -20,6 +20,10 @@ pub enum Ended {
     Rejected(String),
     /// Connecting or the Pusher handshake failed.
     Handshake(String),
+    /// The TLS handshake failed; the text names the cause (an untrusted or expired
+    /// certificate, one for another name). Backed off like any failed connection: a renewed
+    /// certificate is picked up by the next attempt.
+    Tls(String),
     /// The HTTP upgrade was refused with a client error (4xx): a configuration problem.
     Refused(u16),
     /// The token source yields no token (file missing, empty, unreadable).
@@ -64,7 +68,7 @@ impl Ended {
             // 4200-4299 reconnect at once.
             Self::Closed { code: 4000..=4099, .. } | Self::Rejected(_) | Self::Refused(_) => Some(Retry::Slow),
             Self::Closed { code: 4200..=4299, .. } => Some(Retry::Now),
-            Self::Closed { .. } | Self::Lost(_) | Self::PongTimeout | Self::Handshake(_) => Some(Retry::Backoff),
+            Self::Closed { .. } | Self::Lost(_) | Self::PongTimeout | Self::Handshake(_) | Self::Tls(_) => Some(Retry::Backoff),
         }
     }
 }
@@ -123,6 +127,7 @@ mod tests {
         assert_eq!(Ended::Rejected("no".into()).retry(), Some(Retry::Slow));
         assert_eq!(Ended::Refused(404).retry(), Some(Retry::Slow));
         assert_eq!(Ended::PongTimeout.retry(), Some(Retry::Backoff));
+        assert_eq!(Ended::Tls("certificate not trusted: UnknownIssuer".into()).retry(), Some(Retry::Backoff));
         assert_eq!(Ended::Shutdown.retry(), None);
     }
 

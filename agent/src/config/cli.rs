@@ -11,9 +11,12 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 #[derive(Debug, Default, Parser)]
 #[command(name = "sonde-agent", version, about)]
 pub struct Cli {
-    /// Relay websocket URL: ws://HOST:PORT, or wss://HOST with the tls feature
+    /// Relay websocket URL: ws://HOST:PORT, or wss://HOST[:PORT] (TLS, verified)
     #[arg(long, env = "SONDE_AGENT_RELAY", value_name = "URL")]
     pub relay: Option<String>,
+    /// PEM file of a private CA to trust for wss://, besides the system's trust store
+    #[arg(long, env = "SONDE_AGENT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The app key the relay knows this account by
     #[arg(long, env = "SONDE_AGENT_KEY")]
     pub key: Option<String>,

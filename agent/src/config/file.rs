@@ -12,6 +12,8 @@ use super::ConfigError;
 pub struct FileConfig {
     /// `--relay`: the relay's websocket URL.
     pub relay: Option<String>,
+    /// `--ca-file`: a private CA's certificates, for a wss:// relay.
+    pub ca_file: Option<PathBuf>,
     /// `--key`: the app key.
     pub key: Option<String>,
     /// `--token`: the agent token. Keep the file readable by the agent only. It is read again
@@ -51,11 +53,12 @@ mod tests {
     #[test]
     fn parses_all_keys_and_rejects_unknown_ones() {
         let f = FileConfig::parse(
-            "relay = \"ws://r:6001\"\nkey = \"k\"\ntoken = \"t\"\ntoken_file = \"/run/t\"\nhost = \"web1\"\nstate_dir = \"/tmp/s\"\nstatsd = \"off\"\nanonymous = true\ndisable_usage_statistics = true\n",
+            "relay = \"wss://r\"\nca_file = \"/etc/ca.pem\"\nkey = \"k\"\ntoken = \"t\"\ntoken_file = \"/run/t\"\nhost = \"web1\"\nstate_dir = \"/tmp/s\"\nstatsd = \"off\"\nanonymous = true\ndisable_usage_statistics = true\n",
             Path::new("a.toml"),
         )
         .unwrap();
-        assert_eq!(f.relay.as_deref(), Some("ws://r:6001"));
+        assert_eq!(f.relay.as_deref(), Some("wss://r"));
+        assert_eq!(f.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
         assert_eq!(f.state_dir.as_deref(), Some(Path::new("/tmp/s")));
         assert_eq!(f.token_file.as_deref(), Some(Path::new("/run/t")));
         assert!(f.anonymous && f.disable_usage_statistics);

@@ -2,6 +2,7 @@
 //! TOML file and defaults, in that order of precedence. The sources are passed in
 //! ([`Sources`]), so tests never touch the process environment.
 
+mod ca;
 mod cli;
 mod file;
 mod token;
@@ -11,6 +12,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
+pub use ca::{read_ca_file, CaError};
 pub use cli::{Cli, Env};
 pub use file::FileConfig;
 pub use token::{TokenError, TokenSource, CREDENTIAL};
@@ -58,9 +60,10 @@ impl<'de> serde::Deserialize<'de> for Secret {
 /// Everything the agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Relay base URL, `ws://HOST:PORT` or (built with the `tls` feature) `wss://HOST`; a path
-    /// prefix is allowed.
+    /// Relay base URL, `ws://HOST:PORT` or `wss://HOST[:PORT]`; a path prefix is allowed.
     pub relay: String,
+    /// A private CA the relay's certificate may chain to, trusted besides the system's store.
+    pub ca_file: Option<PathBuf>,
     /// The app key in the relay.
     pub key: String,
     /// Where the agent token (a JWT authorising this agent for its host channel) is read from,
@@ -116,8 +119,8 @@ pub enum ConfigError {
     Token(#[from] TokenError),
     #[error("--relay must be a ws:// or wss:// URL, got {0:?}")]
     BadRelay(String),
-    #[error("--relay {0:?} needs TLS, and this agent was built without it (cargo build --features tls)")]
-    NoTls(String),
+    #[error(transparent)]
+    Ca(#[from] CaError),
     #[error("host name {0:?} cannot be used in a channel name (allowed: letters, digits, _-=@,.;)")]
     BadHost(String),
     #[error("--statsd must be an address like 127.0.0.1:8125 or \"off\", got {0:?}")]
@@ -134,9 +137,12 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     let relay = cli.relay.clone().or_else(|| file.relay.clone()).ok_or(ConfigError::Missing("relay"))?;
     match relay.split_once("://") {
         Some(("ws", rest)) if !rest.is_empty() => {}
-        Some(("wss", rest)) if !rest.is_empty() && cfg!(feature = "tls") => {}
-        Some(("wss", rest)) if !rest.is_empty() => return Err(ConfigError::NoTls(relay)),
+        Some(("wss", rest)) if !rest.is_empty() => {}
         _ => return Err(ConfigError::BadRelay(relay)),
+    }
+    let ca_file = cli.ca_file.clone().or_else(|| file.ca_file.clone());
+    if let Some(path) = &ca_file {
+        read_ca_file(path)?;
     }
     let key = cli.key.clone().or_else(|| file.key.clone()).ok_or(ConfigError::Missing("key"))?;
     let token = token_source(&cli, &file, &src.env)?;
@@ -159,6 +165,7 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     let do_not_track = src.env.var("DO_NOT_TRACK").is_some_and(|v| cli::truthy(&v));
     Ok(Config {
         relay,
+        ca_file,
         key,
         token,
         token_in_args,

@@ -95,8 +95,7 @@ fn errors_name_the_problem() {
     assert!(err(&["--relay", "ws://r", "--token", "t"]).contains("SONDE_AGENT_KEY"));
     assert!(err(&["--relay", "http://r", "--key", "k", "--token", "t"]).contains("ws://"));
     assert!(err(&["--relay", "ws://", "--key", "k", "--token", "t"]).contains("ws://"));
-    let wss = load(&sources(&["--relay", "wss://relay.example.com", "--key", "k", "--token", "t"], &[]));
-    assert_eq!(wss.is_ok(), cfg!(feature = "tls"), "{wss:?}");
+    assert!(err(&["--relay", "wss://", "--key", "k", "--token", "t"]).contains("wss://"));
     assert!(err(&[&REQUIRED[..], &["--host", "bad host"]].concat()).contains("bad host"));
     assert!(err(&[&REQUIRED[..], &["--statsd", "nowhere"]].concat()).contains("--statsd"));
     assert!(err(&[&REQUIRED[..], &["--config", "/does/not/exist.toml"]].concat()).contains("/does/not/exist.toml"));
@@ -112,4 +111,30 @@ fn tokens_never_reach_debug_output() {
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
     }
+}
+
+#[test]
+fn wss_with_the_system_roots_or_a_ca_file() {
+    let wss = ["--relay", "wss://relay.example.com", "--key", "k", "--token", "t"];
+    let c = load(&sources(&wss, &[])).unwrap();
+    assert_eq!((c.relay.as_str(), c.ca_file.as_ref()), ("wss://relay.example.com", None));
+
+    let dir = std::env::temp_dir().join(format!("sonde-agent-config-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n").unwrap();
+    let c = load(&sources(&wss, &[("SONDE_AGENT_CA_FILE", ca.to_str().unwrap())])).unwrap();
+    assert_eq!(c.ca_file.as_deref(), Some(ca.as_path()));
+    let toml = dir.join("agent.toml");
+    std::fs::write(&toml, format!("ca_file = {:?}\n", ca.to_str().unwrap())).unwrap();
+    let c = load(&sources(&[&wss[..], &["--config", toml.to_str().unwrap()]].concat(), &[])).unwrap();
+    assert_eq!(c.ca_file.as_deref(), Some(ca.as_path()));
+
+    // A CA file that cannot be used stops the agent at start, naming the file.
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let err = load(&sources(&[&wss[..], &["--ca-file", ca.to_str().unwrap()]].concat(), &[])).unwrap_err();
+    assert!(matches!(err, ConfigError::Ca(CaError::Empty(_))), "{err}");
+    let err = load(&sources(&[&wss[..], &["--ca-file", "/does/not/exist.pem"]].concat(), &[])).unwrap_err().to_string();
+    assert!(err.contains("/does/not/exist.pem"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
