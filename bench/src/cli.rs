@@ -50,6 +50,13 @@ pub struct Common {
     /// Handshakes in flight while opening connections.
     #[arg(long, global = true, default_value_t = 128)]
     pub connect_concurrency: usize,
+    /// Connect over TLS (wss:// and https://), verifying the server as --host.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// With --tls, trust only the CA certificates in this PEM file (default: the system's
+    /// roots). `sonde-bench tls-certs DIR` writes a throwaway one.
+    #[arg(long, global = true, requires = "tls")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +91,17 @@ pub enum Scenario {
     /// The child process of `floor` (started by it).
     #[command(hide = true)]
     FloorServer(FloorServerArgs),
+    /// New connections as fast as C in flight allow (upgrade to `connection_established`,
+    /// then close): server CPU per connection; with --tls, full and resumed handshakes.
+    Handshakes(crate::scenario::handshakes::HandshakesArgs),
+    /// Writes a throwaway CA (ca.pem) and a server certificate (cert.pem, key.pem) into DIR
+    /// for measuring a TLS relay, and prints the relay's flags.
+    TlsCerts {
+        dir: std::path::PathBuf,
+        /// DNS names and IP addresses the certificate is for.
+        #[arg(long = "name", default_values = ["localhost", "127.0.0.1", "::1"])]
+        names: Vec<String>,
+    },
     /// Markdown tables of the JSON reports in a folder (as `run-all.sh` writes them).
     Summary {
         dir: std::path::PathBuf,

@@ -2,6 +2,7 @@
 //! subscribers and signed HTTP or client-event publishers, and reports throughput, loss,
 //! latency and the server's CPU and memory next to the bench's own.
 
+mod certs;
 mod cli;
 mod fleet;
 mod monitor;
@@ -13,6 +14,7 @@ mod report;
 mod scan;
 mod scenario;
 mod summary;
+mod tls;
 mod ws;
 
 use std::net::ToSocketAddrs;
@@ -36,6 +38,13 @@ fn main() -> anyhow::Result<()> {
         print!("{}", summary::run(dir)?);
         return Ok(());
     }
+    if let Scenario::TlsCerts { dir, names } = &cli.scenario {
+        certs::write(dir, names)?;
+        let d = dir.display();
+        println!("sonde-relay --tls-cert {d}/{} --tls-key {d}/{} …", certs::CERT, certs::KEY);
+        println!("sonde-bench --tls --tls-ca {d}/{} …", certs::CA);
+        return Ok(());
+    }
     if let Scenario::FloorServer(a) = &cli.scenario {
         raise_open_files_limit();
         return scenario::floor::serve(a);
@@ -50,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         secret: c.secret.clone(),
         sources: Target::loopback_sources(server, c.source_addrs),
         recv_buffer: None,
+        tls: if c.tls { Some(tls::TlsClient::new(c.tls_ca.as_deref(), &c.host)?) } else { None },
     };
     let ctx = Ctx { target, server_pid: c.server_pid, connect_concurrency: c.connect_concurrency };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -68,12 +78,13 @@ fn main() -> anyhow::Result<()> {
             Scenario::HostileAttack(a) => scenario::hostile::attack_only(&ctx, a).await,
             Scenario::Metrics(a) => scenario::metrics::run(&ctx, a).await,
             Scenario::Churn(a) => scenario::churn::run(&ctx, a).await,
+            Scenario::Handshakes(a) => scenario::handshakes::run(&ctx, a).await,
             Scenario::Http(a) => scenario::http::run(&ctx, a).await,
             Scenario::Session(a) => scenario::session::run(&ctx, a).await,
             Scenario::Floor(a) => scenario::floor::run(&ctx, a).await,
             Scenario::AgentLoad(a) => scenario::agent_load::run(&ctx, a).await,
             Scenario::Webhooks(a) => scenario::webhooks::run(&ctx, a).await,
-            Scenario::Summary { .. } | Scenario::FloorServer(_) => unreachable!("handled before the runtime starts"),
+            Scenario::Summary { .. } | Scenario::FloorServer(_) | Scenario::TlsCerts { .. } => unreachable!("handled before the runtime starts"),
         }
     })?;
     let json = serde_json::to_string_pretty(&report)?;

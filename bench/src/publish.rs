@@ -86,11 +86,15 @@ pub struct HttpPublisher {
 
 impl HttpPublisher {
     pub fn new(target: &Target, max_idle: usize) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(max_idle)
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(max_idle).tcp_nodelay(true).timeout(Duration::from_secs(10));
+        if let Some(pem) = target.tls.as_ref().and_then(|t| t.ca_pem.as_ref()) {
+            // The same trust as the websockets: the private CA only.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build()?;
         let path = format!("/apps/{}/events", target.app_id);
         Ok(Self { client, url: format!("{}{path}", target.base_url()), path, target: Arc::new(target.clone()) })
     }

@@ -10,6 +10,7 @@ use sonde_protocol::frame::Incoming;
 use sonde_protocol::sign;
 
 use crate::scan::{self, Kind};
+use crate::tls::TlsClient;
 use crate::ws::{Endpoint, Message, WsConn};
 
 /// A Pusher-compatible server and the app the bench uses on it.
@@ -23,6 +24,8 @@ pub struct Target {
     pub sources: Vec<IpAddr>,
     /// SO_RCVBUF for new sockets (None: the kernel's default, autotuned).
     pub recv_buffer: Option<u32>,
+    /// Websockets over TLS and the API over https (`--tls`).
+    pub tls: Option<TlsClient>,
 }
 
 /// How long the bench waits for each step of a handshake.
@@ -40,11 +43,21 @@ impl Target {
 
     pub fn endpoint(&self, n: usize) -> Endpoint {
         let source = (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()]);
-        Endpoint { server: self.server, source, recv_buffer: self.recv_buffer }
+        Endpoint { server: self.server, source, recv_buffer: self.recv_buffer, tls: self.tls.clone() }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.server)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host())
+    }
+
+    /// The server as its certificate names it: the host given with `--host` under TLS (an
+    /// IP address or a DNS name), its address otherwise.
+    pub fn host(&self) -> String {
+        match &self.tls {
+            Some(tls) => format!("{}:{}", tls.host(), self.server.port()),
+            None => self.server.to_string(),
+        }
     }
 }
 
@@ -58,7 +71,7 @@ impl PusherConn {
     /// Connects and waits for `pusher:connection_established`.
     pub async fn connect(target: &Target, n: usize) -> anyhow::Result<Self> {
         let path = format!("/app/{}?protocol=7&client=sonde-bench&version={}&flash=false", target.key, env!("CARGO_PKG_VERSION"));
-        let mut ws = tokio::time::timeout(STEP_TIMEOUT, WsConn::connect(target.endpoint(n), &target.server.to_string(), &path))
+        let mut ws = tokio::time::timeout(STEP_TIMEOUT, WsConn::connect(target.endpoint(n), &target.host(), &path))
             .await
             .context("connect timed out")??;
         let socket_id = tokio::time::timeout(STEP_TIMEOUT, async {
@@ -143,6 +156,7 @@ mod tests {
             secret: "7ad3773142a6692b25b8".into(),
             sources: Vec::new(),
             recv_buffer: None,
+            tls: None,
         }
     }
 

@@ -12,6 +12,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::tls::{Stream, TlsClient};
+
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
@@ -85,16 +87,17 @@ fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// Where to connect and, on loopback, which local address to connect from.
-#[derive(Debug, Clone, Copy)]
+/// Where to connect, on loopback which local address to connect from, and whether over TLS.
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     pub server: SocketAddr,
     pub source: Option<IpAddr>,
     pub recv_buffer: Option<u32>,
+    pub tls: Option<TlsClient>,
 }
 
 pub struct WsConn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     /// Bytes of the message returned last, dropped at the next read.
     consumed: usize,
@@ -105,7 +108,7 @@ pub struct WsConn {
 
 impl WsConn {
     /// TCP connect (bound to `source` first, so many connections can use many source
-    /// addresses), then the websocket upgrade of `path`.
+    /// addresses), the TLS handshake with `--tls`, then the websocket upgrade of `path`.
     pub async fn connect(ep: Endpoint, host_header: &str, path: &str) -> io::Result<Self> {
         let socket = if ep.server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(ip) = ep.source {
@@ -116,6 +119,10 @@ impl WsConn {
         }
         let stream = socket.connect(ep.server).await?;
         stream.set_nodelay(true)?;
+        let stream = match &ep.tls {
+            Some(tls) => Stream::Tls(Box::new(tls.connect(stream).await?)),
+            None => Stream::Plain(stream),
+        };
         let mut conn = Self { stream, rbuf: BytesMut::with_capacity(INITIAL_READ_BUFFER), consumed: 0, fragments: Vec::new(), wbuf: Vec::new() };
         conn.upgrade(host_header, path).await?;
         Ok(conn)
@@ -127,6 +134,7 @@ impl WsConn {
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         self.stream.write_all(req.as_bytes()).await?;
+        self.stream.flush().await?;
         let end = loop {
             if let Some(pos) = memchr::memmem::find(&self.rbuf, b"\r\n\r\n") {
                 break pos + 4;
@@ -204,7 +212,9 @@ impl WsConn {
     async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         self.wbuf.clear();
         encode_frame(opcode, payload, rand::random(), &mut self.wbuf);
-        self.stream.write_all(&self.wbuf).await
+        self.stream.write_all(&self.wbuf).await?;
+        // A TLS stream may hold the record until flushed; a TCP flush does nothing.
+        self.stream.flush().await
     }
 
     /// Sends a close frame (1000) and waits briefly for the server to close, so that the
@@ -222,7 +232,12 @@ impl WsConn {
 
     /// Gives up the connection without reading it further (a stalled consumer).
     pub fn into_stream(self) -> TcpStream {
-        self.stream
+        self.stream.into_tcp()
+    }
+
+    /// Whether the TLS handshake resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        self.stream.resumed()
     }
 }
 
@@ -309,7 +324,7 @@ mod tests {
             assert_eq!(pong[0], 0x8A);
             assert_eq!(pong[6] ^ pong[2], b'p');
         });
-        let ep = Endpoint { server, source: Some("127.0.0.2".parse().unwrap()), recv_buffer: Some(4096) };
+        let ep = Endpoint { server, source: Some("127.0.0.2".parse().unwrap()), recv_buffer: Some(4096), tls: None };
         let mut c = WsConn::connect(ep, "x", "/app/k").await.unwrap();
         assert_eq!(c.read().await.unwrap(), Message::Text(b"hi"));
         assert_eq!(c.read().await.unwrap(), Message::Text(b"ab"));

@@ -4,6 +4,7 @@ pub mod agent_load;
 pub mod broadcast;
 pub mod churn;
 pub mod floor;
+pub mod handshakes;
 pub mod hostile;
 pub mod http;
 pub mod idle;
