@@ -85,6 +85,9 @@ pub enum Scenario {
     /// A broadcast while thousands of channels a second are occupied and vacated, with a
     /// webhook receiver: run against a relay with and without webhooks to see their cost.
     Webhooks(crate::scenario::webhooks::WebhooksArgs),
+    /// N simulated agents (as `sonde-agent` speaks), dashboards on the inventory, viewers
+    /// starting sessions; optionally a relay restart and the reconnect curve.
+    Fleet(crate::scenario::fleet::FleetArgs),
     /// The cheapest possible fan-out on this machine: a child process that only writes the
     /// same frames to N subscribers (no protocol, no queues), read by the usual subscribers.
     Floor(FloorArgs),

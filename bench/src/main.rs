@@ -13,6 +13,7 @@ mod recorder;
 mod report;
 mod scan;
 mod scenario;
+mod sim;
 mod summary;
 mod tls;
 mod ws;
@@ -84,6 +85,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Floor(a) => scenario::floor::run(&ctx, a).await,
             Scenario::AgentLoad(a) => scenario::agent_load::run(&ctx, a).await,
             Scenario::Webhooks(a) => scenario::webhooks::run(&ctx, a).await,
+            Scenario::Fleet(a) => scenario::fleet::run(&ctx, a).await,
             Scenario::Summary { .. } | Scenario::FloorServer(_) | Scenario::TlsCerts { .. } => unreachable!("handled before the runtime starts"),
         }
     })?;

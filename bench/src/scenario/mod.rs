@@ -3,6 +3,7 @@
 pub mod agent_load;
 pub mod broadcast;
 pub mod churn;
+pub mod fleet;
 pub mod floor;
 pub mod handshakes;
 pub mod hostile;
