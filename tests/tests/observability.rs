@@ -175,3 +175,48 @@ async fn a_slow_consumer_is_counted_and_recorded_with_its_queue() {
     assert!(e["queued_bytes"].as_u64().unwrap() > 0 && e["socket"].as_str().is_some_and(|s| s.contains('.')), "{e}");
     drop(ws);
 }
+
+/// A message from one node is timed when another applies it; losing Redis is counted.
+#[tokio::test]
+async fn the_cluster_bus_is_timed_and_redis_reconnects_are_counted() {
+    use sonde_tests::cluster::{RedisServer, RelayNode};
+    let mut redis = RedisServer::start().await;
+    let a = RelayNode::start(&redis, "obs").await;
+    let b = RelayNode::start(&redis, "obs").await;
+    let mut c = b.client().await;
+    c.subscribe("room").await;
+    assert_eq!(a.api().trigger(&["room"], "ev", "x").await.0, 200);
+    c.expect("ev").await;
+    metric_reaches(&b.api(), r#"sonde_cluster_bus_latency_seconds_count{app="1"}"#, 1.0).await;
+    assert_eq!(sample(&metrics(&b.api()).await, "sonde_cluster_redis_reconnects_total"), Some(0.0));
+    redis.kill();
+    metric_reaches(&b.api(), "sonde_cluster_redis_reconnects_total", 1.0).await;
+    redis.restart().await;
+    b.wait_ready().await;
+}
+
+/// SIGUSR1 dumps the recorder to the log; without a handler it would end the process.
+#[tokio::test]
+async fn sigusr1_dumps_the_recorder_and_the_relay_keeps_serving() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(sonde_tests::agent::workspace_bin("sonde-relay"))
+        .args(["--app", "1:key:secret", "--bind", &format!("127.0.0.1:{port}")])
+        .env("SONDE_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sonde-relay");
+    let api = Api { base: format!("http://127.0.0.1:{port}"), id: "1".into(), key: "key".into(), secret: "secret".into(), http: reqwest::Client::new() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.try_get("/healthz").await != Some(200) {
+        assert!(Instant::now() < deadline, "the relay never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..2 {
+        sonde_tests::agent::signal(child.id(), "USR1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(child.try_wait().unwrap().is_none(), "SIGUSR1 ended the relay");
+        assert_eq!(api.try_get("/healthz").await, Some(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
