@@ -485,8 +485,10 @@ mod tests {
         assert_eq!(app.webhooks[0].channel_prefix.as_deref(), Some("presence-"));
         let mut https = cfg.clone();
         https.apps[0].webhooks[0].url = "https://backend.example.com/".into();
+        https.validate().unwrap();
+        https.webhooks.ca_file = Some("/does/not/exist.pem".into());
         let err = https.validate().unwrap_err().to_string();
-        assert!(err.contains("app 2") && err.contains("TLS"), "{err}");
+        assert!(err.contains("ca_file") && err.contains("/does/not/exist.pem"), "{err}");
     }
 
     #[test]

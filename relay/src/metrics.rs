@@ -166,7 +166,7 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
         registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());
-        registry.register("webhook_requests", "Webhook requests by target and outcome (ok, http_4xx, http_5xx, timeout, connect, error)", m.webhook_requests.clone());
+        registry.register("webhook_requests", "Webhook requests by target and outcome (ok, http_4xx, http_5xx, timeout, connect, tls, error)", m.webhook_requests.clone());
         registry.register("webhook_queue_events", "Webhook events queued for a target", m.webhook_queue.clone());
         registry.register("webhook_retries", "Webhook requests retried after a failure", m.webhook_retries.clone());
         registry.register("webhook_dropped_events", "Webhook events dropped, by reason (queue_full, retry_window, shutdown, unconfirmed)", m.webhook_dropped.clone());

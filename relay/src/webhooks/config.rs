@@ -2,6 +2,7 @@
 //! on the app) and the relay-wide delivery settings (`[webhooks]`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
@@ -36,9 +37,8 @@ impl std::fmt::Debug for WebhookConfig {
     }
 }
 
-/// URL schemes this build can deliver to. https needs a TLS client, which is not built in
-/// yet; adding it means adding "https" here and a TLS feature to reqwest.
-const SCHEMES: &[&str] = &["http"];
+/// URL schemes targets may use (https trusts the system's roots plus `[webhooks] ca_file`).
+const SCHEMES: &[&str] = &["http", "https"];
 
 /// Headers the relay sets itself.
 const RESERVED_HEADERS: &[&str] = &["x-pusher-key", "x-pusher-signature", "content-type", "content-length", "host", "transfer-encoding"];
@@ -59,11 +59,8 @@ impl WebhookConfig {
     pub(super) fn parse(&self) -> Result<Parsed, String> {
         let shown = crate::redact::url(&self.url);
         let url = Url::parse(&self.url).map_err(|e| format!("webhook url {shown:?} is not a URL: {e}"))?;
-        if url.scheme() == "https" && !SCHEMES.contains(&"https") {
-            return Err(format!("webhook url {shown:?}: https targets need TLS, which this build of sonde-relay does not include yet; use an http:// URL (a TLS-terminating proxy in front of the backend)"));
-        }
         if !SCHEMES.contains(&url.scheme()) {
-            return Err(format!("webhook url {shown:?}: the scheme must be http"));
+            return Err(format!("webhook url {shown:?}: the scheme must be http or https"));
         }
         let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
             return Err(format!("webhook url {shown:?} has no host"));
@@ -121,6 +118,9 @@ pub struct WebhookSettings {
     /// order. With batching, a target takes one request at a time, which carries everything
     /// its window gathered.
     pub connections_per_target: usize,
+    /// PEM certificates of a private CA that https targets' certificates may chain to,
+    /// trusted besides the system's store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhookSettings {
@@ -133,6 +133,7 @@ impl Default for WebhookSettings {
             max_queue_bytes: 16 * 1024 * 1024,
             max_batch_events: 1000,
             connections_per_target: 4,
+            ca_file: None,
         }
     }
 }
@@ -148,6 +149,9 @@ impl WebhookSettings {
         }
         if self.connections_per_target > 64 {
             return Err("webhooks: connections_per_target is at most 64".into());
+        }
+        if let Some(path) = &self.ca_file {
+            super::tls::read_ca_file(path)?;
         }
         Ok(())
     }
@@ -182,8 +186,8 @@ mod tests {
         assert_eq!(ok.label, "127.0.0.1:9000");
         assert_eq!(ok.headers["x-env"], "prod");
         assert_eq!(target("url = \"http://backend/hooks\"\nevent_types = [\"client_event\"]").unwrap().label, "backend:80");
+        assert_eq!(target("url = \"https://backend/hooks\"\nevent_types = [\"client_event\"]").unwrap().label, "backend:443");
         let bad = [
-            ("url = \"https://backend/hooks\"\nevent_types = [\"client_event\"]", "TLS"),
             ("url = \"ftp://backend/hooks\"\nevent_types = [\"client_event\"]", "scheme"),
             ("url = \"not a url\"\nevent_types = [\"client_event\"]", "not a URL"),
             ("url = \"http://backend/\"\nevent_types = []", "empty"),
@@ -215,5 +219,7 @@ mod tests {
         let inverted = WebhookSettings { initial_backoff_ms: 10, max_backoff_ms: 5, ..WebhookSettings::default() };
         assert!(inverted.validate().is_err());
         assert!(validate_app("1", &[], MAX_BATCH_MS + 1).is_err());
+        let missing = WebhookSettings { ca_file: Some("/does/not/exist.pem".into()), ..WebhookSettings::default() };
+        assert!(missing.validate().unwrap_err().contains("/does/not/exist.pem"));
     }
 }

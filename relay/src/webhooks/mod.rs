@@ -21,6 +21,7 @@ mod pending;
 mod queue;
 mod sender;
 mod target;
+mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +106,11 @@ impl Webhooks {
             duty: Mutex::new(Duty { role: Role::Alone, leaving: false, pending: Pending::default() }),
             unconfirmed: metrics.webhook_unconfirmed(&app.id),
         }))
+    }
+
+    /// Events queued for every target.
+    pub fn queued(&self) -> i64 {
+        self.targets.iter().map(|t| t.metrics.queued.get()).sum()
     }
 
     /// Starts one sender per lane of every target, on the current runtime. They stop (after
@@ -269,20 +275,36 @@ impl Observer for Webhooks {
     }
 }
 
-/// The HTTP client every target shares: HTTP/1.1 (no TLS yet), no redirects followed (a
-/// redirect is a failure, retried), a few idle connections per target. Header names go out
-/// as Pusher writes them (`X-Pusher-Signature`): PHP's `getallheaders()` keeps the case it
-/// receives, and the PHP SDK looks them up by that spelling.
+/// The HTTP client every target shares: HTTP/1.1, https verified against the system's roots
+/// plus `ca_file` (never unverified), no redirects followed (a redirect is a failure,
+/// retried), a few idle connections per target. Header names go out as Pusher writes them
+/// (`X-Pusher-Signature`): PHP's `getallheaders()` keeps the case it receives, and the PHP SDK
+/// looks them up by that spelling.
 pub fn client(settings: &WebhookSettings) -> reqwest::Client {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
         .http1_title_case_headers()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(settings.connections_per_target)
         .connect_timeout(Duration::from_millis(settings.timeout_ms))
-        .user_agent(concat!("sonde-relay/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
-        .build()
-        .expect("a plain HTTP client always builds")
+        .user_agent(concat!("sonde-relay/", env!("CARGO_PKG_VERSION"), " (webhooks)"));
+    // `Config::validate` read the file already; it can only fail here if it changed since.
+    match settings.ca_file.as_deref().map(tls::read_ca_file) {
+        Some(Ok(certs)) => builder = certs.into_iter().fold(builder, |b, c| b.add_root_certificate(c)),
+        Some(Err(e)) => tracing::error!(error = %e, "webhooks: https targets of the private CA will fail"),
+        None => {}
+    }
+    match builder.build() {
+        Ok(client) => client,
+        Err(e) => {
+            // Only the TLS backend can refuse; plain http targets must still be served.
+            tracing::error!(error = %e, "webhooks: the https client could not be set up; only http targets will work");
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).http1_title_case_headers().build().unwrap_or_default()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_https;

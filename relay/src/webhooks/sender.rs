@@ -37,6 +37,8 @@ pub(super) enum Outcome {
     Status(u16),
     Timeout,
     Connect,
+    /// The TLS handshake failed: most often a certificate not trusted or expired.
+    Tls,
     Error,
 }
 
@@ -50,6 +52,7 @@ impl Outcome {
             Self::Status(_) => "http_5xx",
             Self::Timeout => "timeout",
             Self::Connect => "connect",
+            Self::Tls => "tls",
             Self::Error => "error",
         }
     }
@@ -143,8 +146,7 @@ pub(super) async fn post(target: &Target, d: &Delivery, client: &reqwest::Client
     let mut response = match request.send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => return Outcome::Timeout,
-        Err(e) if e.is_connect() => return Outcome::Connect,
-        Err(_) => return Outcome::Error,
+        Err(e) => return failed(target, &e),
     };
     let status = response.status();
     let mut read = 0usize;
@@ -160,6 +162,20 @@ pub(super) async fn post(target: &Target, d: &Delivery, client: &reqwest::Client
         Outcome::Ok
     } else {
         Outcome::Status(status.as_u16())
+    }
+}
+
+/// A request that got no response. The TLS cause is logged on its own: the request's error
+/// would show the URL, which may hold a credential.
+fn failed(target: &Target, e: &reqwest::Error) -> Outcome {
+    if let Some(cause) = super::tls::tls_cause(e) {
+        tracing::warn!(url = %target.shown, %cause, "webhook: TLS to the target failed");
+        return Outcome::Tls;
+    }
+    if e.is_connect() {
+        Outcome::Connect
+    } else {
+        Outcome::Error
     }
 }
 
@@ -186,10 +202,10 @@ mod tests {
 
     #[test]
     fn outcome_labels() {
-        let labels: Vec<&str> = [Outcome::Ok, Outcome::Status(101), Outcome::Status(302), Outcome::Status(404), Outcome::Status(503), Outcome::Timeout, Outcome::Connect, Outcome::Error]
+        let labels: Vec<&str> = [Outcome::Ok, Outcome::Status(101), Outcome::Status(302), Outcome::Status(404), Outcome::Status(503), Outcome::Timeout, Outcome::Connect, Outcome::Tls, Outcome::Error]
             .iter()
             .map(|o| o.label())
             .collect();
-        assert_eq!(labels, ["ok", "http_1xx", "http_3xx", "http_4xx", "http_5xx", "timeout", "connect", "error"]);
+        assert_eq!(labels, ["ok", "http_1xx", "http_3xx", "http_4xx", "http_5xx", "timeout", "connect", "tls", "error"]);
     }
 }

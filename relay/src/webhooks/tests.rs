@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sonde_protocol::webhook::signature;
 use sonde_protocol::{ChannelName, SocketId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -168,7 +168,7 @@ async fn receiver(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<(Instant
     (url, rx)
 }
 
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(Vec<(String, String)>, String)> {
+pub(super) async fn read_request<S: AsyncRead + Unpin>(sock: &mut S) -> Option<(Vec<(String, String)>, String)> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -197,15 +197,15 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(Vec<(String, 
 }
 
 /// A header by its exact name (Pusher's spelling, which the PHP SDK looks up).
-fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+pub(super) fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
     h.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
 }
 
-fn fast() -> WebhookSettings {
+pub(super) fn fast() -> WebhookSettings {
     WebhookSettings { timeout_ms: 300, initial_backoff_ms: 40, max_backoff_ms: 1000, retry_window_s: 5, ..Default::default() }
 }
 
-async fn started(targets: &str, batch_ms: u64, settings: &WebhookSettings, metrics: &Metrics) -> (Arc<Webhooks>, CancellationToken) {
+pub(super) async fn started(targets: &str, batch_ms: u64, settings: &WebhookSettings, metrics: &Metrics) -> (Arc<Webhooks>, CancellationToken) {
     let w = Webhooks::new(&app(targets, batch_ms), settings, metrics).unwrap();
     let stop = CancellationToken::new();
     w.start(&client(settings), &stop);
