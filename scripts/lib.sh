@@ -23,6 +23,9 @@ ensure_system_packages() {
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
+  # Test certificates are made at test time; Chromium trusts the test CA through an NSS database.
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v certutil >/dev/null || missing+=(libnss3-tools)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt_install "${missing[@]}"

@@ -3,6 +3,7 @@
 // and what it answers can be scripted: a status, a hang, or nothing at all (stopped).
 
 import http from 'node:http';
+import https from 'node:https';
 
 import PusherServer from 'pusher';
 
@@ -13,15 +14,17 @@ export class Receiver {
    * Starts listening on a free port. `apps` are `{ id, key, secret }`: a request is checked
    * with the SDK configured for the app its `X-Pusher-Key` names (the first app when it names
    * none of them). `script` lists what to answer, one entry per request in turn (a status, or
-   * 'hang' to never answer); after it runs out, `status` (200 unless told).
+   * 'hang' to never answer); after it runs out, `status` (200 unless told). With `tls`
+   * (`{ cert, key }`, PEM) it serves https.
    */
-  static async start({ apps, script = [], status = 200 } = {}) {
-    const r = new Receiver(apps, script, status);
+  static async start({ apps, script = [], status = 200, tls = null } = {}) {
+    const r = new Receiver(apps, script, status, tls);
     await r.listen(0);
     return r;
   }
 
-  constructor(apps, script, status) {
+  constructor(apps, script, status, tls = null) {
+    this.tls = tls;
     this.sdks = new Map(apps.map((a) => [a.key, new PusherServer({ appId: a.id, key: a.key, secret: a.secret, host: '127.0.0.1', useTLS: false })]));
     this.sdk = this.sdks.get(apps[0].key);
     this.script = [...script];
@@ -30,8 +33,19 @@ export class Receiver {
     this.requests = [];
     this.waiters = [];
     this.hung = new Set();
-    this.server = http.createServer((req, res) => this.onRequest(req, res));
-    this.server.keepAliveTimeout = 30000;
+    /** TLS handshakes that failed (a client that did not trust the certificate). */
+    this.tlsErrors = 0;
+    this.server = this.createServer();
+  }
+
+  createServer() {
+    const handler = (req, res) => this.onRequest(req, res);
+    const server = this.tls ? https.createServer({ cert: this.tls.cert, key: this.tls.key }, handler) : http.createServer(handler);
+    server.keepAliveTimeout = 30000;
+    server.on('tlsClientError', () => {
+      this.tlsErrors += 1;
+    });
+    return server;
   }
 
   listen(port) {
@@ -45,7 +59,7 @@ export class Receiver {
   }
 
   get url() {
-    return `http://127.0.0.1:${this.port}/pusher/webhooks`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}/pusher/webhooks`;
   }
 
   onRequest(req, res) {
@@ -109,7 +123,7 @@ export class Receiver {
 
   /** Listens again on the same port (a backend that came back). */
   async restart() {
-    this.server = http.createServer((req, res) => this.onRequest(req, res));
+    this.server = this.createServer();
     await this.listen(this.port);
   }
 }
