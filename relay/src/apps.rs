@@ -52,6 +52,8 @@ pub struct App {
     cluster: OnceLock<Link>,
     /// Viewers waiting for their first sample, to time session starts.
     pub first_samples: crate::insight::FirstSamples,
+    /// The hub's timings, for the live relay page.
+    pub meter: Arc<crate::insight::AppMeter>,
 }
 
 /// The fan-out lanes are behind by so many deliveries: the API answers 503 (under a second of
@@ -78,7 +80,8 @@ impl App {
             cache_ttl: Duration::from_secs(config.limits.cache_ttl_s),
         });
         let app_metrics = metrics.for_app(&config.id);
-        hub.measure(metrics.insight.meter_for(&config.id, app_metrics.conflated.clone()));
+        let meter = metrics.insight.meter_for(&config.id, app_metrics.conflated.clone());
+        hub.measure(meter.clone());
         let first_samples = crate::insight::FirstSamples::new(metrics.insight.session_start(&config.id));
         // Keys were checked by `Config::validate`.
         let tokens = Verifier::new(&config).expect("validated config");
@@ -90,7 +93,7 @@ impl App {
             let w = w.clone();
             inventory.observe(Box::new(move |host, online, snapshot| w.agent(host, online, snapshot)));
         }
-        Self { config, hub, metrics: app_metrics, tokens, limiters, sessions: Sessions::new(timing), inventory, webhooks, cluster: OnceLock::new(), first_samples }
+        Self { config, hub, metrics: app_metrics, tokens, limiters, sessions: Sessions::new(timing), inventory, webhooks, cluster: OnceLock::new(), first_samples, meter }
     }
 
     /// Sends what the session controller asked for, here and on the other nodes (with the

@@ -252,6 +252,9 @@ async fn tick_sessions(state: AppState) {
                 app.inventory.prune(clock.now_ms);
             }
         }
+        if n.is_multiple_of(4) {
+            crate::insight::live::tick(&state);
+        }
     }
 }
 

@@ -78,6 +78,11 @@ impl Cluster {
         })
     }
 
+    /// Other nodes this one hears from.
+    pub fn peers(&self) -> usize {
+        self.views.lock().node_count()
+    }
+
     pub fn node(&self) -> &NodeId {
         &self.node
     }

@@ -47,6 +47,11 @@ impl Views {
         Self { apps, nodes: HashMap::new() }
     }
 
+    /// Other nodes heard from and not yet dropped.
+    pub(super) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     fn view(&mut self, node: &NodeId) -> &mut NodeView {
         self.nodes.entry(node.clone()).or_insert_with(|| NodeView { last_seen: Instant::now(), reported: Reported::default(), staging: None })
     }

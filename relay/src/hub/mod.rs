@@ -147,6 +147,11 @@ impl Hub {
         &self.options
     }
 
+    /// Channels this node holds (occupied here or elsewhere, or caching an event).
+    pub fn channel_count(&self) -> usize {
+        self.channels.read().len()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns.read().len()
     }

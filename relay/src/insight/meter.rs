@@ -18,10 +18,19 @@ pub struct AppMeter {
     pub(super) conflated: Counter,
     pub(super) recorder: Arc<Recorder>,
     pub(super) lane_count: usize,
+    /// The last second's passes, for the live relay page.
+    pub(super) window: super::window::Window,
 }
 
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl AppMeter {
+    /// Adds the passes since the last call to `into`.
+    pub fn take_window(&self, into: &mut super::window::Taken) {
+        self.window.take_into(into);
+    }
 }
 
 impl Meter for AppMeter {
@@ -31,6 +40,7 @@ impl Meter for AppMeter {
             Pass::Lanes => &self.lanes,
         };
         h.observe(r.elapsed.as_secs_f64());
+        self.window.observe(r.elapsed);
         if self.recorder.publish_is_slow(r.elapsed) {
             self.recorder.record(
                 Some(&self.app),

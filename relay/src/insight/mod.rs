@@ -8,6 +8,8 @@ pub mod http;
 mod meter;
 pub mod recorder;
 pub mod signal;
+mod window;
+pub mod live;
 
 use std::sync::Arc;
 
@@ -61,6 +63,8 @@ pub struct Insight {
     bus_latency: Hist,
     /// Times the link to Redis was lost (each followed by reconnecting).
     pub redis_reconnects: Counter,
+    /// The relay page's publisher state.
+    pub live: live::Live,
 }
 
 impl Default for Insight {
@@ -73,6 +77,7 @@ impl Default for Insight {
             slow_consumers: Family::default(),
             bus_latency: Family::new_with_constructor(short),
             redis_reconnects: Counter::default(),
+            live: live::Live::default(),
         }
     }
 }
@@ -85,6 +90,7 @@ impl Insight {
         registry.register("slow_consumer_resets", "Connections closed or reset because they read too slowly and their queue overflowed", self.slow_consumers.clone());
         registry.register("cluster_bus_latency_seconds", "From a bus message sent by another node to its being applied here (node clocks must agree)", self.bus_latency.clone());
         registry.register("cluster_redis_reconnects", "Times the link to Redis was lost and reconnecting began", self.redis_reconnects.clone());
+        registry.register("relay_states_published", "States of this relay published on its own channel (only while an operator watches)", self.live.published.clone());
         registry.register("recorder_events", "Events the flight recorder kept, by kind", self.recorder.recorded.clone());
     }
 
@@ -101,6 +107,7 @@ impl Insight {
             conflated,
             recorder: self.recorder.clone(),
             lane_count: crate::hub::lanes().count(),
+            window: window::Window::default(),
         })
     }
 

@@ -181,6 +181,15 @@ impl Recorder {
         ring.push_back(entry);
     }
 
+    /// Events held, every kind.
+    pub fn len(&self) -> usize {
+        self.rings.iter().map(|r| r.lock().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The newest `limit` events (of one app, or all), oldest first.
     pub fn latest(&self, app: Option<&str>, limit: usize) -> Vec<Entry> {
         let mut all: Vec<Entry> = Vec::new();

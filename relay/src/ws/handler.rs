@@ -226,6 +226,8 @@ impl Handler {
                 }
                 self.authorize_token(name, &g)
             }
+            // The relay's own state is for operators: a token must say so, not an app's HMAC.
+            None if name.as_str() == crate::tokens::RELAY_CHANNEL => Err("the relay's channel needs a token that allows it (an operator token)".into()),
             None => self.authorize_hmac(name, s).map(|presence| Access { presence, by_token: false, token_publish: false }),
         }
     }
