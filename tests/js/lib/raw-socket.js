@@ -26,20 +26,21 @@ function matcher(what) {
 }
 
 export class RawSocket {
-  /** Opens the socket; resolves when the upgrade succeeded (or with the refusal, if any). */
-  static open(url, { server = null, timeout = SOON } = {}) {
-    const sock = new RawSocket(url, server);
+  /** Opens the socket; resolves when the upgrade succeeded (or with the refusal, if any).
+   * `ca`: the PEM CA a wss:// relay's certificate is checked against. */
+  static open(url, { server = null, timeout = SOON, ca = undefined } = {}) {
+    const sock = new RawSocket(url, server, ca);
     return withTimeout(sock.opened, timeout, `websocket ${url} to open`).then(() => sock);
   }
 
-  constructor(url, server) {
+  constructor(url, server, ca = undefined) {
     this.url = url;
     this.server = server;
     this.frames = [];
     this.unread = [];
     this.waiters = [];
     this.socketId = null;
-    this.ws = new WebSocket(url);
+    this.ws = new WebSocket(url, ca ? { ca } : {});
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', resolve);
       this.ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));

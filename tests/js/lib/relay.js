@@ -3,6 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import PusherServer from 'pusher';
 import { pusherClient } from './pusher-client.js';
 import { RawSocket } from './raw-socket.js';
 import { signedRequest } from './http.js';
+import { TestCa } from './tls.js';
 import { sleep } from './wait.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -90,11 +92,16 @@ export async function freePort() {
 export class Relay {
   /**
    * Starts a relay. Apps with nothing but id/key/secret go on the command line (`--app`),
-   * apps with switches into a TOML config file.
+   * apps with switches into a TOML config file. With `tls`, it serves https and wss with a
+   * certificate of a CA made for it (`relay.ca`: `caFile`, `ca` PEM).
    */
-  static async start({ apps = [app(1001)], port, extraToml = '' } = {}) {
+  static async start({ apps = [app(1001)], port, extraToml = '', tls = false } = {}) {
     const relay = new Relay(apps);
     relay.extraToml = extraToml;
+    if (tls) {
+      relay.ca = new TestCa();
+      relay.cert = relay.ca.issue();
+    }
     await relay.spawn(port ?? (await freePort()));
     return relay;
   }
@@ -117,6 +124,7 @@ export class Relay {
 
   args() {
     const args = ['--bind', `127.0.0.1:${this.port}`];
+    if (this.cert) args.push('--tls-cert', this.cert.certFile, '--tls-key', this.cert.keyFile);
     const configured = this.apps.filter(hasSwitches);
     for (const a of this.apps.filter((x) => !hasSwitches(x))) args.push('--app', `${a.id}:${a.key}:${a.secret}`);
     if (configured.length > 0 || this.extraToml) {
@@ -150,11 +158,35 @@ export class Relay {
   }
 
   get httpBase() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   get wsBase() {
-    return `ws://127.0.0.1:${this.port}`;
+    return `${this.ca ? 'wss' : 'ws'}://127.0.0.1:${this.port}`;
+  }
+
+  /** An https.Agent trusting this relay's CA (and nothing else); undefined without TLS. */
+  get agent() {
+    this.httpsAgent ??= this.ca ? new https.Agent({ ca: this.ca.ca, keepAlive: false }) : undefined;
+    return this.httpsAgent;
+  }
+
+  /** GET `pathname`: `{ status, text }`. Over https the relay's CA is trusted explicitly,
+   * which fetch cannot do. */
+  get(pathname, timeoutMs = 1000) {
+    if (!this.ca) {
+      return fetch(`${this.httpBase}${pathname}`, { signal: AbortSignal.timeout(timeoutMs) }).then(async (r) => ({ status: r.status, text: await r.text() }));
+    }
+    return new Promise((resolve, reject) => {
+      const req = https.get(`${this.httpBase}${pathname}`, { agent: this.agent, timeout: timeoutMs }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+    });
   }
 
   async waitReady(timeoutMs = 20000) {
@@ -164,8 +196,7 @@ export class Relay {
     while (Date.now() < deadline) {
       if (exited) throw new Error(`sonde-relay exited (${JSON.stringify(exited)}) before it was ready:\n${this.logs}`);
       try {
-        const res = await fetch(`${this.httpBase}/readyz`, { signal: AbortSignal.timeout(1000) });
-        if (res.status === 200) return;
+        if ((await this.get('/readyz')).status === 200) return;
       } catch {
         // not listening yet
       }
@@ -185,6 +216,7 @@ export class Relay {
     this.closeClients();
     await this.terminate();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.ca?.remove();
   }
 
   /** SIGKILL: the process vanishes without a goodbye (a crashed node). */
@@ -224,7 +256,8 @@ export class Relay {
       secret: a.secret,
       host: '127.0.0.1',
       port: String(this.port),
-      useTLS: false,
+      useTLS: Boolean(this.ca),
+      agent: this.agent,
       encryptionMasterKeyBase64: ENCRYPTION_MASTER_KEY,
       timeout: 5000,
       ...overrides,
@@ -242,7 +275,7 @@ export class Relay {
   /** A raw websocket on /app/{key}; resolves once the socket is open (not yet established). */
   async raw({ key, app: appId, query = '?protocol=7&client=js&version=8.4.0&flash=false' } = {}) {
     const k = key ?? this.app(appId).key;
-    const sock = await RawSocket.open(`${this.wsBase}/app/${k}${query}`, { server: key ? null : this.server(appId) });
+    const sock = await RawSocket.open(`${this.wsBase}/app/${k}${query}`, { server: key ? null : this.server(appId), ca: this.ca?.ca });
     this.track(sock);
     return sock;
   }
