@@ -72,9 +72,10 @@ def toml_app(app, webhooks=()):
 
 
 class Receiver:
-    """An HTTP server that checks every webhook with the SDK's `validate_webhook`."""
+    """An HTTP server that checks every webhook with the SDK's `validate_webhook`; https with
+    `tls`, an `ssl.SSLContext` holding the server's certificate."""
 
-    def __init__(self, app):
+    def __init__(self, app, tls=None):
         self.sdk = pusher.Pusher(app_id=app["id"], key=app["key"], secret=app["secret"], host="127.0.0.1", ssl=False)
         self.requests = []
         self.lock = threading.Condition()
@@ -97,7 +98,9 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/webhooks" % self.server.server_address[1]
+        if tls:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = "%s://127.0.0.1:%d/webhooks" % ("https" if tls else "http", self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def events(self):
@@ -191,8 +194,8 @@ class Relay:
 
 
 class Socket:
-    def __init__(self, url):
-        self.ws = websocket.create_connection(url, timeout=TIMEOUT)
+    def __init__(self, url, **options):
+        self.ws = websocket.create_connection(url, timeout=TIMEOUT, **options)
         self.frames = []
         self.unread = []
         self.closed = None
@@ -532,16 +535,17 @@ def validate_webhook_refuses_a_forged_or_altered_webhook(relay, sockets):
 # --- runner ---------------------------------------------------------------------------------
 
 
-def main():
+def run(checks, start):
+    """Runs every check against the relay `start()` makes; prints and returns the counts."""
     passed, failed = 0, 0
     try:
-        relay = Relay()
+        relay = start()
     except Exception as e:
         print("could not start sonde-relay (%s): %s" % (RELAY_BIN, e))
-        print("0 passed, %d failed" % len(CHECKS))
-        return 1
+        print("0 passed, %d failed" % len(checks))
+        return 0, len(checks)
     try:
-        for fn in CHECKS:
+        for fn in checks:
             opened = []
 
             def sockets(s):
@@ -563,7 +567,11 @@ def main():
     finally:
         relay.stop()
     print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return passed, failed
+
+
+def main():
+    return 1 if run(CHECKS, Relay)[1] else 0
 
 
 if __name__ == "__main__":
