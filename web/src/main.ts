@@ -13,6 +13,7 @@ import { brand, showLogin } from './login';
 import * as origin from './origin';
 import { OWN, type Target } from './origin';
 import { HostPanel } from './panel';
+import { mountRelayPage } from './relaypage';
 
 const INVENTORY_CHANNEL = 'private-sonde-inventory';
 const SLIDE_EVERY_MS = 50;
@@ -117,6 +118,7 @@ function run(creds: credentials.Credentials, target: Target, note: string | null
     signOut,
   );
   app.replaceChildren(...[header, linkNote, notice, layout].filter((n): n is HTMLElement => n !== null));
+  const relayPage = mountRelayPage(relay, creds.token, target, layout);
 
   function setTitle(): void {
     const hosts = [...panels.keys()].join(', ');
@@ -166,6 +168,7 @@ function run(creds: credentials.Credentials, target: Target, note: string | null
 
   function changeToken(problem: string | null, keepKey = true): void {
     for (const p of [...panels.values()]) p.close();
+    relayPage?.close();
     relay.disconnect();
     credentials.clear();
     cancelAnimationFrame(frame);
@@ -239,6 +242,7 @@ function run(creds: credentials.Credentials, target: Target, note: string | null
     if (slide) lastSlide = now;
     const wall = Date.now();
     for (const p of panels.values()) p.frame(wall, slide);
+    relayPage?.frame(wall, slide);
   };
   frame = requestAnimationFrame(loop);
 

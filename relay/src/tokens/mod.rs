@@ -260,8 +260,12 @@ pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>,
             (sub.map_or_else(|| format!("agent:{host}"), str::to_owned), vec![ch.clone()], vec![ch])
         }
         "custom" => (sub.ok_or("a custom token needs --sub")?.to_owned(), vec![], vec![]),
-        // Reads every app's flight recorder (`GET /debug/slow`) and watches the relay itself.
-        "operator" => (sub.unwrap_or("operator").to_owned(), vec![RELAY_CHANNEL.to_owned()], vec![]),
+        // A viewer that also reads every app's flight recorder (`GET /debug/slow`) and watches
+        // the relay itself.
+        "operator" => {
+            let subscribe = vec!["private-sonde-host.*".to_owned(), INVENTORY_CHANNEL.to_owned(), RELAY_CHANNEL.to_owned()];
+            (sub.unwrap_or("operator").to_owned(), subscribe, vec![])
+        }
         other => return Err(format!("unknown role '{other}' (viewer, agent, operator or custom)")),
     };
     Ok(Claims {
