@@ -22,6 +22,12 @@ pub struct Cli {
     /// Also serve /healthz, /readyz and /metrics (only) on this address, e.g. an internal one.
     #[arg(long, env = "SONDE_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// Serve TLS on --bind with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, env = "SONDE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519).
+    #[arg(long, env = "SONDE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// An app as ID:KEY:SECRET (repeatable; comma-separated in SONDE_APP).
     #[arg(long = "app", env = "SONDE_APP", value_delimiter = ',', hide_env_values = true)]
     pub apps: Vec<String>,
@@ -90,6 +96,8 @@ impl std::fmt::Debug for Cli {
             .field("config", &self.config)
             .field("bind", &self.bind)
             .field("metrics_bind", &self.metrics_bind)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("apps", &apps)
             .field("redis", &self.redis.as_deref().map(crate::redact::url))
             .field("redis_prefix", &self.redis_prefix)
@@ -153,6 +161,9 @@ impl Cli {
         }
         if let Some(addr) = self.metrics_bind {
             config.metrics_bind = Some(addr);
+        }
+        if let Some(tls) = crate::tls::TlsConfig::from_flags(self.tls_cert.clone(), self.tls_key.clone()).map_err(ConfigError::Invalid)? {
+            config.tls = Some(tls);
         }
         if let Some(url) = &self.redis {
             let mut r = config.redis.take().unwrap_or_else(|| crate::cluster::RedisConfig::new(url));

@@ -41,6 +41,9 @@ pub struct Config {
     /// `X-Forwarded-For` names the real client: only for them is the header believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// TLS on the public listener (`[tls]`): websockets, the API and the dashboard over it.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Limits of the internet-facing edge: sockets, deadlines, per-address limits.
     #[serde(default)]
     pub edge: EdgeConfig,
@@ -156,6 +159,7 @@ impl Default for Config {
             io_threads: None,
             metrics_bind: None,
             trusted_proxies: Vec::new(),
+            tls: None,
             edge: EdgeConfig::default(),
             sessions: SessionsConfig::default(),
             redis: None,

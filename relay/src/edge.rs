@@ -140,8 +140,9 @@ impl Gate {
             return self.refuse(Refused::Cap);
         }
         let mut slot = Slot { gate: self.clone(), ip: None, handshaking: AtomicBool::new(false) };
+        // Counted with the slot: its drop takes both back, a refusal's included.
+        self.metrics.edge_sockets.inc();
         if n >= self.max_sockets {
-            self.metrics.edge_sockets.inc();
             return Admission::HealthOnly(slot);
         }
         if !self.is_trusted(peer) {
@@ -150,7 +151,6 @@ impl Gate {
                 return self.refuse(r);
             }
         }
-        self.metrics.edge_sockets.inc();
         Admission::Client(slot)
     }
 
@@ -366,6 +366,7 @@ mod tests {
         assert!(matches!(g.admit(ip("10.0.0.1")), Admission::Refused(Refused::PerIp)));
         drop((a, b, c));
         assert!(g.per_ip.lock().is_empty(), "no entry outlives its sockets");
+        assert_eq!(g.metrics.edge_sockets.get(), 0, "the gauge counts open sockets, refusals never");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod net;
 pub mod proxy_header;
 pub mod server;
 pub mod sessions;
+pub mod tls;
 pub mod tokens;
 pub mod webhooks;
 pub mod ws;

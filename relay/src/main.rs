@@ -29,6 +29,13 @@ fn serve(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A certificate or key that will not load stops the relay before it binds anything.
+    if let Some(files) = &config.tls {
+        if let Err(e) = sonde_relay::tls::Tls::load(files) {
+            eprintln!("sonde-relay: invalid TLS configuration: {e}");
+            return ExitCode::from(2);
+        }
+    }
     init_tracing(&cli.log_format);
     sonde_relay::edge::install_panic_hook();
     if let Some(n) = config.fanout_threads {
@@ -57,26 +64,27 @@ fn serve(cli: &Cli) -> ExitCode {
 }
 
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev: bool) {
-    println!("Sonde relay listening on http://{addr}");
+    let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
+    println!("Sonde relay listening on {http}://{addr}");
     // A ready viewer token only for the development app: anyone reading the logs of a real
     // deployment could otherwise watch every host.
     if let Some(app) = config.apps.first().filter(|_| dev) {
         let viewer = sonde_relay::tokens::role_claims(&app.id, "viewer", None, None, std::time::Duration::from_secs(12 * 3600))
             .map(|c| sonde_relay::tokens::mint_hs256(&c, &app.secret));
         if let Ok(token) = viewer {
-            println!("  dashboard: http://{addr}/#key={}&token={token}", app.key);
+            println!("  dashboard: {http}://{addr}/#key={}&token={token}", app.key);
         }
     } else if let Some(app) = config.apps.first() {
-        println!("  dashboard: http://{addr}/#key={} (mint a viewer token with `sonde-relay token --role viewer`)", app.key);
+        println!("  dashboard: {http}://{addr}/#key={} (mint a viewer token with `sonde-relay token --role viewer`)", app.key);
     }
     for app in &config.apps {
-        println!("  app {}: websocket ws://{addr}/app/{}  HTTP API http://{addr}/apps/{}", app.id, app.key, app.id);
+        println!("  app {}: websocket {ws}://{addr}/app/{}  HTTP API {http}://{addr}/apps/{}", app.id, app.key, app.id);
     }
     if dev {
         let app = &config.apps[0];
         println!("  development app: id={} key={} secret={} (for local use only; configure your own with --app or --config)", app.id, app.key, app.secret);
     }
-    println!("  health http://{addr}/healthz  metrics http://{addr}/metrics");
+    println!("  health {http}://{addr}/healthz  metrics {http}://{addr}/metrics");
     if let Some(m) = config.metrics_bind {
         println!("  also on http://{m}: /healthz /readyz /metrics only");
     }

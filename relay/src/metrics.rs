@@ -109,6 +109,14 @@ pub struct Metrics {
     webhook_delivery: Family<TargetLabel, Histogram, fn() -> Histogram>,
     /// Latency histograms by cause and the flight recorder.
     pub insight: crate::insight::Insight,
+    /// From the first TLS byte to a finished handshake.
+    pub tls_handshake_seconds: Histogram,
+    tls_handshake_failures: Family<ReasonLabel, Counter>,
+    /// Certificate reloads that took effect, and renewals refused (the old one kept).
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
+    /// From accept to the websocket's 101 (a TLS handshake included).
+    pub ws_handshake_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -143,6 +151,11 @@ impl Default for Metrics {
             webhook_delivered: Family::default(),
             webhook_delivery: Family::new_with_constructor(delivery_histogram),
             insight: crate::insight::Insight::default(),
+            tls_handshake_seconds: histogram(),
+            tls_handshake_failures: Family::default(),
+            tls_reloads: Counter::default(),
+            tls_reload_failures: Counter::default(),
+            ws_handshake_seconds: histogram(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open websocket connections", m.connections.clone());
@@ -173,6 +186,11 @@ impl Default for Metrics {
         registry.register("webhook_delivered_events", "Webhook events a target accepted (2xx)", m.webhook_delivered.clone());
         registry.register("webhook_delivery_seconds", "Time from an event to its delivery (2xx), retries included", m.webhook_delivery.clone());
         m.insight.register(&mut registry);
+        registry.register("tls_handshake_seconds", "TLS handshake duration", m.tls_handshake_seconds.clone());
+        registry.register("tls_handshake_failures", "TLS handshakes that failed, by reason (timeout, eof, plaintext, protocol, no_shared_cipher, bad_certificate)", m.tls_handshake_failures.clone());
+        registry.register("tls_certificate_reloads", "Certificate renewals loaded without a restart", m.tls_reloads.clone());
+        registry.register("tls_certificate_reload_failures", "Certificate renewals refused (the current certificate kept)", m.tls_reload_failures.clone());
+        registry.register("ws_handshake_seconds", "Time from accept to the websocket upgrade (TLS included)", m.ws_handshake_seconds.clone());
         Self { registry, ..m }
     }
 }
@@ -272,6 +290,11 @@ impl Metrics {
     /// Counts a socket or request refused or cut at the edge.
     pub fn edge_refused(&self, reason: &'static str) {
         self.edge_refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a failed TLS handshake (`reason` from a fixed set).
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_handshake_failures.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn encode(&self) -> String {

@@ -53,7 +53,7 @@ impl Socket {
     }
 
     /// A registration that reports when the socket can take more.
-    fn write_waiter(&self) -> io::Result<AsyncFd<TcpStream>> {
+    pub(crate) fn write_waiter(&self) -> io::Result<AsyncFd<TcpStream>> {
         register(self.io.get_ref().try_clone()?, Interest::WRITABLE)
     }
 
@@ -68,7 +68,7 @@ impl Socket {
     /// everything there was, so the socket is marked not readable at once, saving the read
     /// that would only say `WouldBlock` (an end of stream already signalled is not cleared:
     /// the next read must see it).
-    fn poll_read_with(&self, cx: &mut Context<'_>, mut read: impl FnMut(&TcpStream) -> io::Result<(usize, bool)>) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_read_with(&self, cx: &mut Context<'_>, mut read: impl FnMut(&TcpStream) -> io::Result<(usize, bool)>) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.io.poll_read_ready(cx))?;
             match read(self.io.get_ref()) {
@@ -102,6 +102,11 @@ const SCRATCH: usize = 16 * 1024;
 
 thread_local! {
     static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+}
+
+/// Runs `f` with the thread's scratch buffer (`SCRATCH` bytes), for one read.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH_BUF.with_borrow_mut(|scratch| f(scratch))
 }
 
 /// The reading side of a shared socket.

@@ -56,6 +56,8 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// The HTTP client of webhooks, when an app has targets.
     pub webhook_client: Option<reqwest::Client>,
+    /// TLS on the public listener, when configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Where connections are served: the I/O threads' runtimes, in turn.
@@ -132,6 +134,7 @@ impl AppState {
             tracker: TaskTracker::new(),
             io: None,
             webhook_client,
+            tls: None,
         }
     }
 }
@@ -162,6 +165,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         n => Some(IoThreads::start(n)?),
     };
     state.io = io.as_ref().map(|t| t.runtimes.clone());
+    if let Some(files) = &config.tls {
+        let tls = crate::tls::Tls::load(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        state.tracker.spawn(tls.watch(state.metrics.clone(), state.shutdown.clone()));
+        state.tls = Some(tls);
+    }
     if let Some(addr) = config.metrics_bind {
         // Up before the cluster is joined: /readyz says when this node is.
         state.tracker.spawn(crate::health::serve(bind(addr)?, state.clone()));
@@ -305,6 +313,9 @@ async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, 
 /// life; each path is boxed, so an idle websocket does not carry the room of a hyper
 /// connection (or the reverse).
 async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant) {
+    if let Some(tls) = state.tls.clone() {
+        return Box::pin(crate::tls::accept::serve(tcp, peer, state, routes, slot, deadline, tls)).await;
+    }
     let sniff = Box::pin(async {
         tokio::select! {
             app = crate::ws::accept::is_app_socket(&tcp, deadline) => Some(app),
@@ -314,7 +325,7 @@ async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState
     let Some(sniff) = sniff.await else { return };
     match sniff {
         Some(true) => Box::pin(crate::ws::accept::serve(tcp, peer, state, slot, deadline)).await,
-        Some(false) => Box::pin(serve_http(tcp, peer, state, routes, slot, true)).await,
+        Some(false) => Box::pin(serve_plain_http(tcp, peer, state, routes, slot, true)).await,
         // Nothing said before the deadline: an idle socket holds no place.
         None => state.metrics.edge_refused("head_timeout"),
     }
@@ -329,7 +340,7 @@ const HEALTH_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot) {
     let health = tokio::time::timeout(HEALTH_HEAD_TIMEOUT, crate::ws::accept::starts_with(&tcp, &HEALTH_PATHS));
     if health.await.is_ok_and(|found| found.is_some()) {
-        serve_http(tcp, peer, state, routes, slot, false).await;
+        serve_plain_http(tcp, peer, state, routes, slot, false).await;
     } else {
         let refused = crate::edge::Refused::Cap;
         state.metrics.edge_refused(refused.label());
@@ -341,7 +352,16 @@ async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes:
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
-async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, keep_alive: bool) {
+async fn serve_plain_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, keep_alive: bool) {
+    let Ok(socket) = crate::net::Socket::new(tcp) else { return };
+    serve_http(crate::net::SocketStream::new(socket), peer, state, routes, slot, keep_alive).await;
+}
+
+/// Serves HTTP requests with the router on one connection (plain or TLS) until it closes.
+pub async fn serve_http<S>(io: S, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, keep_alive: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let gate = state.gate.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         slot.handshake_done();
@@ -351,8 +371,7 @@ async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppStat
         req.extensions_mut().insert(ClientIp(client));
         tower::ServiceExt::oneshot(routes.clone(), req)
     });
-    let Ok(socket) = crate::net::Socket::new(tcp) else { return };
-    let io = hyper_util::rt::TokioIo::new(crate::net::SocketStream::new(socket));
+    let io = hyper_util::rt::TokioIo::new(io);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         // Covers a first request that never comes and a kept-alive connection left idle.

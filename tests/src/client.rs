@@ -45,6 +45,23 @@ impl Client {
         c
     }
 
+    /// Connects over TLS with `config` (trusting a test CA) and waits for
+    /// `connection_established`.
+    pub async fn connect_tls(url: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        let connector = tokio_tungstenite::Connector::Rustls(config);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)).await.expect("websocket connect over TLS");
+        Self::established(ws).await
+    }
+
+    async fn established(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        let mut c = Self { ws, socket_id: String::new(), activity_timeout: 0 };
+        let f = c.expect("pusher:connection_established").await;
+        assert!(f.data_was_string, "handshake data must be a JSON string");
+        c.socket_id = f.data["socket_id"].as_str().expect("socket_id").to_owned();
+        c.activity_timeout = f.data["activity_timeout"].as_u64().expect("activity_timeout");
+        c
+    }
+
     /// Connects and returns the first frame and how the connection ended (for refusals).
     pub async fn connect_refused(url: &str) -> (Option<Frame>, Ended) {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");

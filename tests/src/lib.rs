@@ -9,6 +9,7 @@ pub mod client;
 pub mod cluster;
 pub mod raw;
 pub mod relay;
+pub mod tls;
 pub mod tokens;
 
 pub use client::{Client, Frame};

@@ -41,6 +41,10 @@ pub enum Written {
     Part { frames: usize, rest: Option<Bytes> },
     /// Nothing now (would block, or an error the writer task will meet).
     Nothing,
+    /// Every frame is taken, but the writer holds bytes of them the socket did not take (a TLS
+    /// writer's ciphertext, which must not be made again): only the connection's task may
+    /// write next, once it has written those.
+    Held,
 }
 
 /// Writing to the socket without waiting, from whichever thread publishes. The edge provides
@@ -173,6 +177,12 @@ impl Outbox {
                 n + 1
             }
             Written::Nothing => 0,
+            Written::Held => {
+                // An empty frame in the queue: publishers queue behind it, and the task wakes
+                // to write what the writer holds before anything else.
+                inner.queue.push_back(Queued::Raw(Bytes::new()));
+                frames.len()
+            }
         }
     }
 

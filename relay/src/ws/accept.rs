@@ -8,27 +8,29 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sonde_protocol::SocketId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{self, Refusal, Start};
 use crate::edge::{json_reply, Slot};
 use super::upgrade::{accept_key, check};
+use super::wire::Wire;
 use crate::apps::App;
 use crate::server::AppState;
 use crate::tokens::Grant;
 
 /// Longest request head accepted on the websocket endpoint.
 const MAX_HEAD: usize = 8 * 1024;
-const PREFIX: &[u8] = b"GET /app/";
+/// How a request to the websocket endpoint starts.
+pub const APP_PREFIX: &[u8] = b"GET /app/";
 /// Longest pause between two looks at a request that arrives a few bytes at a time.
 const MAX_SNIFF_PAUSE: Duration = Duration::from_millis(100);
 
 /// Whether the connection starts with `GET /app/` (waiting for enough bytes to tell); `None`
 /// when the client has said nothing telling by the deadline.
 pub async fn is_app_socket(tcp: &TcpStream, deadline: Instant) -> Option<bool> {
-    tokio::time::timeout_at(deadline, starts_with(tcp, &[PREFIX])).await.ok().map(|found| found.is_some())
+    tokio::time::timeout_at(deadline, starts_with(tcp, &[APP_PREFIX])).await.ok().map(|found| found.is_some())
 }
 
 /// Which of `prefixes` (each at most 16 bytes) the stream starts with, peeking without
@@ -64,24 +66,50 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// A stream the websocket handshake runs on (plain TCP, or TLS after its own handshake),
+/// handed on to the connection once upgraded.
+pub trait HandshakeIo: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The socket for the connection, and plaintext it read ahead that nobody has seen yet.
+    fn into_wire(self) -> (Wire, BytesMut);
+}
+
+impl HandshakeIo for TcpStream {
+    fn into_wire(self) -> (Wire, BytesMut) {
+        (Wire::Tcp(self), BytesMut::new())
+    }
+}
+
+impl HandshakeIo for crate::tls::TlsStream {
+    fn into_wire(self) -> (Wire, BytesMut) {
+        let (tls, ahead) = self.into_parts();
+        (Wire::Tls(tls), ahead)
+    }
+}
+
 /// Reads the request head, answers 101 (or an HTTP error) and runs the connection. The
 /// handshake runs in a future of its own, freed once done: the connection's lifelong state
 /// need not have room for it.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState, mut slot: Slot, deadline: Instant) {
+pub async fn serve<S: HandshakeIo + 'static>(tcp: S, peer: SocketAddr, state: AppState, mut slot: Slot, deadline: Instant) {
+    // Accepted when the head deadline started: the figure is what a client waits, any TLS
+    // handshake included.
+    let accepted = deadline.checked_sub(state.gate.head_timeout).unwrap_or_else(Instant::now);
     let handshake = tokio::time::timeout_at(deadline, Box::pin(handshake(tcp, peer, &state, &mut slot)));
     let Ok(done) = handshake.await else {
         state.metrics.edge_refused("head_timeout");
         return;
     };
-    let Some((tcp, rest, verdict)) = done else { return };
+    let Some((tcp, mut rest, verdict)) = done else { return };
     slot.handshake_done();
+    state.metrics.ws_handshake_seconds.observe(accepted.elapsed().as_secs_f64());
     match verdict {
         Err(r) => conn::refuse(tcp, r).await,
         Ok((app, grant)) => {
             let socket_id = SocketId::new(rand::random::<u64>() % 10_000_000_000, rand::random::<u64>() % 10_000_000_000);
             // A task of its own: the connection's lifelong task then holds only the
             // connection, not the sniffing and handshake that led to it.
-            let task = conn::serve(tcp, rest, Start { app, socket_id, grant, slot }, state.timing, state.shutdown.clone());
+            let (wire, ahead) = tcp.into_wire();
+            rest.extend_from_slice(&ahead);
+            let task = conn::serve(wire, rest, Start { app, socket_id, grant, slot }, state.timing, state.shutdown.clone());
             state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
         }
     }
@@ -91,14 +119,19 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState, mut slot: 
 type Verdict = Result<(Arc<App>, Option<Arc<Grant>>), Refusal>;
 
 /// Writes an HTTP error reply; the caller then drops the socket.
-async fn refuse_http(tcp: &mut TcpStream, status: &str, message: &str) {
-    let _ = tcp.write_all(json_reply(status, message).as_bytes()).await;
+async fn refuse_http<S: AsyncWrite + Unpin>(tcp: &mut S, status: &str, message: &str) {
+    write_reply(tcp, json_reply(status, message).as_bytes()).await;
+}
+
+/// Writes a reply and flushes it (a TLS stream holds ciphertext until flushed).
+async fn write_reply<S: AsyncWrite + Unpin>(io: &mut S, reply: &[u8]) -> bool {
+    io.write_all(reply).await.is_ok() && io.flush().await.is_ok()
 }
 
 /// Reads the request head and answers 101 (or an HTTP error, then `None`). Returns what was
 /// read past the head and the verdict of the app's checks. The caller bounds it by the
 /// socket's head deadline.
-async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState, slot: &mut Slot) -> Option<(TcpStream, BytesMut, Verdict)> {
+async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, state: &AppState, slot: &mut Slot) -> Option<(S, BytesMut, Verdict)> {
     let mut buf = BytesMut::with_capacity(1024);
     let head_len = loop {
         match tcp.read_buf(&mut buf).await {
@@ -145,18 +178,18 @@ async fn handshake(mut tcp: TcpStream, peer: SocketAddr, state: &AppState, slot:
     }
     if header(&req, "sec-websocket-version") != Some("13") {
         let msg = json_reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
-        let _ = tcp.write_all(msg.as_bytes()).await;
+        write_reply(&mut tcp, msg.as_bytes()).await;
         return None;
     }
     let client = state.gate.client_ip(peer.ip(), header(&req, "x-forwarded-for"));
     if let Err(r) = slot.rebind(client) {
-        let _ = tcp.write_all(r.reply().as_bytes()).await;
+        write_reply(&mut tcp, r.reply().as_bytes()).await;
         return None;
     }
     let verdict = check(state, key, query, header(&req, "origin"), client);
     let accept = accept_key(ws_key.as_bytes());
     let response = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n");
-    if tcp.write_all(response.as_bytes()).await.is_err() {
+    if !write_reply(&mut tcp, response.as_bytes()).await {
         return None;
     }
     let rest = buf.split_off(head_len);

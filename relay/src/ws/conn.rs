@@ -7,18 +7,16 @@ use std::time::Duration;
 use sonde_protocol::{CloseCode, ServerFrame, SocketId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::codec::{close_frame, control_frame, Inbound, Source, WsError, WsStream};
 use super::handler::{Flow, Handler};
-use super::tcp::TcpWriter;
+use super::wire::{Reader, Wire, Writer};
 use crate::apps::App;
 use crate::edge::Slot;
 use crate::hub::{CloseRequest, Conn, Outgoing};
-use crate::net::{Socket, SocketReader};
 use crate::tokens::Grant;
 
 /// RFC 6455 status code of a normal closure.
@@ -81,10 +79,10 @@ pub struct Start {
 }
 
 /// Runs one accepted, upgraded connection. `prefix` is what was read past the HTTP request.
-pub async fn serve(tcp: TcpStream, prefix: BytesMut, start: Start, timing: Timing, shutdown: CancellationToken) {
+pub async fn serve(wire: Wire, prefix: BytesMut, start: Start, timing: Timing, shutdown: CancellationToken) {
     // Everything the connection keeps is in one struct built without awaiting, so the
     // connection's future holds it once, next to the loop's own state.
-    let Some(mut c) = Connection::open(tcp, &prefix, start, timing) else { return };
+    let Some(mut c) = Connection::open(wire, &prefix, start, timing) else { return };
     drop(prefix);
     let Some(handler) = c.handler.as_mut() else { return };
     let reason = run(&mut c.ws, &c.writer, &c.conn, handler, timing, &shutdown).await;
@@ -98,11 +96,10 @@ pub async fn serve(tcp: TcpStream, prefix: BytesMut, start: Start, timing: Timin
 /// ends: returned, cancelled by the runtime, or unwound by a panic.
 struct Connection {
     app: Arc<App>,
-    socket: Arc<Socket>,
-    writer: Arc<TcpWriter>,
+    writer: Arc<Writer>,
     conn: Arc<Conn>,
     handler: Option<Handler>,
-    ws: WsStream<SocketReader>,
+    ws: WsStream<Reader>,
     /// Whether its loop returned (otherwise the task panicked or was cancelled).
     ended: bool,
     /// Dropped last, after the connection is unregistered.
@@ -110,16 +107,16 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(tcp: TcpStream, prefix: &[u8], start: Start, timing: Timing) -> Option<Self> {
+    fn open(wire: Wire, prefix: &[u8], start: Start, timing: Timing) -> Option<Self> {
         let Start { app, socket_id, grant, slot } = start;
-        let socket = match Socket::new(tcp) {
-            Ok(s) => Arc::new(s),
+        let (reader, writer) = match wire.split() {
+            Ok(split) => split,
             Err(e) => {
                 debug!(%socket_id, "cannot register the socket: {e}");
                 return None;
             }
         };
-        let writer = Arc::new(TcpWriter(socket.clone()));
+        let writer = Arc::new(writer);
         let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
         conn.outbox.set_direct(writer.clone());
         app.hub.register(conn.clone());
@@ -127,8 +124,8 @@ impl Connection {
         app.metrics.connections_total.inc();
         let handler = Some(Handler::new(app.clone(), conn.clone(), grant));
         conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
-        let ws = WsStream::with_prefix(SocketReader(socket.clone()), app.config.limits.max_message_bytes, prefix);
-        Some(Self { app, socket, writer, conn, handler, ws, ended: false, _slot: slot })
+        let ws = WsStream::with_prefix(reader, app.config.limits.max_message_bytes, prefix);
+        Some(Self { app, writer, conn, handler, ws, ended: false, _slot: slot })
     }
 }
 
@@ -143,7 +140,7 @@ impl Drop for Connection {
             handler.finish();
         }
         self.app.metrics.connections.dec();
-        self.socket.shutdown_write();
+        self.writer.shutdown();
     }
 }
 
@@ -158,21 +155,21 @@ fn deadline_of(at: std::time::SystemTime) -> Instant {
 }
 
 /// Stops publishers from writing (what is still queued is dropped) and writes a close frame.
-async fn write_close(writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) -> std::io::Result<()> {
+async fn write_close(writer: &Writer, conn: &Conn, code: u16, reason: &str) -> std::io::Result<()> {
     conn.outbox.close(CloseCode::Reconnect, "closing");
     conn.outbox.take(&mut Vec::new());
     writer.write(&[Outgoing::Raw(close_frame(code, reason))]).await
 }
 
 /// Closes with `code` and waits briefly for the client's close frame.
-async fn close_tcp(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Conn, code: u16, reason: &str) {
+async fn close_tcp(ws: &mut WsStream<Reader>, writer: &Writer, conn: &Conn, code: u16, reason: &str) {
     if write_close(writer, conn, code, reason).await.is_ok() {
         await_client_close(ws).await;
     }
 }
 
 /// Writes everything queued, taking again while publishers keep adding.
-async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option<CloseRequest>, String> {
+async fn flush(writer: &Writer, conn: &Conn, timing: Timing) -> Result<Option<CloseRequest>, String> {
     let mut batch: Vec<Outgoing> = Vec::new();
     loop {
         let close_req = conn.outbox.take(&mut batch);
@@ -182,7 +179,7 @@ async fn flush(writer: &TcpWriter, conn: &Conn, timing: Timing) -> Result<Option
                 // A reader that stopped reading while its outbox overflowed: the socket is full,
                 // so not even a close frame would get through. Reset it, freeing its buffers.
                 () = overflowed(conn) => {
-                    let _ = socket2::SockRef::from(writer.0.get_ref()).set_linger(Some(Duration::ZERO));
+                    writer.reset();
                     return Err("closed: too slow to read its messages (its socket and outbox are full)".into());
                 }
             };
@@ -210,7 +207,7 @@ async fn overflowed(conn: &Conn) {
 }
 
 /// What one message from the client does; `Err` ends the connection, with the reason.
-async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Conn, handler: &mut Handler) -> Result<(), String> {
+async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<Reader>, writer: &Writer, conn: &Conn, handler: &mut Handler) -> Result<(), String> {
     match msg {
         Ok(Inbound::Text(bytes)) => {
             // The codec has checked UTF-8 already.
@@ -242,7 +239,7 @@ async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<SocketReade
     }
 }
 
-async fn run(ws: &mut WsStream<SocketReader>, writer: &TcpWriter, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
+async fn run(ws: &mut WsStream<Reader>, writer: &Writer, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
     let mut pinged = false;
     let mut shutting_down = false;
     // Futures that live across iterations are created once: re-creating a cancellation
@@ -319,6 +316,7 @@ mod tests {
     use crate::edge::{Admission, Gate};
     use crate::metrics::Metrics;
     use sonde_protocol::ChannelName;
+    use tokio::net::TcpStream;
 
     /// An accepted socket with its place at the edge, ready to become a connection of app 1.
     struct Accepted {
@@ -349,7 +347,7 @@ mod tests {
     async fn a_connection_task_stays_small() {
         let Accepted { metrics, app, server, slot, timing, .. } = accepted().await;
         let start = Start { app, socket_id: SocketId::new(1, 2), grant: None, slot };
-        let task = crate::edge::guarded(serve(server, BytesMut::new(), start, timing, CancellationToken::new()), metrics);
+        let task = crate::edge::guarded(serve(Wire::Tcp(server), BytesMut::new(), start, timing, CancellationToken::new()), metrics);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1536, "a connection's task is {size} bytes");
     }
@@ -360,7 +358,7 @@ mod tests {
         let app2 = app.clone();
         let task = async move {
             let start = Start { app: app2.clone(), socket_id: SocketId::new(1, 2), grant: None, slot };
-            let mut c = Connection::open(server, &[], start, timing).expect("opened");
+            let mut c = Connection::open(Wire::Tcp(server), &[], start, timing).expect("opened");
             let handler = c.handler.as_mut().expect("handler");
             handler.on_text(r#"{"event":"pusher:subscribe","data":{"channel":"public-room"}}"#);
             assert_eq!(app2.hub.connection_count(), 1);

@@ -7,3 +7,4 @@ pub mod handler;
 mod payloads;
 pub mod tcp;
 pub mod upgrade;
+pub mod wire;

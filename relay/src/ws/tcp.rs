@@ -93,7 +93,8 @@ impl DirectWrite for TcpWriter {
         let mut done = 0;
         for chunk in frames.chunks(FRAMES_PER_CALL) {
             match self.try_write_chunk(chunk, raw) {
-                Written::All => done += chunk.len(),
+                // A plain socket's writer never holds bytes back.
+                Written::All | Written::Held => done += chunk.len(),
                 Written::Part { frames, rest } => return Written::Part { frames: done + frames, rest },
                 Written::Nothing if done == 0 => return Written::Nothing,
                 Written::Nothing => return Written::Part { frames: done, rest: None },
