@@ -26,6 +26,8 @@ ensure_system_packages() {
   # Test certificates are made at test time; Chromium trusts the test CA through an NSS database.
   command -v openssl >/dev/null || missing+=(openssl)
   command -v certutil >/dev/null || missing+=(libnss3-tools)
+  # promtool checks deploy/prometheus; the real prometheus scrapes a relay in a Rust test.
+  command -v promtool >/dev/null || missing+=(prometheus)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt_install "${missing[@]}"

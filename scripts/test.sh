@@ -74,6 +74,11 @@ if [ -f tests/python/run.sh ]; then
   count_plain artifacts/python-test.log
 fi
 
+step "Prometheus config and alert rules (promtool)"
+bash scripts/promtool.sh 2>&1 | tee artifacts/promtool-test.log
+[ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
+count_plain artifacts/promtool-test.log
+
 npm_suite web "Dashboard unit tests" web-test.log npm test
 npm_suite tests/browser "Browser suite (Chromium)" browser-test.log node --test --test-concurrency=1
 
