@@ -53,13 +53,14 @@ pub struct FleetArgs {
     /// Sessions held open during the session window (hosts 0..S).
     #[arg(long, default_value_t = 0)]
     pub sessions: usize,
-    /// Short sessions started a second during the session window.
-    #[arg(long, default_value_t = 0.0)]
-    pub session_rate: f64,
+    /// Short sessions started a second during the session window; a comma list runs one
+    /// window per rate (the held sessions stay open through all of them).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub session_rate: Vec<f64>,
     /// Seconds each short-session viewer watches after its first live sample.
     #[arg(long, default_value_t = 2.0)]
     pub watch: f64,
-    /// Seconds of the session window (0: none).
+    /// Seconds of each session window (0: none).
     #[arg(long, default_value_t = 0)]
     pub session_window: u64,
     /// A shell command that restarts the relay, run after the other phases; the reconnect
@@ -113,7 +114,7 @@ pub fn start(ctx: &Ctx, a: &FleetArgs, timeline_s: usize) -> Fleet {
 
 pub async fn run(ctx: &Ctx, a: &FleetArgs) -> anyhow::Result<Report> {
     let params = serde_json::to_value(format!("{a:?}"))?;
-    let timeline = 600 + a.steady + a.session_window + a.after + a.linger;
+    let timeline = 600 + a.steady + (a.session_window + 30) * a.session_rate.len() as u64 + a.after + a.linger;
     let mut p = phases::Phases::new(ctx, a);
     p.connect(start(ctx, a, timeline as usize)).await;
     p.dashboards().await;

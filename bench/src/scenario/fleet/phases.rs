@@ -132,33 +132,47 @@ impl<'a> Phases<'a> {
         self.sections.push(s);
     }
 
-    /// S sessions held open and R a second started: latencies and whether starts keep up.
+    /// S sessions held open through one window per rate of short sessions.
     pub async fn sessions(&mut self) {
         if self.a.session_window == 0 {
             return;
         }
-        let stats = self.fleet().stats.clone();
-        let viewers = Arc::new(Viewers::new(self.ctx.target.clone(), self.a.prefix.clone(), self.a.first, self.a.agents));
-        let window = Duration::from_secs(self.a.session_window);
-        eprintln!("fleet: {} sessions held, {}/s started, {} s", self.a.sessions, self.a.session_rate, self.a.session_window);
+        let viewers = || Arc::new(Viewers::new(self.ctx.target.clone(), self.a.prefix.clone(), self.a.first, self.a.agents));
+        let held = viewers();
+        let all = Duration::from_secs((self.a.session_window + 30) * self.a.session_rate.len() as u64);
         for h in 0..self.a.sessions.min(self.a.agents) {
-            tokio::spawn(viewers.clone().watch(2_000_000 + h, Some(h), window));
+            tokio::spawn(held.clone().watch(2_000_000 + h, Some(h), all));
         }
+        for (i, &rate) in self.a.session_rate.iter().enumerate() {
+            let mut short = viewers();
+            Arc::get_mut(&mut short).expect("not shared yet").avoid = self.a.sessions;
+            self.session_window(short, rate, 3_000_000 + i * 1_000_000).await;
+        }
+        let mut l = Section::new(format!("the {} held sessions: subscribe → first live sample", self.a.sessions));
+        l.latency(&Latency::of(&held.sample.lock().unwrap_or_else(|p| p.into_inner())));
+        self.sections.push(l);
+    }
+
+    async fn session_window(&mut self, viewers: Arc<Viewers>, rate: f64, first_n: usize) {
+        let stats = self.fleet().stats.clone();
+        let window = Duration::from_secs(self.a.session_window);
+        eprintln!("fleet: {} sessions held, {rate}/s started, {} s", self.a.sessions, self.a.session_window);
         let (sessions0, backfill0, samples0) = (stats.sessions.load(Relaxed), stats.backfill.get(), stats.samples.get());
         let w = Window::start(self.ctx.server_pid);
         let t0 = Instant::now();
         let mut n = 0usize;
         while t0.elapsed() < window {
-            if self.a.session_rate > 0.0 {
-                tokio::spawn(viewers.clone().watch(3_000_000 + n, None, Duration::from_secs_f64(self.a.watch)));
+            if rate > 0.0 {
+                tokio::spawn(viewers.clone().watch(first_n + n, None, Duration::from_secs_f64(self.a.watch)));
                 n += 1;
-                tokio::time::sleep_until(t0 + Duration::from_secs_f64(n as f64 / self.a.session_rate)).await;
+                tokio::time::sleep_until(t0 + Duration::from_secs_f64(n as f64 / rate)).await;
             } else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let mut s = Section::new(format!("sessions: {} held, {}/s started, {} agents", self.a.sessions, self.a.session_rate, self.a.agents));
+        let mut s = Section::new(format!("sessions: {} held, {rate}/s started, {} agents", self.a.sessions, self.a.agents));
         w.finish(&mut s);
+        // The last viewers finish watching (or time out) before their counts are read.
         tokio::time::sleep(Duration::from_secs(self.a.watch.ceil() as u64 + 16)).await;
         s.row("viewers started", viewers.started.load(Relaxed) as f64, "");
         s.row("viewers without a live sample", viewers.failed.load(Relaxed) as f64, "");
@@ -171,12 +185,8 @@ impl<'a> Phases<'a> {
         s.row("backfill MiB sent", (b.1 - backfill0.1) as f64 / 1048576.0, "MiB");
         s.row("live samples sent", (sm.0 - samples0.0) as f64, "");
         self.sections.push(s);
-        for (label, h) in [
-            ("subscribe → first live sample", &viewers.sample),
-            ("subscribe → session directive", &viewers.directive),
-            ("subscribe → first backfill part", &viewers.backfill),
-        ] {
-            let mut l = Section::new(label.to_string());
+        for (label, h) in [("subscribe → first live sample", &viewers.sample), ("subscribe → session directive", &viewers.directive), ("subscribe → first backfill part", &viewers.backfill)] {
+            let mut l = Section::new(format!("{label}, {rate}/s started"));
             l.latency(&Latency::of(&h.lock().unwrap_or_else(|p| p.into_inner())));
             self.sections.push(l);
         }

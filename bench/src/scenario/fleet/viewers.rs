@@ -24,6 +24,8 @@ pub struct Viewers {
     pub prefix: String,
     pub agents: usize,
     pub first: usize,
+    /// Hosts below this are watched by the held sessions: picked only when nothing else is.
+    pub avoid: usize,
     token: String,
     /// Hosts being watched now: a new viewer picks another one.
     busy: Mutex<HashSet<usize>>,
@@ -43,6 +45,7 @@ impl Viewers {
             prefix,
             agents,
             first,
+            avoid: 0,
             token,
             busy: Mutex::new(HashSet::new()),
             directive: Mutex::new(new_histogram()),
@@ -58,12 +61,13 @@ impl Viewers {
     fn pick(&self) -> usize {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         let mut rng = rand::thread_rng();
-        let mut h = rng.gen_range(0..self.agents);
+        let from = if self.avoid < self.agents { self.avoid } else { 0 };
+        let mut h = rng.gen_range(from..self.agents);
         for _ in 0..16 {
             if !busy.contains(&h) {
                 break;
             }
-            h = rng.gen_range(0..self.agents);
+            h = rng.gen_range(from..self.agents);
         }
         busy.insert(h);
         h
