@@ -17,7 +17,7 @@ use crate::http::events::{fan_out, Checked};
 use crate::hub::{Change, Delivery, Urgency};
 use crate::sessions::Clock;
 use crate::limits::Limiters;
-use crate::sessions::inventory::{pages, Inventory};
+use crate::sessions::inventory::{page, pages, Inventory};
 use crate::sessions::{Action, SessionTiming, Sessions, Stream};
 use crate::tokens::INVENTORY_CHANNEL;
 use crate::webhooks::{WebhookSettings, Webhooks};
@@ -278,6 +278,12 @@ impl App {
                 ServerFrame::Event { event: EVENT_INVENTORY, channel: Some(INVENTORY_CHANNEL), data_json: &data, user_id: None }.encode()
             })
             .collect()
+    }
+
+    /// One page of the inventory as a frame of the inventory channel.
+    pub fn inventory_page(entries: &[String], full: bool, last: bool) -> Bytes {
+        let data = json_string(&page(entries, full, last));
+        ServerFrame::Event { event: EVENT_INVENTORY, channel: Some(INVENTORY_CHANNEL), data_json: &data, user_id: None }.encode()
     }
 
     /// Publishes the inventory changes since the last flush to every dashboard.

@@ -1,8 +1,9 @@
 // The agent inventory as the relay publishes it on `private-sonde-inventory`.
 //
 // A `full` message (one or several pages) replaces the list; other messages update only the
-// agents they name. Pages carry no "last page" mark, so agents missing from a full list are
-// dropped once the pages have stopped arriving for a moment.
+// agents they name. The relay marks the last page of a full list (`last`), sending pages as
+// the socket takes them; agents the list did not name are dropped then. A relay that does not
+// mark it is recognised by its pages stopping for a moment.
 
 export interface Snapshot {
   install_id: string;
@@ -22,6 +23,8 @@ export interface AgentEntry {
 
 export interface InventoryMessage {
   full: boolean;
+  /** On the last page of a full list. */
+  last?: boolean;
   agents: AgentEntry[];
 }
 
@@ -47,6 +50,8 @@ export class Inventory {
   private collecting = false;
   private settleTimer: ReturnType<typeof setTimeout> | undefined;
   private rev = 0;
+  /** The relay marks last pages: no need to guess the end of a list from a pause. */
+  private marksLast = false;
   private listeners: ((c: Change) => void)[] = [];
   online = 0;
 
@@ -62,9 +67,10 @@ export class Inventory {
         this.collecting = true;
       }
       clearTimeout(this.settleTimer);
-      this.settleTimer = setTimeout(() => this.settle(), SETTLE_MS);
+      if (msg.last === true) this.marksLast = true;
+      else if (!this.marksLast) this.settleTimer = setTimeout(() => this.settle(), SETTLE_MS);
     }
-    for (const e of msg.agents ?? []) {
+    for (const e of Array.isArray(msg.agents) ? msg.agents : []) {
       if (!e || typeof e.host !== 'string') continue;
       const prev = this.agents.get(e.host);
       if (!prev) change.membership = true;
@@ -75,6 +81,7 @@ export class Inventory {
       change.hosts.add(e.host);
     }
     this.emit(change);
+    if (msg.full && msg.last === true) this.settle();
   }
 
   /** Drops agents that the last full list did not name. */

@@ -34,3 +34,21 @@ test('full pages replace the list once they stop arriving; updates touch only th
   inv.apply({ full: false, agents: [agent('c')] });
   assert.equal(changes.at(-1)!.membership, true);
 });
+
+test('the last page of a full list settles it at once, however slowly the pages came', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const inv = new Inventory();
+  inv.apply({ full: true, agents: [agent('a'), agent('b'), agent('gone')], last: true });
+  assert.equal(inv.agents.size, 3);
+  // A later list in three pages, seconds apart (a slow socket): nothing dropped in between.
+  inv.apply({ full: true, agents: [agent('a')] });
+  t.mock.timers.tick(3000);
+  inv.apply({ full: true, agents: [agent('b')] });
+  t.mock.timers.tick(3000);
+  assert.equal(inv.agents.size, 3, 'pages still coming: nothing dropped');
+  inv.apply({ full: true, agents: [agent('c')], last: true });
+  assert.deepEqual([...inv.agents.keys()].sort(), ['a', 'b', 'c'], 'settled on the last page');
+  assert.equal(inv.online, 3);
+  t.mock.timers.tick(5000);
+  assert.equal(inv.agents.size, 3, 'the pending timer does nothing more');
+});

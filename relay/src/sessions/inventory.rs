@@ -145,6 +145,17 @@ impl Inventory {
         dirty.iter().filter_map(|h| st.agents.get(h).map(|e| e.to_json(h))).collect()
     }
 
+    /// Every host known, in name order (a dashboard's full list is paged over these).
+    pub fn hosts(&self) -> Vec<Arc<str>> {
+        self.state.lock().agents.keys().cloned().collect()
+    }
+
+    /// The current entries of `hosts`, as JSON; hosts forgotten meanwhile are left out.
+    pub fn entries(&self, hosts: &[Arc<str>]) -> Vec<String> {
+        let st = self.state.lock();
+        hosts.iter().filter_map(|h| st.agents.get(h).map(|e| e.to_json(h))).collect()
+    }
+
     pub fn all(&self) -> Vec<String> {
         self.state.lock().agents.iter().map(|(h, e)| e.to_json(h)).collect()
     }
@@ -156,6 +167,13 @@ impl Inventory {
     pub fn prune(&self, now_ms: u64) {
         self.state.lock().agents.retain(|_, e| e.online() || now_ms.saturating_sub(e.last_seen_ms) < FORGET_AFTER_MS);
     }
+}
+
+/// One page's `data`: `{"full":…,"agents":[…]}`, with `"last":true` on the last page of a
+/// full list (so a dashboard need not guess from a pause that the list is complete).
+pub fn page(entries: &[String], full: bool, last: bool) -> String {
+    let last = if last { ",\"last\":true" } else { "" };
+    format!("{{\"full\":{full}{last},\"agents\":[{}]}}", entries.join(","))
 }
 
 /// Frames' `data` for a list of entries: `{"full":…,"agents":[…]}` in pages of `PAGE`.
@@ -191,6 +209,13 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(&p[0]).unwrap();
         assert_eq!(first["agents"].as_array().unwrap().len(), PAGE);
         assert_eq!(inv.online_count(), 251);
+        let hosts = inv.hosts();
+        assert_eq!(hosts.len(), 252);
+        assert!(hosts.windows(2).all(|w| w[0] < w[1]), "name order");
+        assert_eq!(inv.entries(&[Arc::from("web1"), Arc::from("nope")]).len(), 1, "unknown hosts are left out");
+        let last: serde_json::Value = serde_json::from_str(&page(&inv.entries(&hosts[..2]), true, true)).unwrap();
+        assert_eq!((last["full"].as_bool(), last["last"].as_bool(), last["agents"].as_array().map(Vec::len)), (Some(true), Some(true), Some(2)));
+        assert!(serde_json::from_str::<serde_json::Value>(&page(&[], false, false)).unwrap().get("last").is_none());
         inv.prune(40 + FORGET_AFTER_MS + 1);
         assert_eq!(inv.all().len(), 251, "web2 was seen at 20: forgotten; online ones stay");
     }

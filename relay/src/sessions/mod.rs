@@ -9,6 +9,7 @@
 //! versioned table (see `role`).
 
 pub mod inventory;
+pub mod listing;
 mod owed;
 mod role;
 

@@ -378,9 +378,7 @@ impl Handler {
     fn joined(&self, name: &ChannelName, role: &Role) {
         match role {
             Role::Plain if name.as_str() == INVENTORY_CHANNEL => {
-                for frame in App::inventory_frames(&self.app.inventory.all(), true) {
-                    self.conn.outbox.push(frame);
-                }
+                crate::sessions::listing::start(&self.app, &self.conn, self.app.config.limits.max_outbox_bytes);
             }
             Role::Plain => {}
             Role::Viewer(host) => {
