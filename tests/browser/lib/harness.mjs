@@ -14,6 +14,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
+import { TestCa, fetchWithCa, homeTrusting } from './tls.mjs';
+
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const RELAY_BIN = process.env.SONDE_RELAY_BIN || path.join(ROOT, 'target/debug/sonde-relay');
 export const AGENT_BIN = process.env.SONDE_AGENT_BIN || path.join(ROOT, 'target/debug/sonde-agent');
@@ -116,23 +118,36 @@ export class TestRelay {
     this.child = null;
   }
 
-  static async spawn() {
+  /** With `tls`, the relay serves https and wss with a certificate of a CA made for it
+   * (`relay.ca`); agents and the test's requests trust that CA, browsers only when told. */
+  static async spawn({ tls = false } = {}) {
     ensureBinaries();
     const relay = new TestRelay(await freePort(), tmpDir('relay'));
+    if (tls) {
+      relay.ca = new TestCa();
+      relay.cert = relay.ca.issue();
+    }
     writeFileSync(relay.configFile, CONFIG);
     await relay.start();
     return relay;
   }
 
   get origin() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.port}`;
+  }
+
+  /** fetch on this relay; over TLS trusting its CA. */
+  fetch(pathname, init = {}) {
+    const url = `${this.origin}${pathname}`;
+    return this.ca ? fetchWithCa(url, { ...init, ca: this.ca.ca }) : fetch(url, init);
   }
 
   async start() {
-    this.child = start(RELAY_BIN, ['--bind', `127.0.0.1:${this.port}`, '--config', this.configFile], 'sonde-relay');
+    const tls = this.cert ? ['--tls-cert', this.cert.certFile, '--tls-key', this.cert.keyFile] : [];
+    this.child = start(RELAY_BIN, ['--bind', `127.0.0.1:${this.port}`, '--config', this.configFile, ...tls], 'sonde-relay');
     await until('the relay to be ready', async () => {
       if (this.child.exitCode !== null) throw new Error(`relay exited: ${this.child.logText()}`);
-      const r = await fetch(`${this.origin}/readyz`).catch(() => null);
+      const r = await this.fetch('/readyz').catch(() => null);
       return r?.status === 200;
     });
   }
@@ -146,6 +161,7 @@ export class TestRelay {
     await stop(this.child);
     await this.static?.close();
     rmSync(this.dir, { recursive: true, force: true });
+    this.ca?.remove();
   }
 
   token(role, { host, secret = APP.secret, ttl = '1h' } = {}) {
@@ -160,7 +176,7 @@ export class TestRelay {
     const params = { auth_key: APP.key, auth_timestamp: String(Math.floor(Date.now() / 1000)), auth_version: '1.0' };
     const query = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
     const signature = createHmac('sha256', APP.secret).update(`${method}\n${full}\n${query}`).digest('hex');
-    const r = await fetch(`${this.origin}${full}?${query}&auth_signature=${signature}`, { method });
+    const r = await this.fetch(`${full}?${query}&auth_signature=${signature}`, { method });
     if (r.status !== 200) throw new Error(`${method} ${full}: ${r.status} ${await r.text()}`);
     return r.json();
   }
@@ -248,9 +264,10 @@ export class TestAgent {
     agent.host = host;
     agent.dir = tmpDir(`agent-${host}`);
     const token = relay.token('agent', { host });
+    const dial = relay.ca ? ['--relay', `wss://127.0.0.1:${relay.port}`, '--ca-file', relay.ca.caFile] : ['--relay', `ws://127.0.0.1:${relay.port}`];
     agent.child = start(
       AGENT_BIN,
-      ['--relay', `ws://127.0.0.1:${relay.port}`, '--key', APP.key, '--token', token, '--host', host, '--state-dir', agent.dir, '--statsd', statsd],
+      [...dial, '--key', APP.key, '--token', token, '--host', host, '--state-dir', agent.dir, '--statsd', statsd],
       `sonde-agent ${host}`,
     );
     await until(`agent ${host} to come online`, async () => {
@@ -267,11 +284,13 @@ export class TestAgent {
   }
 }
 
-/** Headless Chromium with a fresh profile. */
-export async function launchBrowser() {
+/** Headless Chromium with a fresh profile; `trust`: a CA file its user trusts (NSS). */
+export async function launchBrowser({ trust } = {}) {
   const profile = tmpDir('profile');
+  const home = trust ? homeTrusting(trust) : null;
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
+    env: home ? { ...process.env, HOME: home.home } : undefined,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1440, height: 900 },
@@ -290,6 +309,7 @@ export async function launchBrowser() {
     async close() {
       await context.close().catch(() => {});
       rmSync(profile, { recursive: true, force: true });
+      home?.remove();
       if (cspViolations.length) throw new Error(`Content-Security-Policy violations in the browser: ${JSON.stringify(cspViolations, null, 1)}`);
     },
   };
@@ -319,7 +339,7 @@ async function watchCsp(context) {
 /** Fails early, and clearly, if the relay was built without the dashboard. */
 export async function assertDashboardServed(relay) {
   if (process.env.SONDE_WEB_DIST) return;
-  const r = await fetch(`${relay.origin}/app.js`);
+  const r = await relay.fetch('/app.js');
   const body = await r.text();
   if (r.status !== 200 || body.length < 1000) {
     throw new Error(`the relay at ${relay.origin} serves no dashboard (GET /app.js: ${r.status}, ${body.length} bytes): build web/ (npm run build) before the relay`);
