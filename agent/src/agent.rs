@@ -73,6 +73,9 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
     let tls = if config.relay.starts_with("wss://") {
         Some(client::tls::client_config(config.ca_file.as_deref()).context("TLS for the wss:// relay")?)
     } else {
+        if let Some(path) = &config.ca_file {
+            tracing::warn!(ca_file = %path.display(), "--ca-file is not used: the relay URL is ws://, without TLS");
+        }
         None
     };
     let target = Target { relay: config.relay.clone(), key: config.key.clone(), token: config.token.clone(), channel, tls };
