@@ -87,6 +87,9 @@ pub struct EdgeConfig {
     /// Failed HTTP API authentications per second from one address before it gets 429
     /// (burst: ten times as many).
     pub auth_failures_per_second_per_ip: u32,
+    /// Sockets from `trusted_proxies` start with a PROXY protocol header (v1 or v2) naming the
+    /// client, which the per-address limits then count; other peers' bytes are their own.
+    pub proxy_protocol: bool,
 }
 
 /// Default sockets per client address: room for a large office behind one NAT.
@@ -103,6 +106,7 @@ impl Default for EdgeConfig {
             head_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             auth_failures_per_second_per_ip: 5,
+            proxy_protocol: false,
         }
     }
 }
@@ -399,6 +403,9 @@ impl Config {
         }
         for p in &self.trusted_proxies {
             crate::edge::parse_net(p).map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))?;
+        }
+        if self.edge.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err(ConfigError::Invalid("edge: proxy_protocol needs trusted_proxies, the load balancers whose PROXY header is believed".into()));
         }
         self.webhooks.validate().map_err(ConfigError::Invalid)?;
         if self.activity_timeout_s == 0 || self.pong_timeout_s == 0 {

@@ -95,6 +95,8 @@ pub struct Gate {
     pub request_timeout: Duration,
     auth_failure_rate: u32,
     trusted: Vec<IpNet>,
+    /// Trusted peers send a PROXY protocol header first (see `crate::proxied`).
+    pub proxy_protocol: bool,
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, PerIp>>,
     auth_failures: Mutex<HashMap<IpAddr, TokenBucket>>,
@@ -114,6 +116,7 @@ impl Gate {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             auth_failure_rate: config.auth_failures_per_second_per_ip,
             trusted: trusted_proxies.iter().filter_map(|p| parse_net(p).ok()).collect(),
+            proxy_protocol: config.proxy_protocol,
             open: AtomicUsize::new(0),
             per_ip: Mutex::default(),
             auth_failures: Mutex::default(),

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metrics;
 pub mod redact;
 pub mod net;
+pub mod proxied;
 pub mod proxy_header;
 pub mod server;
 pub mod sessions;

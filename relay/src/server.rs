@@ -313,6 +313,14 @@ async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, 
 /// life; each path is boxed, so an idle websocket does not carry the room of a hyper
 /// connection (or the reverse).
 async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant) {
+    // Behind a load balancer speaking the PROXY protocol, its header names the client.
+    let peer = match state.gate.proxy_protocol {
+        true => match Box::pin(crate::proxied::client(&tcp, peer, &state, deadline)).await {
+            Some(client) => client,
+            None => return,
+        },
+        false => peer,
+    };
     if let Some(tls) = state.tls.clone() {
         return Box::pin(crate::tls::accept::serve(tcp, peer, state, routes, slot, deadline, tls)).await;
     }
