@@ -14,9 +14,12 @@ use sonde_protocol::{ChannelName, SocketId};
 /// Viewers waited for at once at most; past it a new one is not timed (nothing else changes).
 const MAX_WAITING: usize = 10_000;
 
+/// Viewers of one host and when each subscribed.
+type Waiting = HashMap<Arc<str>, Vec<(SocketId, Instant)>>;
+
 /// The viewers of this node still waiting for their first sample, by host.
 pub struct FirstSamples {
-    waiting: Mutex<HashMap<Arc<str>, Vec<(SocketId, Instant)>>>,
+    waiting: Mutex<Waiting>,
     /// How many wait, read without the lock on every sample (almost always 0).
     count: AtomicUsize,
     histogram: Histogram,
@@ -73,7 +76,7 @@ mod tests {
 
     #[test]
     fn times_each_waiting_viewer_once() {
-        let h = Histogram::new([0.5, 1.5, 3.0].into_iter());
+        let h = Histogram::new([0.5, 1.5, 3.0]);
         let f = FirstSamples::new(h.clone());
         let t0 = Instant::now();
         let ch = ChannelName::parse("private-sonde-host.web-1").unwrap();
