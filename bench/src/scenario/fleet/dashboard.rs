@@ -86,7 +86,14 @@ async fn once(target: &Target, n: usize, expected: usize, subscribe: &str, view:
     let mut conn = PusherConn::connect(target, n).await?;
     let t0 = Instant::now();
     conn.ws.send_text(subscribe.as_bytes()).await?;
-    lock(view).counts.subscribes += 1;
+    {
+        // What this connection lists starts from nothing, as a reloaded page does.
+        let mut v = lock(view);
+        v.counts.subscribes += 1;
+        v.hosts.clear();
+        v.counts.online = 0;
+        v.counts.listed = 0;
+    }
     loop {
         let Message::Text(text) = conn.ws.read().await? else { anyhow::bail!("closed by the relay") };
         let bytes = text.len();
