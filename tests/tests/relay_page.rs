@@ -64,3 +64,25 @@ async fn the_relay_publishes_its_state_only_while_an_operator_watches() {
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     assert_eq!(published(&api).await, stopped, "the last watcher gone, publishing stopped");
 }
+
+/// In a cluster every node publishes its own line while an operator on any node watches.
+#[tokio::test]
+async fn each_cluster_node_publishes_its_own_line() {
+    use sonde_tests::cluster::{RedisServer, RelayNode};
+    let redis = RedisServer::start().await;
+    let a = RelayNode::start_as(&redis, "page", Some("node-a")).await;
+    let _b = RelayNode::start_as(&redis, "page", Some("node-b")).await;
+    let token = operator("1", "secret");
+    let mut op = Client::connect(&format!("{}&token={token}", a.ws_url())).await;
+    op.subscribe_auth(CHANNEL, &token, None).await;
+    op.expect_next("pusher_internal:subscription_succeeded").await;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "lines from {seen:?} only");
+        let state = op.expect("sonde:relay").await;
+        assert_eq!(state.data["cluster_nodes"], 2, "{:?}", state.data);
+        seen.insert(state.data["node"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["node-a", "node-b"]);
+}
