@@ -11,9 +11,9 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::handshake::HandshakeError;
 use super::{Tls, TlsSocket, TlsStream};
 use crate::edge::{json_reply, Slot};
-use crate::net::Socket;
 use crate::server::AppState;
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
@@ -49,14 +49,15 @@ impl Failure {
     }
 
     /// Sorts an error from the handshake into one of the reasons.
-    pub fn of(e: &io::Error) -> Self {
+    pub fn of(e: &HandshakeError) -> Self {
         use rustls::{AlertDescription as A, Error as E};
-        match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
-            Some(E::PeerIncompatible(_) | E::NoApplicationProtocol) => Self::NoSharedCipher,
-            Some(E::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::CertificateExpired | A::UnsupportedCertificate | A::CertificateRevoked | A::HandshakeFailure)) => Self::BadCertificate,
-            Some(_) => Self::Protocol,
-            None if e.kind() == io::ErrorKind::InvalidData => Self::Protocol,
-            None => Self::Eof,
+        match e {
+            HandshakeError::Tls(E::PeerIncompatible(_) | E::NoApplicationProtocol) => Self::NoSharedCipher,
+            HandshakeError::Tls(E::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::CertificateExpired | A::UnsupportedCertificate | A::CertificateRevoked | A::HandshakeFailure)) => {
+                Self::BadCertificate
+            }
+            HandshakeError::Tls(_) => Self::Protocol,
+            HandshakeError::Io(_) => Self::Eof,
         }
     }
 }
@@ -121,16 +122,13 @@ async fn handshake(tcp: TcpStream, state: &AppState, deadline: Instant, tls: &Tl
         Ok(Ok(_)) => {}
     }
     let started = Instant::now();
-    let accepted = tokio_rustls::TlsAcceptor::from(tls.server.clone()).accept(tcp);
-    let stream = match tokio::time::timeout_at(deadline, accepted).await {
+    let done = match tokio::time::timeout_at(deadline, super::handshake::handshake(tcp, tls.server.clone())).await {
         Err(_) => return fail(Failure::Timeout),
         Ok(Err(e)) => return fail(Failure::of(&e)),
-        Ok(Ok(s)) => s,
+        Ok(Ok(done)) => done,
     };
     metrics.tls_handshake_seconds.observe(started.elapsed().as_secs_f64());
-    let (tcp, conn) = stream.into_inner();
-    let socket = Socket::new(tcp).ok()?;
-    Some(Arc::new(TlsSocket::new(socket, conn)))
+    Some(Arc::new(done))
 }
 
 /// Reads decrypted bytes until they tell whether this is the websocket endpoint. The bytes

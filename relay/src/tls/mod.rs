@@ -10,7 +10,9 @@
 pub mod accept;
 mod certs;
 pub mod config;
+mod handshake;
 mod socket;
+mod state;
 #[cfg(test)]
 mod tests;
 mod writer;

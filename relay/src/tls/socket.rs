@@ -1,10 +1,10 @@
 //! A TLS connection after its handshake: the socket (registered for reading only, as every
-//! accepted socket) and rustls's state behind a short lock, shared by the connection's task
-//! (reading, flushing), the publishers and the fan-out lanes (writing without waiting).
+//! accepted socket) and the connection's TLS state behind a short lock, shared by the
+//! connection's task (reading, flushing), the publishers and the fan-out lanes (writing
+//! without waiting).
 //!
-//! Ciphertext is read through the thread's scratch buffer and decrypted at once; what the
-//! peer sent is handed on as plaintext, so between messages the connection holds no read
-//! buffer of its own beyond rustls's record buffer.
+//! Ciphertext is read through the thread's scratch buffer and decrypted at once; only the
+//! start of an incomplete record is kept, so an idle connection holds no read buffer.
 
 use std::io::{self, Read};
 use std::pin::Pin;
@@ -13,98 +13,129 @@ use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use rustls::ServerConnection;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::state::{with_out, Phase, TlsState};
 use crate::net::{with_scratch, Socket};
 use crate::ws::codec::Source;
 
 pub struct TlsSocket {
     pub(crate) socket: Socket,
-    pub(crate) conn: Mutex<ServerConnection>,
+    pub(crate) state: Mutex<TlsState>,
 }
 
-/// Plaintext handed out per step when the caller takes everything there is.
-const PLAIN_CHUNK: usize = 4096;
+/// A failed record: the connection cannot go on.
+fn broken(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
 
 impl TlsSocket {
-    pub fn new(socket: Socket, mut conn: ServerConnection) -> Self {
-        // Outgoing data is bounded by the connection's outbox before it gets here; rustls must
-        // take all of it, or a frame could be cut between two writers.
-        conn.set_buffer_limit(None);
-        Self { socket, conn: Mutex::new(conn) }
+    pub fn new(socket: Socket, state: TlsState) -> Self {
+        Self { socket, state: Mutex::new(state) }
     }
 
     pub fn socket(&self) -> &Socket {
         &self.socket
     }
 
-    /// Moves the plaintext rustls holds into `sink`: `Some(n)` bytes (0: the peer closed the
-    /// TLS session), `None` when nothing is waiting.
-    fn drain_plain(conn: &mut ServerConnection, sink: &mut dyn FnMut(&[u8])) -> io::Result<Option<usize>> {
-        let mut chunk = [0u8; PLAIN_CHUNK];
-        let mut total = 0;
-        loop {
-            match conn.reader().read(&mut chunk) {
-                Ok(0) => return Ok(Some(total)),
-                Ok(n) => {
-                    sink(&chunk[..n]);
-                    total += n;
+    /// Decrypts `fresh` (just read), handing plaintext to `sink`; replies rustls makes
+    /// (tickets, alerts, key updates) are written without waiting, or held for the
+    /// connection's task when the socket is full.
+    fn absorb(&self, fresh: &mut [u8], sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let mut st = self.state.lock();
+        with_out(|out| {
+            let phase = st.receive(fresh, out, sink);
+            if !out.is_empty() {
+                let _ = st.send(self.socket.get_ref(), out);
+            }
+            match phase {
+                Ok(Phase::Closed) => st.ended = true,
+                Ok(Phase::Traffic | Phase::Blocked) => {}
+                Err(e) => {
+                    st.ended = true;
+                    return Err(broken(e));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((total > 0).then_some(total)),
-                Err(e) => return if total > 0 { Ok(Some(total)) } else { Err(e) },
             }
-        }
+            Ok(())
+        })
     }
 
-    /// Decrypts `cipher` (all of it), handing plaintext to `sink`. A record rustls refuses
-    /// ends the connection: its alert is sent without waiting, best effort.
-    fn decrypt(&self, mut cipher: &[u8], sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
-        let mut conn = self.conn.lock();
-        let mut total = 0;
-        while !cipher.is_empty() {
-            // Never with an empty slice: rustls would take that for the end of the stream.
-            conn.read_tls(&mut cipher)?;
-            if let Err(e) = conn.process_new_packets() {
-                let _ = conn.write_tls(&mut self.socket.get_ref());
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            total += Self::drain_plain(&mut conn, sink)?.unwrap_or(0);
-        }
-        // A key update or alert rustls wants to answer with goes out now if the socket takes it.
-        if conn.wants_write() {
-            let _ = conn.write_tls(&mut self.socket.get_ref());
-        }
-        Ok(total)
-    }
-
-    /// Plaintext for `sink`, reading and decrypting as needed: `Ok(0)` at the end of the
-    /// stream (a close_notify or the peer gone).
+    /// Plaintext for `sink`, reading and decrypting as needed: how much (`Ok(0)` at the end
+    /// of the stream: a close_notify, or the peer gone).
     pub(crate) fn poll_plain(&self, cx: &mut Context<'_>, sink: &mut dyn FnMut(&[u8])) -> Poll<io::Result<usize>> {
         loop {
-            match Self::drain_plain(&mut self.conn.lock(), sink) {
-                Ok(Some(n)) => return Poll::Ready(Ok(n)),
-                Ok(None) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(0)),
-                Err(e) => return Poll::Ready(Err(e)),
+            {
+                let mut st = self.state.lock();
+                if !st.plain.is_empty() {
+                    let plain = std::mem::take(&mut st.plain);
+                    sink(&plain);
+                    return Poll::Ready(Ok(plain.len()));
+                }
+                if st.ended {
+                    return Poll::Ready(Ok(0));
+                }
             }
             let mut plain = 0;
             let got = ready!(self.socket.poll_read_with(cx, |s| {
                 with_scratch(|scratch| {
                     let n = (&mut &*s).read(scratch)?;
                     if n > 0 {
-                        plain = self.decrypt(&scratch[..n], sink)?;
+                        self.absorb(&mut scratch[..n], &mut |p| {
+                            plain += p.len();
+                            sink(p);
+                        })?;
                     }
                     Ok((n, n < scratch.len()))
                 })
             }))?;
             match (got, plain) {
-                (0, _) => return Poll::Ready(Ok(0)),
+                (0, _) => {
+                    self.state.lock().ended = true;
+                    return Poll::Ready(Ok(0));
+                }
                 (_, 0) => {} // Part of a record, or only handshake messages: read on.
                 (_, plain) => return Poll::Ready(Ok(plain)),
             }
         }
+    }
+
+    /// Writes held ciphertext, waiting for room with `waiter` (registered on first need).
+    pub(crate) fn poll_flush_held(&self, cx: &mut Context<'_>, waiter: &mut Option<AsyncFd<std::net::TcpStream>>) -> Poll<io::Result<()>> {
+        loop {
+            if self.state.lock().flush_held(self.socket.get_ref())? {
+                *waiter = None;
+                return Poll::Ready(Ok(()));
+            }
+            if waiter.is_none() {
+                *waiter = Some(self.socket.write_waiter()?);
+            }
+            let w = waiter.as_ref().expect("set above");
+            ready!(w.poll_write_ready(cx))?.clear_ready();
+        }
+    }
+
+    /// Encrypts `plain` and writes it without waiting (what the socket does not take is
+    /// held): whether it all went out.
+    pub(crate) fn seal_and_send(&self, plain: &[u8]) -> io::Result<bool> {
+        let mut st = self.state.lock();
+        with_out(|out| {
+            st.seal(plain, out).map_err(broken)?;
+            st.send(self.socket.get_ref(), out)
+        })
+    }
+
+    /// Sends close_notify if the socket takes it now, and stops writing.
+    pub fn close(&self) {
+        let mut st = self.state.lock();
+        if st.held.is_empty() {
+            with_out(|out| {
+                if st.close_notify(out).is_ok() {
+                    let _ = st.send(self.socket.get_ref(), out);
+                }
+            });
+        }
+        self.socket.shutdown_write();
     }
 }
 
@@ -114,9 +145,7 @@ pub struct TlsReader(pub Arc<TlsSocket>);
 
 impl Source for TlsReader {
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        self.0.poll_plain(cx, &mut |plain| {
-            buf.extend_from_slice(plain);
-        })
+        self.0.poll_plain(cx, &mut |plain| buf.extend_from_slice(plain))
     }
 }
 
@@ -124,17 +153,14 @@ impl Source for TlsReader {
 pub struct TlsStream {
     tls: Arc<TlsSocket>,
     waiter: Option<AsyncFd<std::net::TcpStream>>,
-    /// Plaintext read while sniffing the request, handed out before anything else.
+    /// Plaintext read ahead (while sniffing the request, or past a caller's buffer), handed
+    /// out before anything else.
     prefix: BytesMut,
 }
 
 impl TlsStream {
     pub fn new(tls: Arc<TlsSocket>, prefix: BytesMut) -> Self {
         Self { tls, waiter: None, prefix }
-    }
-
-    pub fn shared(&self) -> &Arc<TlsSocket> {
-        &self.tls
     }
 
     /// Plaintext read ahead and not yet handed out.
@@ -148,33 +174,9 @@ impl TlsStream {
         std::future::poll_fn(|cx| tls.poll_plain(cx, &mut |plain| prefix.extend_from_slice(plain))).await
     }
 
-    /// Unread plaintext read ahead while sniffing (to hand on with the socket).
+    /// The connection, and plaintext read ahead that nobody has seen yet.
     pub fn into_parts(self) -> (Arc<TlsSocket>, BytesMut) {
         (self.tls, self.prefix)
-    }
-
-    /// Writes the ciphertext rustls holds, waiting for room as needed.
-    fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            {
-                let mut conn = self.tls.conn.lock();
-                if !conn.wants_write() {
-                    self.waiter = None;
-                    return Poll::Ready(Ok(()));
-                }
-                match conn.write_tls(&mut self.tls.socket.get_ref()) {
-                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
-            if self.waiter.is_none() {
-                self.waiter = Some(self.tls.socket.write_waiter()?);
-            }
-            let waiter = self.waiter.as_ref().expect("set above");
-            ready!(waiter.poll_write_ready(cx))?.clear_ready();
-        }
     }
 }
 
@@ -200,23 +202,21 @@ impl AsyncRead for TlsStream {
 impl AsyncWrite for TlsStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // Ciphertext already made goes first, so what rustls holds stays bounded.
-        ready!(this.poll_flush_tls(cx))?;
-        let n = io::Write::write(&mut this.tls.conn.lock().writer(), buf)?;
-        // Sent now if the socket takes it; `poll_flush` waits for the rest.
-        let _ = this.poll_flush_tls(cx);
-        Poll::Ready(Ok(n))
+        // Ciphertext already made goes first, so what is held stays bounded by one write.
+        ready!(this.tls.poll_flush_held(cx, &mut this.waiter))?;
+        this.tls.seal_and_send(buf)?;
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_tls(cx)
+        let this = self.get_mut();
+        this.tls.poll_flush_held(cx, &mut this.waiter)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.tls.conn.lock().send_close_notify();
-        ready!(this.poll_flush_tls(cx))?;
-        this.tls.socket.shutdown_write();
+        ready!(this.tls.poll_flush_held(cx, &mut this.waiter))?;
+        this.tls.close();
         Poll::Ready(Ok(()))
     }
 }

@@ -11,7 +11,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{TlsReader, TlsSocket, TlsWriter};
 use crate::hub::{DirectWrite, Outbox, Outgoing, Written};
-use crate::net::Socket;
 use crate::ws::codec::Source;
 
 type Client = tokio_rustls::client::TlsStream<TcpStream>;
@@ -38,9 +37,8 @@ async fn pair() -> (Arc<TlsSocket>, Client) {
     socket2::SockRef::from(&accepted).set_send_buffer_size(4096).unwrap();
     socket2::SockRef::from(&tcp).set_recv_buffer_size(4096).unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let (server, client) = tokio::join!(tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(accepted), tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp));
-    let (tcp, conn) = server.unwrap().into_inner();
-    (Arc::new(TlsSocket::new(Socket::new(tcp).unwrap(), conn)), client.unwrap())
+    let (server, client) = tokio::join!(super::handshake::handshake(accepted, Arc::new(server)), tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp));
+    (Arc::new(server.expect("handshake")), client.unwrap())
 }
 
 /// Frame `i`'s payload: its number, then filler.
