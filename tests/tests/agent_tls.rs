@@ -99,18 +99,18 @@ async fn relay_with(cert: PathBuf, key: PathBuf) -> TestRelay {
 }
 
 /// Runs an agent against `relay` through a counting proxy for five seconds; returns how many
-/// connections it opened. The agent must still be running, and every connection must have
-/// ended within a second (a connection the agent accepted would stay open).
+/// connections it opened. The agent must still be running, and every connection but one just
+/// opened must have ended within two seconds (a connection the agent accepted stays open).
 async fn attempts_in_five_seconds(relay: &TestRelay, host: &str, extra: &[&str]) -> usize {
     let proxy = Proxy::start(relay.addr).await;
     // The proxy listens on 127.0.0.1 too: the agent checks the relay's certificate for it.
     let mut agent = AgentProcess::spawn_at(&format!("wss://{}", proxy.addr), host, &agent_token(host), extra);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(agent.is_running(), "a certificate problem does not stop the agent");
-    let seen = proxy.seen();
-    for s in &seen {
+    let (seen, now) = (proxy.seen(), Instant::now());
+    for s in seen.iter().filter(|s| now - s.opened > Duration::from_secs(2)) {
         let lasted = s.closed.map(|c| c - s.opened);
-        assert!(lasted.is_some_and(|d| d < Duration::from_secs(1)), "a connection the handshake should have ended lasted {lasted:?}");
+        assert!(lasted.is_some_and(|d| d < Duration::from_secs(2)), "a connection the handshake should have ended lasted {lasted:?}");
     }
     seen.len()
 }
