@@ -98,13 +98,19 @@ async fn relay_with(cert: PathBuf, key: PathBuf) -> TestRelay {
     TestRelay::with_config(config).await
 }
 
+/// An agent dialling `relay` through a proxy that counts its connections.
+async fn through_proxy(relay: &TestRelay, host: &str, extra: &[&str]) -> (Proxy, AgentProcess) {
+    let proxy = Proxy::start(relay.addr).await;
+    // The proxy listens on 127.0.0.1 too: the agent checks the relay's certificate for it.
+    let agent = AgentProcess::spawn_at(&format!("wss://{}", proxy.addr), host, &agent_token(host), extra);
+    (proxy, agent)
+}
+
 /// Runs an agent against `relay` through a counting proxy for five seconds; returns how many
 /// connections it opened. The agent must still be running, and every connection but one just
 /// opened must have ended within two seconds (a connection the agent accepted stays open).
 async fn attempts_in_five_seconds(relay: &TestRelay, host: &str, extra: &[&str]) -> usize {
-    let proxy = Proxy::start(relay.addr).await;
-    // The proxy listens on 127.0.0.1 too: the agent checks the relay's certificate for it.
-    let mut agent = AgentProcess::spawn_at(&format!("wss://{}", proxy.addr), host, &agent_token(host), extra);
+    let (proxy, mut agent) = through_proxy(relay, host, extra).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(agent.is_running(), "a certificate problem does not stop the agent");
     let (seen, now) = (proxy.seen(), Instant::now());
@@ -130,22 +136,40 @@ async fn a_certificate_of_an_unknown_ca_fails_and_backs_off() {
     assert!(!online(&relay.api(), "untrusted").await, "never online through a refused certificate");
 }
 
+/// A relay with a certificate of a new CA for `names` (expired when told), and that CA's file.
+async fn relay_of_own_ca(names: &[&str], expired: bool) -> (TestRelay, PathBuf, TempDir) {
+    let (ca, dir) = (OwnCa::new(), TempDir::new("agent-tls"));
+    let (cert, key) = ca.leaf(names, expired, &dir);
+    let relay = relay_with(cert, key).await;
+    (relay, ca.write(&dir), dir)
+}
+
+/// The agent trusts the CA (`--ca-file`), yet the relay's certificate is for `names` and
+/// expired when told: it must fail every handshake and back off.
+async fn refused_although_the_ca_is_trusted(names: &[&str], expired: bool, host: &str) -> usize {
+    let (relay, ca_file, _dir) = relay_of_own_ca(names, expired).await;
+    attempts_in_five_seconds(&relay, host, &["--ca-file", ca_file.to_str().expect("path")]).await
+}
+
+/// The control of the two tests below: the same CA, a certificate valid now for 127.0.0.1.
+/// One connection, still open.
+#[tokio::test]
+async fn a_valid_certificate_of_the_same_kind_is_accepted() {
+    let (relay, ca_file, _dir) = relay_of_own_ca(&["127.0.0.1"], false).await;
+    let (proxy, mut agent) = through_proxy(&relay, "valid", &["--ca-file", ca_file.to_str().expect("path")]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(agent.is_running());
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].closed.is_none(), "the accepted connection stays open");
+}
+
 #[tokio::test]
 async fn an_expired_certificate_fails_and_backs_off() {
-    let (ca, dir) = (OwnCa::new(), TempDir::new("agent-tls-expired"));
-    let (cert, key) = ca.leaf(&["127.0.0.1"], true, &dir);
-    let relay = relay_with(cert, key).await;
-    let ca_file = ca.write(&dir);
-    let attempts = attempts_in_five_seconds(&relay, "expired", &["--ca-file", ca_file.to_str().expect("path")]).await;
-    backs_off(attempts, "expired certificate");
+    backs_off(refused_although_the_ca_is_trusted(&["127.0.0.1"], true, "expired").await, "expired certificate");
 }
 
 #[tokio::test]
 async fn a_certificate_for_another_name_fails_and_backs_off() {
-    let (ca, dir) = (OwnCa::new(), TempDir::new("agent-tls-name"));
-    let (cert, key) = ca.leaf(&["relay.example.com"], false, &dir);
-    let relay = relay_with(cert, key).await;
-    let ca_file = ca.write(&dir);
-    let attempts = attempts_in_five_seconds(&relay, "wrongname", &["--ca-file", ca_file.to_str().expect("path")]).await;
-    backs_off(attempts, "certificate for another name");
+    backs_off(refused_although_the_ca_is_trusted(&["relay.example.com"], false, "wrongname").await, "certificate for another name");
 }
