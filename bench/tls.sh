@@ -6,6 +6,9 @@
 #
 #   bench/tls.sh [ROUNDS] [OUT_DIR]
 #
+# Each measurement first waits up to WAIT_QUIET seconds (default 60) for other processes to
+# leave the machine nearly idle; every window reports how busy they were meanwhile.
+#
 # Scenarios: idle connections (relay RSS per connection), handshakes (relay CPU per plain
 # connect, per full and per resumed TLS handshake), broadcast to 1,000 subscribers at 100 msg/s
 # and to 5,000 subscribers in rate steps (relay CPU per million deliveries, p99).
@@ -36,9 +39,9 @@ fi
 # NAME|bench arguments|rows to keep (a regular expression)
 SCENARIOS=(
     "idle|idle -n $IDLE_N --channels 100 --hold 5|    connections |server rss per connection|bench rss per connection"
-    "handshakes|handshakes --duration $((DURATION * 2 / 3)) -c 64|^  [^ ]|connections per second|resumed|server cpu per connection|per server core-second|latency p99 "
-    "broadcast-1k|broadcast -n 1000 --rate 100 --duration $DURATION|latency p50|latency p99 |server cores busy|server cpu per million|lost  "
-    "broadcast-5k|broadcast -n 5000 --rate $BROADCAST_5K_RATES --duration $((DURATION * 2 / 3))|^  [^ ]|delivered per second|latency p99 |server cpu per million|sustained"
+    "handshakes|handshakes --duration $((DURATION * 2 / 3)) -c 64|^  [^ ]|connections per second|resumed|server cpu per connection|per server core-second|latency p99 |other processes"
+    "broadcast-1k|broadcast -n 1000 --rate 100 --duration $DURATION|latency p50|latency p99 |server cores busy|bench cores busy|other processes|server cpu per million|lost  "
+    "broadcast-5k|broadcast -n 5000 --rate $BROADCAST_5K_RATES --duration $((DURATION * 2 / 3))|^  [^ ]|delivered per second|latency p99 |server cpu per million|other processes|sustained"
 )
 
 one() {
@@ -57,7 +60,7 @@ one() {
         sleep 0.1
     done
     # shellcheck disable=SC2086
-    "$BENCH" --port "$PORT" --server-pid "$pid" "${bench_tls[@]}" --save "$OUT/$name-$label-$round.json" \
+    "$BENCH" --port "$PORT" --server-pid "$pid" --wait-quiet "${WAIT_QUIET:-60}" "${bench_tls[@]}" --save "$OUT/$name-$label-$round.json" \
         $args >"$OUT/$name-$label-$round.txt" 2>"$OUT/$name-$label-$round.err" || echo "  $label: bench failed (see $OUT/$name-$label-$round.err)"
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
