@@ -29,6 +29,14 @@ describe('clients over TLS', () => {
     assert.deepEqual((await client.event(priv, 'update')).data, { n: 1 });
   }, { timeout: 20000 });
 
+  it('presence over wss://: the member pusher-js brings is listed by the SDK over https', async () => {
+    const room = uniq('presence-tls');
+    const client = ChildClient.start(relay, { channels: [room] });
+    await client.subscribed(room);
+    const users = await (await relay.server().get({ path: `/channels/${room}/users` })).json();
+    assert.deepEqual(users.users.map((u) => u.id), [`child-${client.child.pid}`]);
+  }, { timeout: 20000 });
+
   it('Laravel Echo over wss:// listens on public and private channels', async () => {
     const [pub, priv] = [uniq('tls-echo'), uniq('private-tls-echo')];
     const client = ChildClient.start(relay, { kind: 'echo', channels: [pub, priv], events: ['OrderShipped'] });
