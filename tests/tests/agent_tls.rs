@@ -130,8 +130,11 @@ fn backs_off(attempts: usize, what: &str) {
 #[tokio::test]
 async fn a_certificate_of_an_unknown_ca_fails_and_backs_off() {
     let relay = TlsRelay::spawn(|_| {}).await;
-    // No --ca-file: the system's store does not know the test CA.
-    let attempts = attempts_in_five_seconds(&relay.relay, "untrusted", &[]).await;
+    // The agent trusts the system's store and another CA, neither of which issued the relay's
+    // certificate (a CA file of its own, so the test does not depend on the machine's store).
+    let dir = TempDir::new("agent-tls-stranger");
+    let stranger = OwnCa::new().write(&dir);
+    let attempts = attempts_in_five_seconds(&relay.relay, "untrusted", &["--ca-file", stranger.to_str().expect("path")]).await;
     backs_off(attempts, "unknown issuer");
     assert!(!online(&relay.api(), "untrusted").await, "never online through a refused certificate");
 }
