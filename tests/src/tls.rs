@@ -69,11 +69,17 @@ fn openssl(args: &[&str], input: Option<&str>) -> String {
 
 impl TestCa {
     pub fn new() -> Self {
+        Self::named("Sonde test CA")
+    }
+
+    /// A CA with this common name (another name than the relay's CA: a client trusting it
+    /// refuses the relay's certificate as from an unknown issuer).
+    pub fn named(name: &str) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        params.distinguished_name.push(DnType::CommonName, "Sonde test CA");
+        params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key).expect("CA certificate");
         Self { cert, key }
     }

@@ -298,3 +298,55 @@ fn an_unusable_certificate_or_key_exits_2_before_binding_without_showing_the_key
         }
     }
 }
+
+#[tokio::test]
+async fn failed_handshakes_are_counted_by_reason() {
+    let relay = TlsRelay::spawn(|_| {}).await;
+    // A client that does not trust the relay's CA refuses its certificate.
+    let stranger = sonde_tests::tls::TestCa::named("Another CA");
+    assert!(relay.connect(stranger.client_config()).await.is_err());
+    // A record that claims to be a handshake and is not.
+    let mut tcp = tokio::net::TcpStream::connect(relay.relay.addr).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x08, 0xff, 0, 0, 4, 1, 2, 3, 4]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.expect("closed");
+    // A client that leaves in the middle.
+    let mut tcp = tokio::net::TcpStream::connect(relay.relay.addr).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    drop(tcp);
+    for reason in ["bad_certificate", "protocol", "eof"] {
+        let line = format!("sonde_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+        eventually(reason, || async { metric(&relay, &line).await == 1.0 }).await;
+    }
+}
+
+#[tokio::test]
+async fn a_wss_subscriber_that_stops_reading_is_cut_and_the_others_get_everything() {
+    let relay = TlsRelay::spawn(|c| c.apps[0].limits.max_outbox_bytes = 64 * 1024).await;
+    let mut reader = relay.client().await;
+    reader.subscribe("firehose").await;
+    // A TLS client with a small receive buffer that subscribes and then reads nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(relay.relay.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    let mut stalled = tokio_rustls::TlsConnector::from(relay.ca.client_config()).connect(name, tcp).await.unwrap();
+    stalled.write_all(b"GET /app/key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+    let subscribe = br#"{"event":"pusher:subscribe","data":{"channel":"firehose"}}"#;
+    let mut frame = vec![0x81, 0x80 | subscribe.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(subscribe);
+    stalled.write_all(&frame).await.unwrap();
+    eventually("both subscribed", || async { metric(&relay, "sonde_subscriptions{app=\"1\"}").await == 2.0 }).await;
+    let api = relay.api();
+    let payload = "x".repeat(8 * 1024);
+    let mut sent = 0u64;
+    while metric(&relay, "sonde_connections{app=\"1\"}").await > 1.0 {
+        assert!(sent < 2_000, "the stalled subscriber was never cut");
+        let (status, body) = api.trigger(&["firehose"], "bulk", &json!({ "n": sent, "pad": payload }).to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        sent += 1;
+    }
+    for n in 0..sent {
+        assert_eq!(reader.expect("bulk").await.data["n"], n, "the reading subscriber gets everything, in order");
+    }
+}

@@ -124,7 +124,11 @@ async fn handshake(tcp: TcpStream, state: &AppState, deadline: Instant, tls: &Tl
     let started = Instant::now();
     let done = match tokio::time::timeout_at(deadline, super::handshake::handshake(tcp, tls.server.clone())).await {
         Err(_) => return fail(Failure::Timeout),
-        Ok(Err(e)) => return fail(Failure::of(&e)),
+        Ok(Err(e)) => {
+            // What rustls says is about the protocol, never the key or the traffic.
+            tracing::debug!(reason = Failure::of(&e).label(), error = ?e, "TLS handshake failed");
+            return fail(Failure::of(&e));
+        }
         Ok(Ok(done)) => done,
     };
     metrics.tls_handshake_seconds.observe(started.elapsed().as_secs_f64());
