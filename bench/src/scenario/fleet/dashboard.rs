@@ -69,11 +69,16 @@ impl View {
 pub async fn follow(target: Target, n: usize, expected: usize, view: Arc<Mutex<View>>, mut stop: watch::Receiver<bool>) {
     let token = crate::sim::token::viewer(&target.app_id, &target.secret);
     let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": "private-sonde-inventory", "auth": token}}).to_string();
+    let mut last_error = String::new();
     while !*stop.borrow() {
         tokio::select! {
             r = once(&target, n, expected, &subscribe, &view) => {
-                if let Err(e) = r {
-                    eprintln!("  dashboard {n}: {e:#}");
+                // Told once per kind of failure: a relay that is down refuses every second.
+                if let Err(e) = r.map_err(|e| format!("{e:#}")) {
+                    if e != last_error {
+                        eprintln!("  dashboard {n} on {}: {e}", target.server);
+                        last_error = e;
+                    }
                 }
             }
             _ = stop.changed() => return,

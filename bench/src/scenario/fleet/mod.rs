@@ -5,6 +5,7 @@
 //! sessions (S held open plus R started a second: subscribe → first live sample); optionally a
 //! relay restart by a command, with the reconnect curve second by second.
 
+mod cluster;
 mod dashboard;
 mod phases;
 mod viewers;
@@ -38,6 +39,13 @@ pub struct FleetArgs {
     /// server and these, moving on to the next one when a connection fails.
     #[arg(long, value_delimiter = ',')]
     pub also: Vec<SocketAddr>,
+    /// Agents in the whole fleet when other bench processes run part of it (what the
+    /// dashboards should list; Redis figures are divided by it). Default: `--agents`.
+    #[arg(long)]
+    pub total: Option<usize>,
+    /// A cluster's Redis (host:port): its message and byte counters over the steady window.
+    #[arg(long)]
+    pub redis: Option<String>,
     /// Dashboards following the inventory.
     #[arg(long, default_value_t = 1)]
     pub dashboards: usize,
@@ -82,6 +90,10 @@ pub struct Fleet {
 }
 
 impl FleetArgs {
+    pub fn total(&self) -> usize {
+        self.total.unwrap_or(self.agents)
+    }
+
     pub fn targets(&self, main: &Target) -> Vec<Target> {
         let mut ts = vec![main.clone()];
         ts.extend(self.also.iter().map(|s| Target {

@@ -41,6 +41,17 @@ impl<'a> Phases<'a> {
         self.fleet.as_ref().expect("connect runs first")
     }
 
+    async fn redis(&self) -> Option<super::cluster::RedisCounters> {
+        let addr = self.a.redis.as_ref()?;
+        match super::cluster::RedisCounters::read(addr).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("  redis INFO from {addr}: {e:#}");
+                None
+            }
+        }
+    }
+
     fn server_usage(&self) -> Option<Usage> {
         self.ctx.server_pid.and_then(|p| Usage::read(Pid::Of(p)).ok())
     }
@@ -75,7 +86,7 @@ impl<'a> Phases<'a> {
 
     /// Dashboards subscribe: the full list, page by page.
     pub async fn dashboards(&mut self) {
-        let expected = self.a.agents;
+        let expected = self.a.total();
         let targets = self.fleet().targets.clone();
         for i in 0..self.a.dashboards {
             let view = Arc::new(Mutex::new(View::default()));
@@ -99,6 +110,17 @@ impl<'a> Phases<'a> {
             s.row("hosts listed online", c.online as f64, "");
             self.sections.push(s);
         }
+        let mut s = Section::new(format!("GET /apps/{}/agents on every node", self.ctx.target.app_id));
+        for t in &targets {
+            match super::cluster::agents_listed(t).await {
+                Ok((listed, online)) => {
+                    s.row("hosts listed", listed as f64, "");
+                    s.row("hosts online", online as f64, "");
+                }
+                Err(e) => eprintln!("  GET agents from {}: {e:#}", t.server),
+            }
+        }
+        self.sections.push(s);
     }
 
     /// No sessions: the relay's CPU for the minute snapshots, the inventory updates.
@@ -110,10 +132,17 @@ impl<'a> Phases<'a> {
         let updates0: Vec<_> = self.views.iter().map(|v| dashboard::lock(v).counts.clone()).collect();
         let snaps0 = stats.snapshots.get();
         eprintln!("fleet: steady window, {} s", self.a.steady);
+        let redis0 = self.redis().await;
         let w = Window::start(self.ctx.server_pid);
         tokio::time::sleep(Duration::from_secs(self.a.steady)).await;
         let mut s = Section::new(format!("steady, {} agents, no sessions", self.a.agents));
         let m = w.finish(&mut s);
+        if let (Some(r0), Some(r1)) = (redis0, self.redis().await) {
+            let per = |d: u64| d as f64 / self.a.total().max(1) as f64 * 60.0 / self.a.steady as f64;
+            s.row("redis publishes per agent per minute", per(r1.publishes - r0.publishes), "msgs");
+            s.row("redis bytes in per agent per minute", per(r1.net_in - r0.net_in), "B");
+            s.row("redis bytes out per agent per minute", per(r1.net_out - r0.net_out), "B");
+        }
         let snaps = stats.snapshots.get();
         let per_min = 60.0 / self.a.steady as f64;
         s.row("snapshots sent", (snaps.0 - snaps0.0) as f64, "");
@@ -210,7 +239,7 @@ impl<'a> Phases<'a> {
             if connected >= self.a.agents && all_back.is_none() {
                 all_back = Some(t0.elapsed());
             }
-            if online >= self.a.agents && all_listed.is_none() && all_back.is_some() {
+            if online >= self.a.total() && all_listed.is_none() && all_back.is_some() {
                 all_listed = Some(t0.elapsed());
             }
             let (at, sub, fail) = stats.curve(from + Duration::from_secs(sec), 1).first().copied().unwrap_or_default();
