@@ -161,3 +161,44 @@ async fn garbage_after_the_handshake_is_an_error_not_a_hang() {
     assert!(got.is_err(), "a record that does not decrypt ends the connection: {got:?}");
     assert!(buf.is_empty());
 }
+
+#[tokio::test]
+async fn records_that_arrive_a_byte_at_a_time_are_put_together_and_nothing_is_kept_after() {
+    let (tls, client) = pair().await;
+    let (mut tcp, mut conn) = client.into_inner();
+    tcp.set_nodelay(true).unwrap();
+    // Two records' worth of plaintext, sent as ciphertext in pieces of one to seven bytes.
+    let message: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
+    std::io::Write::write_all(&mut conn.writer(), &message).unwrap();
+    let mut cipher = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut cipher).unwrap();
+    }
+    let trickle = tokio::spawn(async move {
+        for (i, piece) in cipher.chunks(7).enumerate() {
+            let n = 1 + i % piece.len();
+            tcp.write_all(&piece[..n]).await.unwrap();
+            tcp.write_all(&piece[n..]).await.unwrap();
+            if i % 64 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        tcp
+    });
+    let mut reader = TlsReader(tls.clone());
+    let mut buf = BytesMut::new();
+    let mut most_kept = 0;
+    while buf.len() < message.len() {
+        let n = tokio::time::timeout(Duration::from_secs(10), poll_fn(|cx| reader.poll_fill(cx, &mut buf))).await.unwrap().unwrap();
+        assert!(n > 0, "the stream ended early");
+        most_kept = most_kept.max(tls.state.lock().partial.len());
+    }
+    assert!(buf[..] == message[..]);
+    assert!(most_kept > 0, "records did arrive in pieces");
+    assert!(most_kept <= 17 * 1024, "at most one incomplete record is kept: {most_kept}");
+    let st = tls.state.lock();
+    assert!(st.partial.is_empty() && st.partial.capacity() == 0, "no buffer is kept between messages");
+    assert!(st.held.capacity() == 0 && st.plain.capacity() == 0);
+    drop(st);
+    drop(trickle.await.unwrap());
+}
