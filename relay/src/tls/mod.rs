@@ -15,6 +15,8 @@ mod socket;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
 mod writer;
 
 use std::future::Future;

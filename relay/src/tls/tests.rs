@@ -15,9 +15,8 @@ use crate::ws::codec::Source;
 
 type Client = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// A TLS connection: the relay's side as a `TlsSocket` (with a small send buffer, so it
-/// fills quickly) and a client trusting a self-signed certificate.
-async fn pair() -> (Arc<TlsSocket>, Client) {
+/// A server config with a self-signed certificate for 127.0.0.1, and a client trusting it.
+pub(super) fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -31,13 +30,20 @@ async fn pair() -> (Arc<TlsSocket>, Client) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// A TLS connection: the relay's side as a `TlsSocket` (with a small send buffer, so it
+/// fills quickly) and a client trusting a self-signed certificate.
+async fn pair() -> (Arc<TlsSocket>, Client) {
+    let (server, client) = configs();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
     let (accepted, _) = listener.accept().await.unwrap();
     socket2::SockRef::from(&accepted).set_send_buffer_size(4096).unwrap();
     socket2::SockRef::from(&tcp).set_recv_buffer_size(4096).unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let (server, client) = tokio::join!(super::handshake::handshake(accepted, Arc::new(server)), tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp));
+    let (server, client) = tokio::join!(super::handshake::handshake(accepted, server), tokio_rustls::TlsConnector::from(client).connect(name, tcp));
     (Arc::new(server.expect("handshake")), client.unwrap())
 }
 
