@@ -202,9 +202,10 @@ async fn records_that_arrive_a_byte_at_a_time_are_put_together_and_nothing_is_ke
     assert!(buf[..] == message[..]);
     assert!(most_kept > 0, "records did arrive in pieces");
     assert!(most_kept <= 17 * 1024, "at most one incomplete record is kept: {most_kept}");
-    let st = tls.state.lock();
-    assert!(st.partial.is_empty() && st.partial.capacity() == 0, "no buffer is kept between messages");
-    assert!(st.held.capacity() == 0 && st.plain.capacity() == 0);
-    drop(st);
+    {
+        let st = tls.state.lock();
+        assert!(st.partial.is_empty() && st.partial.capacity() == 0, "no buffer is kept between messages");
+        assert!(st.held.capacity() == 0 && st.plain.capacity() == 0);
+    }
     drop(trickle.await.unwrap());
 }
