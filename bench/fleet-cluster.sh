@@ -6,12 +6,16 @@
 # window); node 3 killed (SIGKILL): its agents back on the others and listed online again;
 # then a fourth node joining the loaded cluster: time to /readyz and bytes through Redis.
 #
-#   bench/fleet-cluster.sh [AGENTS] [OUT_DIR]
+#   bench/fleet-cluster.sh [AGENTS] [OUT_DIR] [EXTRA]
+#
+# One bench process holds at most ~19,000 sockets (the descriptor limit is 20,000): EXTRA
+# more agents come from a second bench process that only stays connected.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 N=${1:-18000}
 OUT=${2:-bench/results/fleet-cluster-$(date -u +%Y%m%dT%H%M%SZ)}
+EXTRA=${3:-0}
 RELAY=${SONDE_RELAY:-target/release/sonde-relay}
 BENCH=target/release/sonde-bench
 RPORT=${SONDE_BENCH_REDIS_PORT:-7730}
@@ -56,9 +60,20 @@ join() {
     echo "node 4 joined: ready after ${took} s; redis bytes in $((in1 - in0)), out $((out1 - out0)) meanwhile" | tee "$OUT/join.txt"
 }
 KILL="kill -9 \$(cat $OUT/node-2.pid)"
+ALSO="127.0.0.1:${PORTS[1]},127.0.0.1:${PORTS[2]}"
+if [ "$EXTRA" -gt 0 ]; then
+    "$BENCH" --port "${PORTS[0]}" fleet --agents "$EXTRA" --first "$N" --prefix c- --also "$ALSO" \
+        --dashboards 0 --steady 0 --linger 900 >"$OUT/extra.txt" 2>&1 &
+    echo $! >"$OUT/extra.pid"
+    # Until the cluster counts them online (at most two minutes).
+    for _ in $(seq 120); do
+        [ "$(curl -s "http://127.0.0.1:${PORTS[0]}/metrics" | awk '/^sonde_agents_online/{s+=$2} END{print s+0}')" -ge "$EXTRA" ] && break
+        sleep 1
+    done
+fi
 join &
 "$BENCH" --port "${PORTS[0]}" --save "$OUT/fleet.json" fleet --agents "$N" --prefix c- \
-    --also "127.0.0.1:${PORTS[1]},127.0.0.1:${PORTS[2]}" --dashboards 3 --redis "127.0.0.1:$RPORT" \
+    --also "$ALSO" --total $((N + EXTRA)) --dashboards 3 --redis "127.0.0.1:$RPORT" \
     --steady 90 --restart-cmd "$KILL" --after 30 --linger 30 2>&1 | tee "$OUT/fleet.txt"
 wait
 for i in 0 1 3; do
