@@ -72,10 +72,16 @@ if [ "$EXTRA" -gt 0 ]; then
     done
 fi
 join &
+JOIN=$!
 "$BENCH" --port "${PORTS[0]}" --save "$OUT/fleet.json" fleet --agents "$N" --prefix c- \
     --also "$ALSO" --total $((N + EXTRA)) --dashboards 3 --redis "127.0.0.1:$RPORT" \
     --steady 90 --restart-cmd "$KILL" --after 30 --linger 30 2>&1 | tee "$OUT/fleet.txt"
-wait
+wait "$JOIN"
+# Each node's RSS at the end: node 4 holds no agent of its own, only the inventory of the
+# others' (what a host costs a node it is not connected to).
+for i in 0 1 3; do
+    echo "node $((i + 1)): $(awk '/VmRSS/{print $2, $3}' "/proc/$(cat "$OUT/node-$i.pid")/status") RSS, $(curl -s "http://127.0.0.1:${PORTS[$i]}/metrics" | awk '/^sonde_connections[{ ]/{s+=$2} END{print s+0}') connections" | tee -a "$OUT/rss.txt"
+done
 for i in 0 1 3; do
     curl -s "http://127.0.0.1:${PORTS[$i]}/metrics" | grep -E '^sonde_(agents_online|cluster)' >"$OUT/metrics-node-$i.txt" || true
 done
