@@ -253,7 +253,7 @@ impl Host {
         for k in ["custom_series", "custom_dropped", "custom_rejected", "statsd_bad_lines", "statsd_kernel_drops"] {
             custom.insert(format!("agent.{k}"), 0.0);
         }
-        if self.n % 4 == 0 {
+        if self.n.is_multiple_of(4) {
             custom.insert("agent.custom_series".into(), 3.0);
             custom.insert("app.checkout.count".into(), (unit(self.n, minute, 10) * 500.0).floor());
             custom.insert("app.queue.depth".into(), (unit(self.n, minute, 11) * 50.0).floor());
