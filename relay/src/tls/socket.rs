@@ -47,7 +47,10 @@ impl TlsSocket {
         with_out(|out| {
             let phase = st.receive(fresh, out, sink);
             if !out.is_empty() {
-                let _ = st.send(self.socket.get_ref(), out);
+                if let Err(e) = st.send_replies(self.socket.get_ref(), out) {
+                    st.ended = true;
+                    return Err(e);
+                }
             }
             match phase {
                 Ok(Phase::Closed) => st.ended = true,

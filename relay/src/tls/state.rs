@@ -17,6 +17,9 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, Insufficien
 /// Most ciphertext kept while a record (or a handshake message spread over records) is
 /// incomplete: a handshake message is at most 64 KiB, a record 16 KiB and some.
 pub const MAX_PARTIAL: usize = 96 * 1024;
+/// Most bytes of replies (key updates, alerts) held for a peer that makes the relay answer
+/// without reading the answers: past it the connection ends instead of the buffer growing.
+pub const MAX_HELD_REPLIES: usize = 16 * 1024;
 
 /// Makes records once application data may be sent (encrypts, or queues a close_notify).
 pub type Make<'a> = &'a mut dyn FnMut(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> Result<(), rustls::Error>;
@@ -42,6 +45,8 @@ pub struct TlsState {
     pub(crate) plain: Vec<u8>,
     /// The peer closed, or a record failed: nothing more is read.
     pub(crate) ended: bool,
+    /// Bytes of replies (not application data) among `held`.
+    held_replies: usize,
 }
 
 thread_local! {
@@ -95,7 +100,7 @@ pub fn encrypt(w: &mut WriteTraffic<'_, ServerConnectionData>, plain: &[u8], out
 
 impl TlsState {
     pub fn new(conn: UnbufferedServerConnection) -> Self {
-        Self { conn, partial: Vec::new(), held: Vec::new(), plain: Vec::new(), ended: false }
+        Self { conn, partial: Vec::new(), held: Vec::new(), plain: Vec::new(), ended: false, held_replies: 0 }
     }
 
     /// Processes the ciphertext at the start of `buf`: plaintext goes to `sink`, what rustls
@@ -244,6 +249,18 @@ impl TlsState {
         Ok(self.held.is_empty())
     }
 
+    /// Sends replies rustls made while reading (`send`), refusing to hold more than
+    /// `MAX_HELD_REPLIES` of them for a peer that does not read.
+    pub fn send_replies(&mut self, socket: &TcpStream, out: &[u8]) -> io::Result<()> {
+        let before = self.held.len();
+        self.send(socket, out)?;
+        self.held_replies = self.held_replies.saturating_add(self.held.len().saturating_sub(before));
+        if self.held_replies > MAX_HELD_REPLIES {
+            return Err(io::Error::other("the peer asks for replies and does not read them"));
+        }
+        Ok(())
+    }
+
     /// Writes held ciphertext without waiting: whether it is all out (its buffer freed).
     pub fn flush_held(&mut self, socket: &TcpStream) -> io::Result<bool> {
         while !self.held.is_empty() {
@@ -257,6 +274,7 @@ impl TlsState {
             }
         }
         self.held = Vec::new();
+        self.held_replies = 0;
         Ok(true)
     }
 }

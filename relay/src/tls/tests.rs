@@ -209,3 +209,29 @@ async fn records_that_arrive_a_byte_at_a_time_are_put_together_and_nothing_is_ke
     }
     drop(trickle.await.unwrap());
 }
+
+#[tokio::test]
+async fn a_peer_that_asks_for_key_updates_and_reads_nothing_is_cut_with_little_held() {
+    let (tls, client) = pair().await;
+    let (mut tcp, mut conn) = client.into_inner();
+    let mut reader = TlsReader(tls.clone());
+    let mut buf = BytesMut::new();
+    let mut ended = None;
+    for _ in 0..20_000 {
+        // Each one asks the relay to answer with a key update of its own.
+        conn.refresh_traffic_keys().unwrap();
+        let mut cipher = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut cipher).unwrap();
+        }
+        tcp.write_all(&cipher).await.unwrap();
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(50), poll_fn(|cx| reader.poll_fill(cx, &mut buf))).await {
+            ended = Some(e);
+            break;
+        }
+        assert!(tls.state.lock().held.len() <= super::state::MAX_HELD_REPLIES + 64 * 1024);
+    }
+    // rustls refuses a flood of key update requests itself; the reply bound stands behind it.
+    ended.expect("the connection ends");
+    assert!(buf.is_empty());
+}
