@@ -169,6 +169,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         let tls = crate::tls::Tls::load(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         state.tracker.spawn(tls.watch(state.metrics.clone(), state.shutdown.clone()));
         state.tls = Some(tls);
+    } else if let Some(hup) = crate::tls::hangup_without_tls(state.shutdown.clone()) {
+        // `systemctl reload` (SIGHUP) must never end a relay that has nothing to reload.
+        state.tracker.spawn(hup);
     }
     if let Some(addr) = config.metrics_bind {
         // Up before the cluster is joined: /readyz says when this node is.

@@ -57,6 +57,40 @@ fn starts_prints_its_urls_and_stops_on_sigterm() {
     assert!(status.expect("exits after SIGTERM").success());
 }
 
+/// `GET /healthz` on a fresh connection: the status line, or the error.
+fn healthz(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    Ok(reply.lines().next().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn sighup_without_tls_does_not_end_the_relay() {
+    let mut child = Command::new(workspace_bin("sonde-relay"))
+        .args(["--bind", "127.0.0.1:0"])
+        .env("SONDE_APP", "7:key7:secret7")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    // Serving, so the relay's signal handlers are in place.
+    assert_eq!(healthz(&addr).unwrap(), "HTTP/1.1 200 OK");
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP (systemctl reload) ended a relay without TLS");
+    assert_eq!(healthz(&addr).unwrap(), "HTTP/1.1 200 OK");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn only_the_development_mode_prints_a_ready_token() {
     let mut child = Command::new(workspace_bin("sonde-relay")).args(["--bind", "127.0.0.1:0"]).env_remove("SONDE_APP").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();

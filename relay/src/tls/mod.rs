@@ -124,3 +124,22 @@ impl Tls {
         }
     }
 }
+
+/// Without TLS there is nothing to reload, but a SIGHUP (`systemctl reload`, a certbot hook
+/// run on the wrong unit) would otherwise take the signal's default and end the relay: it is
+/// taken and logged instead. The handler is installed before this returns.
+pub fn hangup_without_tls(stop: CancellationToken) -> Option<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| tracing::warn!(error = %e, "no SIGHUP handler")).ok()?;
+    Some(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => match got {
+                    Some(()) => tracing::info!("SIGHUP: nothing to reload (no [tls] configured)"),
+                    None => return,
+                },
+                () = stop.cancelled() => return,
+            }
+        }
+    })
+}
