@@ -5,6 +5,7 @@
 # (never in the results) by `sonde-bench tls-certs`.
 #
 #   bench/tls.sh [ROUNDS] [OUT_DIR]
+#   ONLY="broadcast-1k" bench/tls.sh 4 OUT_DIR      # more pairs of one scenario
 #
 # Each measurement first waits up to WAIT_QUIET seconds (default 60) for other processes to
 # leave the machine nearly idle; every window reports how busy they were meanwhile.
@@ -72,6 +73,8 @@ one() {
 for round in $(seq "$ROUNDS"); do
     for s in "${SCENARIOS[@]}"; do
         name=$(cut -d'|' -f1 <<<"$s")
+        # ONLY="broadcast-1k idle": a subset of the scenarios.
+        [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || continue
         args=$(cut -d'|' -f2 <<<"$s")
         rows=$(cut -d'|' -f3- <<<"$s")
         echo "== round $round: $name ($args)"

@@ -1,7 +1,8 @@
 //! `handshakes`: new connections as fast as C in flight allow, each through the websocket
 //! upgrade to `pusher:connection_established` and a close. Against a TLS server (`--tls`)
-//! two windows: full handshakes (no session cache) and resumed ones (one shared cache, as a
-//! reconnecting client has); plain connects otherwise. The figure that matters is the
+//! two windows: full handshakes (no session cache) and resumed ones (each of the C loops is
+//! one client with its own session cache, reconnecting: after its first connection every
+//! handshake resumes); plain connects otherwise. The figure that matters is the
 //! server's CPU per connection, and its inverse: connections a second per server core.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 use crate::monitor::{Sampler, Window};
 use crate::pusher::{PusherConn, Target};
 use crate::recorder::{new_histogram, Latency};
+use crate::tls::TlsClient;
 use crate::report::{Report, Section};
 use crate::Ctx;
 
@@ -39,20 +41,18 @@ pub async fn run(ctx: &Ctx, a: &HandshakesArgs) -> anyhow::Result<Report> {
     let mut sections = Vec::new();
     let mut series = Vec::new();
     match &ctx.target.tls {
-        None => sections.push(window(ctx, &ctx.target, "plain connects", a, &mut series).await),
-        Some(tls) => {
-            let full = Target { tls: Some(tls.without_resumption()), ..ctx.target.clone() };
-            sections.push(window(ctx, &full, "TLS, full handshakes", a, &mut series).await);
-            // One connection first, so the cache holds a ticket when the window starts.
-            PusherConn::connect(&ctx.target, 0).await?.ws.close().await?;
-            sections.push(window(ctx, &ctx.target, "TLS, resumed handshakes", a, &mut series).await);
+        None => sections.push(window(ctx, &ctx.target, "plain connects", a, &mut series, TlsClient::clone).await),
+        Some(_) => {
+            sections.push(window(ctx, &ctx.target, "TLS, full handshakes", a, &mut series, TlsClient::without_resumption).await);
+            sections.push(window(ctx, &ctx.target, "TLS, resumed handshakes", a, &mut series, TlsClient::with_own_cache).await);
         }
     }
     Ok(super::report("handshakes", ctx, params, sections, series))
 }
 
-/// One measured window of `concurrency` loops that connect, wait for the handshake and close.
-async fn window(ctx: &Ctx, target: &Target, label: &str, a: &HandshakesArgs, series: &mut Vec<crate::monitor::Point>) -> Section {
+/// One measured window of `concurrency` loops that connect, wait for the handshake and close;
+/// each loop's TLS client is `client_for(the target's)`.
+async fn window(ctx: &Ctx, target: &Target, label: &str, a: &HandshakesArgs, series: &mut Vec<crate::monitor::Point>, client_for: fn(&TlsClient) -> TlsClient) -> Section {
     eprintln!("handshakes: {label} for {} s, {} in flight", a.duration, a.concurrency);
     let tally = Arc::new(Tally::default());
     let hist = Arc::new(Mutex::new(new_histogram()));
@@ -61,7 +61,10 @@ async fn window(ctx: &Ctx, target: &Target, label: &str, a: &HandshakesArgs, ser
     let sampler = Sampler::start(ctx.server_pid, label.into(), None);
     let started = Instant::now();
     let loops: Vec<_> = (0..a.concurrency.max(1))
-        .map(|i| tokio::spawn(connect_loop(i, Arc::new(target.clone()), tally.clone(), hist.clone(), stop.clone())))
+        .map(|i| {
+            let target = Target { tls: target.tls.as_ref().map(client_for), ..target.clone() };
+            tokio::spawn(connect_loop(i, Arc::new(target), tally.clone(), hist.clone(), stop.clone()))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(a.duration)).await;
     stop.store(true, Ordering::Relaxed);
