@@ -288,7 +288,9 @@ impl App {
 
     /// Publishes the inventory changes since the last flush to every dashboard.
     pub fn flush_inventory(&self) {
-        let changes = self.inventory.take_changes();
+        // Half a dashboard's outbox a second at most: with the listing's pages (a quarter),
+        // a dashboard that reads keeps up with any burst, which then takes several seconds.
+        let changes = self.inventory.take_changes(self.config.limits.max_outbox_bytes / 2);
         self.metrics.agents_online.set(self.inventory.online_count() as i64);
         if changes.is_empty() {
             return;

@@ -104,9 +104,20 @@ pub async fn stop(State(s): State<AppState>, Path((app_id, host)): Path<(String,
 }
 
 /// `GET /apps/{id}/agents`
-pub async fn agents(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn agents(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    // The entries are JSON already (snapshots are checked when they arrive): joined as they
+    // are. Parsed into a tree per host first, 10,000 hosts took ~50 MB for the moment.
     let entries = signed.app.inventory.all();
-    let agents: Vec<Value> = entries.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
-    Ok(Json(json!({ "agents": agents })))
+    let mut out = String::with_capacity(entries.iter().map(|e| e.len() + 1).sum::<usize>() + 16);
+    out.push_str("{\"agents\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(e);
+    }
+    out.push_str("]}");
+    Ok(([("content-type", "application/json")], out).into_response())
 }

@@ -94,8 +94,10 @@ impl Inventory {
         self.touch(host, now_ms, |e| e.connections = e.connections.saturating_sub(1));
     }
 
-    /// What another node reports about an agent connected to it.
+    /// What another node reports about an agent connected to it. A snapshot that is not a
+    /// JSON object is left out (listings join entries as they are).
     pub fn remote(&self, node: &NodeId, host: &str, connections: u32, snapshot: Option<&str>, now_ms: u64) {
+        let snapshot = snapshot.filter(|s| is_object(s));
         self.touch(host, now_ms, |e| {
             if connections == 0 {
                 e.remote.remove(node);
@@ -131,18 +133,36 @@ impl Inventory {
     /// Records a snapshot; `json` must be a JSON object (checked here).
     pub fn snapshot(&self, host: &str, json: &str, now_ms: u64) -> Result<(), String> {
         let raw: Box<RawValue> = serde_json::from_str(json).map_err(|_| "snapshot is not JSON".to_owned())?;
-        if !raw.get().starts_with('{') {
+        if !is_object(raw.get()) {
             return Err("snapshot must be a JSON object".into());
         }
         self.touch(host, now_ms, |e| e.snapshot = Some(Arc::from(raw.get())));
         Ok(())
     }
 
-    /// Entries changed since the last call, as JSON.
-    pub fn take_changes(&self) -> Vec<String> {
-        let mut st = self.state.lock();
-        let dirty: Vec<Arc<str>> = st.dirty.drain().collect();
-        dirty.iter().filter_map(|h| st.agents.get(h).map(|e| e.to_json(h))).collect()
+    /// Entries changed since the last call, as JSON, about `max_bytes` of them at most (at
+    /// least one): the rest stay for the next call. Every dashboard gets these at once, so a
+    /// burst of changes (a node's agents all moving after it died) must not pass what its
+    /// outbox holds, or the relay would close every dashboard at the moment they matter.
+    pub fn take_changes(&self, max_bytes: usize) -> Vec<String> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let (mut out, mut bytes, mut taken) = (Vec::new(), 0usize, Vec::new());
+        for h in st.dirty.iter() {
+            if !out.is_empty() && bytes >= max_bytes {
+                break;
+            }
+            taken.push(h.clone());
+            if let Some(e) = st.agents.get(h) {
+                let json = e.to_json(h);
+                bytes = bytes.saturating_add(json.len());
+                out.push(json);
+            }
+        }
+        for h in &taken {
+            st.dirty.remove(h);
+        }
+        out
     }
 
     /// Every host known, in name order (a dashboard's full list is paged over these).
@@ -169,6 +189,11 @@ impl Inventory {
     }
 }
 
+/// Whether `json` is one valid JSON object.
+fn is_object(json: &str) -> bool {
+    serde_json::from_str::<Box<RawValue>>(json).is_ok_and(|r| r.get().starts_with('{'))
+}
+
 /// One page's `data`: `{"full":…,"agents":[…]}`, with `"last":true` on the last page of a
 /// full list (so a dashboard need not guess from a pause that the list is complete).
 pub fn page(entries: &[String], full: bool, last: bool) -> String {
@@ -189,18 +214,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_burst_of_changes_goes_out_over_several_flushes() {
+        let inv = Inventory::default();
+        for i in 0..100 {
+            inv.online(&format!("h{i:02}"), 1);
+        }
+        let one = inv.take_changes(1).len();
+        assert_eq!(one, 1, "at least one entry however small the budget");
+        let mut seen = one;
+        let mut flushes = 1;
+        loop {
+            let c = inv.take_changes(1000);
+            if c.is_empty() {
+                break;
+            }
+            assert!(c.iter().map(String::len).sum::<usize>() < 1000 + 200, "about the budget");
+            seen += c.len();
+            flushes += 1;
+        }
+        assert_eq!(seen, 100, "every change goes out once");
+        assert!(flushes > 5, "{flushes} flushes");
+    }
+
+    #[test]
     fn changes_are_batched_and_the_full_list_is_paged() {
         let inv = Inventory::default();
         inv.online("web1", 10);
         inv.snapshot("web1", r#"{"install_id":"ab"}"#, 11).unwrap();
         inv.online("web2", 12);
-        let changes = inv.take_changes();
+        let changes = inv.take_changes(usize::MAX);
         assert_eq!(changes.len(), 2, "each changed agent once per flush");
-        assert!(inv.take_changes().is_empty());
+        assert!(inv.take_changes(usize::MAX).is_empty());
         inv.offline("web2", 20);
-        let v: serde_json::Value = serde_json::from_str(&inv.take_changes()[0]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&inv.take_changes(usize::MAX)[0]).unwrap();
         assert_eq!(v, serde_json::json!({"host":"web2","online":false,"last_seen":20,"since":20,"snapshot":null}));
         assert!(inv.snapshot("web1", "[1]", 30).is_err());
+        let node = NodeId::from("n2");
+        inv.remote(&node, "web3", 1, Some("{\"install_id\":"), 31);
+        assert!(inv.all().iter().all(|e| serde_json::from_str::<serde_json::Value>(e).is_ok()), "a broken remote snapshot is left out");
+        inv.remote(&node, "web3", 0, None, 32);
         for i in 0..250 {
             inv.online(&format!("h{i}"), 40);
         }
@@ -210,7 +262,7 @@ mod tests {
         assert_eq!(first["agents"].as_array().unwrap().len(), PAGE);
         assert_eq!(inv.online_count(), 251);
         let hosts = inv.hosts();
-        assert_eq!(hosts.len(), 252);
+        assert_eq!(hosts.len(), 253);
         assert!(hosts.windows(2).all(|w| w[0] < w[1]), "name order");
         assert_eq!(inv.entries(&[Arc::from("web1"), Arc::from("nope")]).len(), 1, "unknown hosts are left out");
         let last: serde_json::Value = serde_json::from_str(&page(&inv.entries(&hosts[..2]), true, true)).unwrap();

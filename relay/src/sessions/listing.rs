@@ -4,8 +4,8 @@
 //! Queued all at once, 10,000 hosts (about 6 MB with their snapshots) overflowed the
 //! connection's bounded outbox and the relay closed the dashboard (4100) before it saw one
 //! host, again at every reconnect. Here the host names are taken at subscribe time and each
-//! page is built from the inventory's current state only when the outbox has drained below a
-//! quarter of its bound: memory stays at one page per listing dashboard, and changes made
+//! page is built from the inventory's current state only when the outbox has drained below an
+//! eighth of its bound: memory stays at one page per listing dashboard, and changes made
 //! meanwhile reach the dashboard either in a later page or as an update after it.
 
 use std::sync::{Arc, Weak};
@@ -31,7 +31,9 @@ const PAGE_BYTES: usize = 64 * 1024;
 /// socket drains. Without a runtime (unit tests of the handler) every page is queued at once.
 pub fn start(app: &Arc<App>, conn: &Arc<Conn>, limit: usize) {
     let hosts = app.inventory.hosts();
-    let sizes = Sizes { page_bytes: PAGE_BYTES.min(limit / 4), low_water: limit / 4 };
+    // With the updates' half of the bound (`App::flush_inventory`), what is queued for a
+    // dashboard stays under it: an eighth waiting, a page of a quarter, half of updates.
+    let sizes = Sizes { page_bytes: PAGE_BYTES.min(limit / 4), low_water: limit / 8 };
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
             rt.spawn(feed(app.clone(), Arc::downgrade(conn), hosts, sizes));
