@@ -23,6 +23,9 @@ PORTS=(7731 7732 7733 7734)
 mkdir -p "$OUT"
 cp bench/relay-fleet.toml "$OUT/relay.toml"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for p in "$RPORT" "${PORTS[@]}"; do
+    if ss -ltn | grep -q "127.0.0.1:$p \|:$p "; then echo "port $p is in use" >&2; exit 1; fi
+done
 cleanup() { kill -9 $(cat "$OUT"/*.pid) 2>/dev/null || true; }
 trap cleanup EXIT
 

@@ -18,6 +18,7 @@ mkdir -p "$OUT"
 cp bench/relay-fleet.toml "$OUT/relay.toml"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PIDFILE="$OUT/relay.pid"
+if ss -ltn | grep -q ":$PORT "; then echo "port $PORT is in use" >&2; exit 1; fi
 
 start_relay() {
     SONDE_LOG=warn "$RELAY" --config "$OUT/relay.toml" --bind "127.0.0.1:$PORT" >>"$OUT/relay.log" 2>&1 &
