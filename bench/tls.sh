@@ -22,6 +22,7 @@ PORT=${SONDE_BENCH_PORT:-7901}
 RELAY=${RELAY:-target/release/sonde-relay}
 BENCH=${BENCH:-target/release/sonde-bench}
 mkdir -p "$OUT"
+git rev-parse --short HEAD >"$OUT/commit.txt"
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p sonde-relay -p sonde-bench
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CERTS=$(mktemp -d)
@@ -82,5 +83,4 @@ for round in $(seq "$ROUNDS"); do
         one tls "$name" "$args" "$rows" "$round"
     done
 done | tee "$OUT/tls.txt"
-git rev-parse --short HEAD >"$OUT/commit.txt"
 echo "reports in $OUT"
