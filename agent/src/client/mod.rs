@@ -149,7 +149,7 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
             return;
         };
         let delay = match retry {
-            Retry::Now if stable => Duration::ZERO,
+            Retry::Now if stable => policy::reconnect_spread(),
             Retry::Now | Retry::Backoff => backoff.next_delay(),
             Retry::Token => token_backoff.next_delay(),
             Retry::Slow => SLOW_RETRY,

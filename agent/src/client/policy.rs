@@ -33,7 +33,7 @@ pub enum Ended {
 /// When to reconnect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
-    /// At once (the relay asked for it: 4200-4299).
+    /// Soon (the relay asked for it: 4200-4299), after a short random spread.
     Now,
     /// After an exponential backoff with jitter.
     Backoff,
@@ -71,6 +71,17 @@ impl Ended {
             Self::Closed { .. } | Self::Lost(_) | Self::PongTimeout | Self::Handshake(_) | Self::Tls(_) => Some(Retry::Backoff),
         }
     }
+}
+
+/// The longest wait before reconnecting after a 4200-4299 close. A relay that stops closes
+/// every connection at once: without a spread its agents (thousands on one node) would all
+/// reconnect in the same instant to the nodes that remain. A second at most: no longer than
+/// the first step of the backoff, so every bound stated for a reconnect still holds.
+pub const RECONNECT_SPREAD: Duration = Duration::from_secs(1);
+
+/// A random wait between zero and `RECONNECT_SPREAD`.
+pub fn reconnect_spread() -> Duration {
+    rand::thread_rng().gen_range(Duration::ZERO..=RECONNECT_SPREAD)
 }
 
 /// Exponential backoff (1 s to 60 s by default) with "equal jitter": a random delay between
@@ -129,6 +140,14 @@ mod tests {
         assert_eq!(Ended::PongTimeout.retry(), Some(Retry::Backoff));
         assert_eq!(Ended::Tls("certificate not trusted: UnknownIssuer".into()).retry(), Some(Retry::Backoff));
         assert_eq!(Ended::Shutdown.retry(), None);
+    }
+
+    #[test]
+    fn a_requested_reconnect_is_spread_over_a_second() {
+        let waits: Vec<Duration> = (0..200).map(|_| reconnect_spread()).collect();
+        assert!(waits.iter().all(|w| *w <= RECONNECT_SPREAD), "{waits:?}");
+        // Spread, not in lockstep: both halves of the window are used.
+        assert!(waits.iter().any(|w| *w < RECONNECT_SPREAD / 2) && waits.iter().any(|w| *w > RECONNECT_SPREAD / 2), "{waits:?}");
     }
 
     #[test]

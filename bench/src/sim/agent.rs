@@ -2,8 +2,8 @@
 //! subscribed without `auth`), sends a snapshot after subscribing and once a minute outside
 //! sessions, answers a session with the backfill and a sample a second, pings when the relay
 //! is silent, and reconnects with the agent's backoff (1 s doubling to 60 s, each wait drawn
-//! between half and all of the step; at once after a 4200-4299 close of a connection that
-//! lasted 10 s).
+//! between half and all of the step; within a random 0-1 s after a 4200-4299 close of a
+//! connection that lasted 10 s).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,7 +102,7 @@ impl SimAgent {
             }
             let delay = match ended {
                 Ended::Stop => return,
-                Ended::Closed(4200..=4299) if stable => Duration::ZERO,
+                Ended::Closed(4200..=4299) if stable => rand::thread_rng().gen_range(Duration::ZERO..=Duration::from_secs(1)),
                 Ended::Closed(4000..=4099) | Ended::Rejected => Duration::from_secs(60),
                 Ended::Closed(_) | Ended::Lost => backoff(&mut attempt),
             };
