@@ -65,6 +65,9 @@ impl Tls {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         server.session_storage = ServerSessionMemoryCache::new(files.session_cache.max(1));
         server.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+        // One TLS 1.3 ticket per handshake (rustls sends two by default): a browser or agent
+        // resumes once per reconnect, and each ticket is a record encrypted and written.
+        server.send_tls13_tickets = 1;
         Ok(Arc::new(Self { server: Arc::new(server), store, files: files.clone(), seen: Mutex::new(seen) }))
     }
 
