@@ -128,6 +128,18 @@ async fn an_operator_token_reads_every_apps_events() {
     assert_eq!(get_bearer(&relay, Some("junk")).await.0, 401);
 }
 
+/// Every handshake over the threshold (0 ms here: all of them) is kept, relay-wide.
+#[tokio::test]
+async fn a_slow_websocket_handshake_is_recorded() {
+    let recorder = RecorderConfig { slow_handshake_ms: 0, ..RecorderConfig::default() };
+    let relay = TestRelay::with_config(Config { apps: apps(), recorder, ..Config::default() }).await;
+    let _one = subscribed(&relay, "a", 1).await;
+    let (status, body) = get_bearer(&relay, Some(&operator_token("1", "secret"))).await;
+    assert_eq!(status, 200, "{body}");
+    let e = body["events"].as_array().unwrap().iter().find(|e| e["kind"] == "slow_handshake").cloned().unwrap_or_else(|| panic!("{body}"));
+    assert_eq!((e["tls"].as_bool(), e["peer"].as_str()), (Some(false), Some("127.0.0.1")), "{e}");
+}
+
 #[tokio::test]
 async fn a_session_start_is_timed_from_subscribe_to_the_first_sample() {
     let relay = TestRelay::spawn().await;

@@ -100,7 +100,9 @@ pub async fn serve<S: HandshakeIo + 'static>(tcp: S, peer: SocketAddr, state: Ap
     };
     let Some((tcp, mut rest, verdict)) = done else { return };
     slot.handshake_done();
-    state.metrics.ws_handshake_seconds.observe(accepted.elapsed().as_secs_f64());
+    let took = accepted.elapsed();
+    state.metrics.ws_handshake_seconds.observe(took.as_secs_f64());
+    state.metrics.insight.recorder.slow_handshake(state.tls.is_some(), peer.ip(), took);
     match verdict {
         Err(r) => conn::refuse(tcp, r).await,
         Ok((app, grant)) => {
