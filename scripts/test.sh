@@ -41,6 +41,21 @@ if ! cargo build --workspace --all-targets --locked; then
   echo "build failed"; echo "Summary: 0 passed, 1 failed"; exit 1
 fi
 
+# A mechanical check of the code's shape: one pass or one failure each.
+check() {
+  local label=$1; shift
+  if "$@" > "artifacts/check-$label.log" 2>&1; then
+    echo "check $label: ok"; PASSED+=1
+  else
+    echo "check $label: FAILED"; tail -40 "artifacts/check-$label.log"; FAILED+=1; STATUS=1
+  fi
+}
+
+step "Code checks (rustfmt, clippy with warnings as errors, the stated invariants)"
+check rustfmt cargo fmt --all --check
+check clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+check invariants bash scripts/invariants.sh
+
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee artifacts/cargo-test.log
 [ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
@@ -80,6 +95,8 @@ bash scripts/promtool.sh 2>&1 | tee artifacts/promtool-test.log
 count_plain artifacts/promtool-test.log
 
 npm_suite web "Dashboard unit tests" web-test.log npm test
+step "Dashboard type check"
+check tsc bash -c 'cd web && npx --no-install tsc --noEmit'
 npm_suite tests/browser "Browser suite (Chromium)" browser-test.log node --test --test-concurrency=1
 
 if [ "$STATUS" -ne 0 ] && [ "$FAILED" -eq 0 ]; then FAILED=1; fi

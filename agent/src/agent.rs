@@ -46,9 +46,9 @@ pub async fn run_with_recorder(config: Config, recorder: Recorder, shutdown: imp
 
     let statsd_stats = Arc::new(statsd::Stats::default());
     let statsd_task = match config.statsd {
-        Some(addr) => statsd::bind(addr, &statsd_stats)
-            .await
-            .map(|socket| tokio::spawn(statsd::serve(socket, recorder.clone(), statsd_stats.clone(), stop.clone()))),
+        Some(addr) => {
+            statsd::bind(addr, &statsd_stats).await.map(|socket| tokio::spawn(statsd::serve(socket, recorder.clone(), statsd_stats.clone(), stop.clone())))
+        }
         None => None,
     };
     let own = own::Sources { recorder: recorder.clone(), statsd: statsd_task.is_some().then(|| statsd_stats.clone()) };

@@ -101,9 +101,7 @@ pub fn host_facts() -> Facts {
 
 /// `PRETTY_NAME` from os-release, else `NAME`, else "Linux".
 fn os_name(os_release: &str) -> String {
-    let field = |key: &str| {
-        os_release.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(|v| v.trim().trim_matches('"').to_owned())
-    };
+    let field = |key: &str| os_release.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(|v| v.trim().trim_matches('"').to_owned());
     field("PRETTY_NAME").or_else(|| field("NAME")).unwrap_or_else(|| "Linux".to_owned())
 }
 

@@ -64,7 +64,8 @@ mod tests {
         // A client trusting only ca.pem accepts the leaf for both names.
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca[0].clone()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), rustls::crypto::ring::default_provider().into()).build().unwrap();
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), rustls::crypto::ring::default_provider().into()).build().unwrap();
         let now = rustls_pki_types::UnixTime::now();
         for name in ["localhost", "127.0.0.1"] {
             let name = rustls_pki_types::ServerName::try_from(name).unwrap();

@@ -106,9 +106,7 @@ pub enum Scenario {
         names: Vec<String>,
     },
     /// Markdown tables of the JSON reports in a folder (as `run-all.sh` writes them).
-    Summary {
-        dir: std::path::PathBuf,
-    },
+    Summary { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, Args)]

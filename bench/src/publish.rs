@@ -104,14 +104,8 @@ impl HttpPublisher {
         let body = serde_json::json!({ "name": event, "channel": channel, "data": data }).to_string();
         let ts = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let query = sign::sign_request("POST", &self.path, &self.target.key, &self.target.secret, ts, body.as_bytes(), &[]);
-        let resp = self
-            .client
-            .post(format!("{}?{query}", self.url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .context("HTTP publish")?;
+        let resp =
+            self.client.post(format!("{}?{query}", self.url)).header("content-type", "application/json").body(body).send().await.context("HTTP publish")?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -214,7 +208,11 @@ impl Outcome {
 pub enum Publisher {
     /// HTTP publishes run as tasks, at most `inflight` at a time: a slow answer must not
     /// hold back the publishing rate.
-    Http { http: HttpPublisher, gate: Arc<Semaphore>, inflight: u32 },
+    Http {
+        http: HttpPublisher,
+        gate: Arc<Semaphore>,
+        inflight: u32,
+    },
     Client(ClientPublisher),
 }
 

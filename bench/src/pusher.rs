@@ -71,9 +71,7 @@ impl PusherConn {
     /// Connects and waits for `pusher:connection_established`.
     pub async fn connect(target: &Target, n: usize) -> anyhow::Result<Self> {
         let path = format!("/app/{}?protocol=7&client=sonde-bench&version={}&flash=false", target.key, env!("CARGO_PKG_VERSION"));
-        let mut ws = tokio::time::timeout(STEP_TIMEOUT, WsConn::connect(target.endpoint(n), &target.host(), &path))
-            .await
-            .context("connect timed out")??;
+        let mut ws = tokio::time::timeout(STEP_TIMEOUT, WsConn::connect(target.endpoint(n), &target.host(), &path)).await.context("connect timed out")??;
         let socket_id = tokio::time::timeout(STEP_TIMEOUT, async {
             let Message::Text(text) = ws.read().await? else { bail!("closed before connection_established") };
             established_socket_id(text)

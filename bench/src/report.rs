@@ -115,7 +115,14 @@ mod tests {
         s.row("delivered", 10000.0, "msgs");
         s.latency(&Latency { count: 3, p99_ms: 1.5, ..Latency::default() });
         assert_eq!(s.get("latency p99"), Some(1.5));
-        let r = Report { scenario: "broadcast", server: "127.0.0.1:6001".into(), unix_time: 0, params: serde_json::json!({"subscribers": 1}), sections: vec![s], series: Vec::new() };
+        let r = Report {
+            scenario: "broadcast",
+            server: "127.0.0.1:6001".into(),
+            unix_time: 0,
+            params: serde_json::json!({"subscribers": 1}),
+            sections: vec![s],
+            series: Vec::new(),
+        };
         let h = r.human();
         assert!(h.contains("delivered") && h.contains("10000 msgs"), "{h}");
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();

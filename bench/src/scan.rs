@@ -59,7 +59,10 @@ pub fn event_name(frame: &[u8]) -> Option<&[u8]> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A bench publish: send time and sequence number.
-    Payload { sent_at_ns: u64, seq: u64 },
+    Payload {
+        sent_at_ns: u64,
+        seq: u64,
+    },
     SubscriptionSucceeded,
     Ping,
     /// `pusher:error` or `pusher:subscription_error`.

@@ -117,9 +117,7 @@ impl ChannelName {
     /// Cache channels keep their last event and replay it to new subscribers.
     pub fn is_cache(&self) -> bool {
         let n = self.as_str();
-        ["cache-", "private-cache-", "private-encrypted-cache-", "presence-cache-"]
-            .iter()
-            .any(|p| n.starts_with(p))
+        ["cache-", "private-cache-", "private-encrypted-cache-", "presence-cache-"].iter().any(|p| n.starts_with(p))
     }
 }
 

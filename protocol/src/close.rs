@@ -78,6 +78,29 @@ impl CloseCode {
     }
 }
 
+/// RFC 6455 §7.4.1 status codes the websocket layer itself uses, beside Pusher's.
+pub mod rfc6455 {
+    /// The purpose of the connection is fulfilled.
+    pub const NORMAL: u16 = 1000;
+    /// A frame broke the framing rules.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A close frame without a status code (never sent on the wire; reported locally).
+    pub const NO_STATUS: u16 = 1005;
+    /// No close frame arrived (never sent on the wire; reported locally).
+    pub const ABNORMAL: u16 = 1006;
+    /// A text message was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message exceeded the size the endpoint takes.
+    pub const TOO_BIG: u16 = 1009;
+
+    /// Codes a peer may put in a close frame: the ones RFC 6455 and its registry define for
+    /// use on the wire, and the ranges for libraries and applications (3000-4999).
+    /// 1004-1006 and 1015 are reserved and must never be sent.
+    pub fn valid_on_the_wire(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

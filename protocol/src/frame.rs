@@ -151,21 +151,57 @@ pub enum Watch {
 
 /// A frame the server sends. `encode` produces the exact bytes of one websocket text message.
 pub enum ServerFrame<'a> {
-    ConnectionEstablished { socket_id: SocketId, activity_timeout_s: u64 },
-    Error { code: Option<CloseCode>, message: &'a str },
+    ConnectionEstablished {
+        socket_id: SocketId,
+        activity_timeout_s: u64,
+    },
+    Error {
+        code: Option<CloseCode>,
+        message: &'a str,
+    },
     Ping,
     Pong,
-    SubscriptionSucceeded { channel: &'a str },
-    PresenceSucceeded { channel: &'a str, members: &'a [Member<'a>] },
-    SubscriptionError { channel: &'a str, message: &'a str, status: u16 },
-    MemberAdded { channel: &'a str, member: Member<'a> },
-    MemberRemoved { channel: &'a str, user_id: &'a str },
-    SubscriptionCount { channel: &'a str, count: usize },
-    CacheMiss { channel: &'a str },
-    SigninSuccess { user_data: &'a str },
-    Watchlist { user_ids: &'a [&'a str], watch: Watch },
+    SubscriptionSucceeded {
+        channel: &'a str,
+    },
+    PresenceSucceeded {
+        channel: &'a str,
+        members: &'a [Member<'a>],
+    },
+    SubscriptionError {
+        channel: &'a str,
+        message: &'a str,
+        status: u16,
+    },
+    MemberAdded {
+        channel: &'a str,
+        member: Member<'a>,
+    },
+    MemberRemoved {
+        channel: &'a str,
+        user_id: &'a str,
+    },
+    SubscriptionCount {
+        channel: &'a str,
+        count: usize,
+    },
+    CacheMiss {
+        channel: &'a str,
+    },
+    SigninSuccess {
+        user_data: &'a str,
+    },
+    Watchlist {
+        user_ids: &'a [&'a str],
+        watch: Watch,
+    },
     /// An application event. `data` is already a JSON string literal (quotes included).
-    Event { event: &'a str, channel: Option<&'a str>, data_json: &'a str, user_id: Option<&'a str> },
+    Event {
+        event: &'a str,
+        channel: Option<&'a str>,
+        data_json: &'a str,
+        user_id: Option<&'a str>,
+    },
 }
 
 #[derive(Serialize)]
@@ -225,19 +261,13 @@ impl ServerFrame<'_> {
             }
             Self::Ping => envelope("pusher:ping", None, Some("{}")),
             Self::Pong => envelope("pusher:pong", None, Some("{}")),
-            Self::SubscriptionSucceeded { channel } => {
-                envelope("pusher_internal:subscription_succeeded", Some(channel), Some("{}"))
-            }
-            Self::PresenceSucceeded { channel, members } => {
-                envelope("pusher_internal:subscription_succeeded", Some(channel), Some(&presence_json(members)))
-            }
+            Self::SubscriptionSucceeded { channel } => envelope("pusher_internal:subscription_succeeded", Some(channel), Some("{}")),
+            Self::PresenceSucceeded { channel, members } => envelope("pusher_internal:subscription_succeeded", Some(channel), Some(&presence_json(members))),
             Self::SubscriptionError { channel, message, status } => {
                 let d = format!("{{\"type\":\"AuthError\",\"error\":{},\"status\":{status}}}", json_string(message));
                 envelope("pusher:subscription_error", Some(channel), Some(&d))
             }
-            Self::MemberAdded { channel, member } => {
-                envelope("pusher_internal:member_added", Some(channel), Some(&member_json(member)))
-            }
+            Self::MemberAdded { channel, member } => envelope("pusher_internal:member_added", Some(channel), Some(&member_json(member))),
             Self::MemberRemoved { channel, user_id } => {
                 let d = format!("{{\"user_id\":{}}}", json_string(user_id));
                 envelope("pusher_internal:member_removed", Some(channel), Some(&d))
@@ -382,10 +412,7 @@ mod tests {
         let members = [Member { user_id: "1", user_info: Some(r#"{"name":"A"}"#) }, Member { user_id: "2", user_info: None }];
         let f = ServerFrame::PresenceSucceeded { channel: "presence-a", members: &members }.encode();
         let inc = Incoming::parse(std::str::from_utf8(&f).unwrap()).unwrap();
-        assert_eq!(
-            inc.data_value(),
-            serde_json::json!({"presence":{"ids":["1","2"],"hash":{"1":{"name":"A"},"2":null},"count":2}})
-        );
+        assert_eq!(inc.data_value(), serde_json::json!({"presence":{"ids":["1","2"],"hash":{"1":{"name":"A"},"2":null},"count":2}}));
         let f = ServerFrame::Event { event: "e", channel: Some("c"), data_json: r#""x""#, user_id: Some("7") }.encode();
         assert_eq!(&f[..], br#"{"event":"e","channel":"c","data":"x","user_id":"7"}"#);
         let f = ServerFrame::Watchlist { user_ids: &["7", "9"], watch: Watch::Online }.encode();

@@ -72,11 +72,7 @@ pub fn body_md5(body: &[u8]) -> String {
 /// The HTTP API string to sign: `METHOD\nPATH\nQUERY`, where QUERY is every parameter but
 /// `auth_signature`, keys lower-cased, sorted, joined as `k=v&…`, not URL-escaped.
 pub fn request_string(method: &str, path: &str, params: &[(String, String)]) -> String {
-    let mut ps: Vec<(String, &str)> = params
-        .iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
-        .collect();
+    let mut ps: Vec<(String, &str)> = params.iter().filter(|(k, _)| k != "auth_signature").map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
     ps.sort();
     let query: Vec<String> = ps.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{}\n{}\n{}", method.to_ascii_uppercase(), path, query.join("&"))
@@ -84,11 +80,8 @@ pub fn request_string(method: &str, path: &str, params: &[(String, String)]) -> 
 
 /// Signs an HTTP API request and returns the full query string (for clients: tests, bench).
 pub fn sign_request(method: &str, path: &str, key: &str, secret: &str, timestamp: u64, body: &[u8], extra: &[(&str, &str)]) -> String {
-    let mut params: Vec<(String, String)> = vec![
-        ("auth_key".into(), key.into()),
-        ("auth_timestamp".into(), timestamp.to_string()),
-        ("auth_version".into(), "1.0".into()),
-    ];
+    let mut params: Vec<(String, String)> =
+        vec![("auth_key".into(), key.into()), ("auth_timestamp".into(), timestamp.to_string()), ("auth_version".into(), "1.0".into())];
     if !body.is_empty() {
         params.push(("body_md5".into(), body_md5(body)));
     }
@@ -126,7 +119,10 @@ mod tests {
             ("body_md5".to_owned(), body_md5(body)),
         ];
         let s = request_string("POST", "/apps/3/events", &params);
-        assert_eq!(s, "POST\n/apps/3/events\nauth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f");
+        assert_eq!(
+            s,
+            "POST\n/apps/3/events\nauth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f"
+        );
         assert_eq!(hmac_hex("7ad3773142a6692b25b8", &s), "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c");
         let q = sign_request("POST", "/apps/3/events", "278d425bdf160c739803", "7ad3773142a6692b25b8", 1353088179, body, &[]);
         assert!(q.ends_with("auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"));

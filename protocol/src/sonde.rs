@@ -226,15 +226,14 @@ mod tests {
                 put(format!("net.{nic}.{f}"), 123_456_789.0);
             }
         }
-        let top = (0..20)
-            .map(|i| TopProcess { pid: 4_000_000 + i, name: "postgres: walwri".into(), cpu_pct: 123.45, mem_bytes: 12_345_678_901 })
-            .collect();
+        let top = (0..20).map(|i| TopProcess { pid: 4_000_000 + i, name: "postgres: walwri".into(), cpu_pct: 123.45, mem_bytes: 12_345_678_901 }).collect();
         Sample { ts: 1_700_000_000_000, seq: 123_456, metrics, top }
     }
 
     #[test]
     fn directive_round_trip_and_defaults() {
-        let d = SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 1_700_000_030_000, for_socket: None };
+        let d =
+            SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 1_700_000_030_000, for_socket: None };
         let text = serde_json::to_string(&d).unwrap();
         assert_eq!(text, r#"{"state":"started","id":"s1","interval_ms":1000,"lease_until":1700000030000}"#);
         assert_eq!(serde_json::from_str::<SessionDirective>(&text).unwrap(), d);

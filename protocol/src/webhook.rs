@@ -194,7 +194,8 @@ mod tests {
         assert_eq!(client.encode().unwrap(), r#"{"name":"client_event","channel":"private-a","event":"client-x","data":"{\"n\":1}","socket_id":"1.2"}"#);
         let count = WebhookEvent::SubscriptionCount { channel: "a", subscription_count: 3 }.encode().unwrap();
         assert_eq!(count, r#"{"name":"subscription_count","channel":"a","subscription_count":3}"#);
-        let stopped = WebhookEvent::SondeSessionStopped { channel: "private-sonde-host.web1", host: "web1", session_id: "ab", started_by: Starter::Api, duration_ms: 5 };
+        let stopped =
+            WebhookEvent::SondeSessionStopped { channel: "private-sonde-host.web1", host: "web1", session_id: "ab", started_by: Starter::Api, duration_ms: 5 };
         let v: serde_json::Value = serde_json::from_str(&stopped.encode().unwrap()).unwrap();
         assert_eq!(v["name"], "sonde_session_stopped");
         assert_eq!(v["started_by"], "api");

@@ -15,9 +15,9 @@ use crate::cluster::bus::Msg;
 use crate::cluster::Link;
 use crate::http::events::{fan_out, Checked};
 use crate::hub::{Change, Delivery, Urgency};
-use crate::sessions::Clock;
 use crate::limits::Limiters;
 use crate::sessions::inventory::{page, pages, Inventory};
+use crate::sessions::Clock;
 use crate::sessions::{Action, SessionTiming, Sessions, Stream};
 use crate::tokens::INVENTORY_CHANNEL;
 use crate::webhooks::{WebhookSettings, Webhooks};
@@ -93,7 +93,19 @@ impl App {
             let w = w.clone();
             inventory.observe(Box::new(move |host, online, snapshot| w.agent(host, online, snapshot)));
         }
-        Self { config, hub, metrics: app_metrics, tokens, limiters, sessions: Sessions::new(timing), inventory, webhooks, cluster: OnceLock::new(), first_samples, meter }
+        Self {
+            config,
+            hub,
+            metrics: app_metrics,
+            tokens,
+            limiters,
+            sessions: Sessions::new(timing),
+            inventory,
+            webhooks,
+            cluster: OnceLock::new(),
+            first_samples,
+            meter,
+        }
     }
 
     /// Sends what the session controller asked for, here and on the other nodes (with the

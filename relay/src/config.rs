@@ -504,12 +504,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_config() {
-        let bad = [
-            ("x:k:s", "numeric"),
-            ("1:k", "ID:KEY:SECRET"),
-            ("1:k k:s", "letters"),
-            ("1::s", "empty"),
-        ];
+        let bad = [("x:k:s", "numeric"), ("1:k", "ID:KEY:SECRET"), ("1:k k:s", "letters"), ("1::s", "empty")];
         for (spec, want) in bad {
             let err = AppConfig::from_flag(spec).and_then(|a| {
                 let c = Config { apps: vec![a], ..Config::default() };

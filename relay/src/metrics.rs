@@ -179,15 +179,27 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP API requests by endpoint and status", m.http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP API latency", m.http_duration.clone());
         registry.register("publish_fanout_seconds", "Time to queue one publish to every subscriber", m.publish_duration.clone());
-        registry.register("webhook_requests", "Webhook requests by target and outcome (ok, http_4xx, http_5xx, timeout, connect, tls, error)", m.webhook_requests.clone());
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by target and outcome (ok, http_4xx, http_5xx, timeout, connect, tls, error)",
+            m.webhook_requests.clone(),
+        );
         registry.register("webhook_queue_events", "Webhook events queued for a target", m.webhook_queue.clone());
         registry.register("webhook_retries", "Webhook requests retried after a failure", m.webhook_retries.clone());
-        registry.register("webhook_dropped_events", "Webhook events dropped, by reason (queue_full, retry_window, shutdown, unconfirmed)", m.webhook_dropped.clone());
+        registry.register(
+            "webhook_dropped_events",
+            "Webhook events dropped, by reason (queue_full, retry_window, shutdown, unconfirmed)",
+            m.webhook_dropped.clone(),
+        );
         registry.register("webhook_delivered_events", "Webhook events a target accepted (2xx)", m.webhook_delivered.clone());
         registry.register("webhook_delivery_seconds", "Time from an event to its delivery (2xx), retries included", m.webhook_delivery.clone());
         m.insight.register(&mut registry);
         registry.register("tls_handshake_seconds", "TLS handshake duration", m.tls_handshake_seconds.clone());
-        registry.register("tls_handshake_failures", "TLS handshakes that failed, by reason (timeout, eof, plaintext, protocol, no_shared_cipher, bad_certificate)", m.tls_handshake_failures.clone());
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by reason (timeout, eof, plaintext, protocol, no_shared_cipher, bad_certificate)",
+            m.tls_handshake_failures.clone(),
+        );
         registry.register("tls_certificate_reloads", "Certificate renewals loaded without a restart", m.tls_reloads.clone());
         registry.register("tls_certificate_reload_failures", "Certificate renewals refused (the current certificate kept)", m.tls_reload_failures.clone());
         registry.register("ws_handshake_seconds", "Time from accept to the websocket upgrade (TLS included)", m.ws_handshake_seconds.clone());

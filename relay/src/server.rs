@@ -222,7 +222,7 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
             () = stop.cancelled() => break,
         }
     }
-    info!("shutting down: closing clients with 4200");
+    info!(code = sonde_protocol::CloseCode::Reconnect.code(), "shutting down: closing clients");
     let served: std::io::Result<()> = Ok(());
     if state.cluster.is_some() {
         // The next leader reports what this node's departure causes, its own clients leaving

@@ -126,7 +126,10 @@ impl RelayNode {
     pub async fn start_as(redis: &RedisServer, prefix: &str, id: Option<&str>) -> Self {
         let dir = TempDir::new("node");
         let config = dir.0.join("relay.toml");
-        let toml = format!("{CLUSTER_TOML}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\nheartbeat_ms = {HEARTBEAT_MS}\nnode_timeout_ms = {NODE_TIMEOUT_MS}\n", redis.url());
+        let toml = format!(
+            "{CLUSTER_TOML}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\nheartbeat_ms = {HEARTBEAT_MS}\nnode_timeout_ms = {NODE_TIMEOUT_MS}\n",
+            redis.url()
+        );
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut node = Self { addr, child: None, toml, config, _dir: dir };
         node.spawn(id);

@@ -129,7 +129,11 @@ impl TestCa {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert.der().clone()).expect("CA root");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider).with_protocol_versions(versions).expect("versions").with_root_certificates(roots).with_no_client_auth();
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         Arc::new(config)
     }
 

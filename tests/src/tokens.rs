@@ -15,7 +15,12 @@ pub fn fixture(name: &str) -> String {
 pub fn public_keys() -> Vec<PublicKeyConfig> {
     [("rsa", "RS256"), ("ec", "ES256"), ("ed", "EdDSA")]
         .iter()
-        .map(|(name, alg)| PublicKeyConfig { kid: Some((*name).to_owned()), alg: (*alg).to_owned(), pem: Some(fixture(&format!("{name}.pub"))), pem_file: None })
+        .map(|(name, alg)| PublicKeyConfig {
+            kid: Some((*name).to_owned()),
+            alg: (*alg).to_owned(),
+            pem: Some(fixture(&format!("{name}.pub"))),
+            pem_file: None,
+        })
         .collect()
 }
 

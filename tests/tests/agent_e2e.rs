@@ -51,11 +51,7 @@ async fn wait_online(relay: &TestRelay, host: &str) {
 async fn messages_in(relay: &TestRelay) -> u64 {
     let (_, body) = relay.api().raw("GET", "/metrics", vec![]).await;
     let text = body.as_str().unwrap_or_default().to_owned();
-    text.lines()
-        .find(|l| l.starts_with("sonde_messages_in_total{app=\"1\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    text.lines().find(|l| l.starts_with("sonde_messages_in_total{app=\"1\"}")).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 async fn sessions(relay: &TestRelay) -> serde_json::Value {

@@ -93,7 +93,13 @@ fn sighup_without_tls_does_not_end_the_relay() {
 
 #[test]
 fn only_the_development_mode_prints_a_ready_token() {
-    let mut child = Command::new(workspace_bin("sonde-relay")).args(["--bind", "127.0.0.1:0"]).env_remove("SONDE_APP").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(workspace_bin("sonde-relay"))
+        .args(["--bind", "127.0.0.1:0"])
+        .env_remove("SONDE_APP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
@@ -115,7 +121,11 @@ fn secrets_stay_out_of_help_and_absurd_lifetimes_are_refused() {
     assert!(help.status.success() && text.contains("SONDE_APP"), "{text}");
     assert!(!text.contains("topsecret"), "--help shows no secret from the environment: {text}");
     for ttl in ["106751991167300d", "18446744073709551615", "3651d", "0s"] {
-        let out = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1", "--role", "viewer", "--ttl", ttl]).env("SONDE_APP_SECRET", "s").output().unwrap();
+        let out = Command::new(workspace_bin("sonde-relay"))
+            .args(["token", "--app", "1", "--role", "viewer", "--ttl", ttl])
+            .env("SONDE_APP_SECRET", "s")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "--ttl {ttl}");
         assert!(out.stdout.is_empty(), "no token for --ttl {ttl}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -133,7 +143,11 @@ fn token_command_reads_the_secret_from_env_or_file() {
         .arg(&secret)
         .output()
         .unwrap();
-    let by_env = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1", "--role", "agent", "--host", "web1", "--ttl", "1h"]).env("SONDE_APP_SECRET", "s3cret").output().unwrap();
+    let by_env = Command::new(workspace_bin("sonde-relay"))
+        .args(["token", "--app", "1", "--role", "agent", "--host", "web1", "--ttl", "1h"])
+        .env("SONDE_APP_SECRET", "s3cret")
+        .output()
+        .unwrap();
     for out in [&by_file, &by_env] {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let token = String::from_utf8(out.stdout.clone()).unwrap();

@@ -118,12 +118,7 @@ fn key_order(json: &str) -> String {
 
 /// Frames of one connection: event → data texts, in order.
 fn events(frames: &[String], event: &str) -> Vec<Value> {
-    frames
-        .iter()
-        .filter_map(|f| serde_json::from_str::<Value>(f).ok())
-        .filter(|v| v["event"] == event)
-        .map(|v| v["data"].clone())
-        .collect()
+    frames.iter().filter_map(|f| serde_json::from_str::<Value>(f).ok()).filter(|v| v["event"] == event).map(|v| v["data"].clone()).collect()
 }
 
 fn families(sample: &Value) -> std::collections::BTreeSet<String> {
@@ -173,23 +168,7 @@ async fn a_simulated_agent_writes_what_the_real_agent_writes() {
     let sim = Killed(
         Command::new(bench_bin())
             .args(["--host", "127.0.0.1", "--port", &proxy.port().to_string(), "--source-addrs", "0"])
-            .args([
-                "fleet",
-                "--agents",
-                "1",
-                "--prefix",
-                "sim-",
-                "--first",
-                "1",
-                "--dashboards",
-                "0",
-                "--steady",
-                "0",
-                "--uptime",
-                "3",
-                "--linger",
-                "120",
-            ])
+            .args(["fleet", "--agents", "1", "--prefix", "sim-", "--first", "1", "--dashboards", "0", "--steady", "0", "--uptime", "3", "--linger", "120"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -209,11 +188,7 @@ async fn a_simulated_agent_writes_what_the_real_agent_writes() {
     let conns: Vec<Vec<u8>> = recorded.lock().unwrap().iter().map(|c| c.lock().unwrap().clone()).collect();
     let decoded: Vec<(String, Vec<String>)> = conns.iter().map(|c| decode(c)).collect();
     let of = |host: &str| {
-        decoded
-            .iter()
-            .find(|(head, _)| claims(head).1["sub"] == format!("agent:{host}"))
-            .unwrap_or_else(|| panic!("no connection of {host}"))
-            .clone()
+        decoded.iter().find(|(head, _)| claims(head).1["sub"] == format!("agent:{host}")).unwrap_or_else(|| panic!("no connection of {host}")).clone()
     };
     let (real_head, real_frames) = of("real-1");
     let (sim_head, sim_frames) = of("sim-1");
@@ -251,11 +226,8 @@ fn compare_snapshots(real: &Value, sim: &Value) {
 
 fn compare_sessions(real: &[String], sim: &[String]) {
     for frames in [real, sim] {
-        let kinds: Vec<String> = frames
-            .iter()
-            .skip(1)
-            .map(|f| serde_json::from_str::<Value>(f).unwrap()["event"].as_str().unwrap_or_default().to_owned())
-            .collect();
+        let kinds: Vec<String> =
+            frames.iter().skip(1).map(|f| serde_json::from_str::<Value>(f).unwrap()["event"].as_str().unwrap_or_default().to_owned()).collect();
         let first_backfill = kinds.iter().position(|k| k == "client-sonde-backfill").expect("a backfill");
         let first_sample = kinds.iter().position(|k| k == "client-sonde-sample").expect("a live sample");
         assert!(first_backfill < first_sample, "history before live samples: {kinds:?}");
@@ -268,10 +240,7 @@ fn compare_sessions(real: &[String], sim: &[String]) {
         assert_eq!(b["ts"].as_u64().unwrap() - a["ts"].as_u64().unwrap(), 1000, "a sample a second");
         assert_eq!(b["seq"].as_u64().unwrap(), a["seq"].as_u64().unwrap() + 1);
     }
-    assert!(
-        !rs[1]["top"].as_array().unwrap().is_empty() && !ss[1]["top"].as_array().unwrap().is_empty(),
-        "live samples carry the top list"
-    );
+    assert!(!rs[1]["top"].as_array().unwrap().is_empty() && !ss[1]["top"].as_array().unwrap().is_empty(), "live samples carry the top list");
     let (r, s) = (rs[2].to_string().len(), ss[2].to_string().len());
     eprintln!(
         "live sample bytes: real {r} ({} metrics), simulated {s} ({} metrics)",

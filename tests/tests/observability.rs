@@ -77,7 +77,10 @@ async fn publish_to_write_is_timed_per_pass_and_slow_publishes_are_kept_per_app(
     assert_eq!(status, 200, "{body}");
     let events = body["events"].as_array().expect("events");
     let room = events.iter().find(|e| e["channel"] == "room").expect("the small channel's publish");
-    assert_eq!((room["kind"].as_str(), room["pass"].as_str(), room["subscribers"].as_u64(), room["app"].as_str()), (Some("slow_publish"), Some("direct"), Some(3), Some("1")));
+    assert_eq!(
+        (room["kind"].as_str(), room["pass"].as_str(), room["subscribers"].as_u64(), room["app"].as_str()),
+        (Some("slow_publish"), Some("direct"), Some(3), Some("1"))
+    );
     let hall: Vec<&Value> = events.iter().filter(|e| e["channel"] == "hall").collect();
     assert!(!hall.is_empty() && hall.iter().all(|e| e["pass"] == "lanes"), "{body}");
     assert_eq!(hall.iter().map(|e| e["subscribers"].as_u64().unwrap()).sum::<u64>(), 20, "the lanes' shares add up: {body}");

@@ -131,7 +131,8 @@ async fn a_real_prometheus_scrapes_the_relay_runs_every_dashboard_query_and_fire
         subscribers.push(c);
     }
     let prom = Prometheus::start(&relay.addr.to_string()).await;
-    prom.until("the relay scraped", 30, async |p| p.get("/api/v1/query", &[("query", "up")]).await.is_some_and(|v| v["data"]["result"][0]["value"][1] == "1")).await;
+    prom.until("the relay scraped", 30, async |p| p.get("/api/v1/query", &[("query", "up")]).await.is_some_and(|v| v["data"]["result"][0]["value"][1] == "1"))
+        .await;
     load(&relay, 60).await;
     prom.until("publishes in the histograms", 15, async |p| !p.query("sonde_publish_write_seconds_count > 0").await.is_empty()).await;
 

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sonde_relay::config::{AppConfig, Config, EdgeConfig};
 use rustls_pki_types::ServerName;
+use sonde_relay::config::{AppConfig, Config, EdgeConfig};
 use sonde_tests::raw::{http_exchange, upgrade_request};
 use sonde_tests::tls::TlsRelay;
 use sonde_tests::TestRelay;

@@ -97,7 +97,10 @@ async fn a_viewer_token_cannot_start_a_session_over_http() {
 #[tokio::test]
 async fn the_last_viewer_leaving_stops_the_session_after_the_grace() {
     // Grace, lease and renewal shortened through the app's timing to keep the test quick.
-    let relay = TestRelay::with_session_timing(vec![AppConfig::from_flag("1:key:secret").unwrap()], sonde_relay::config::SessionsConfig { grace_ms: 600, lease_ms: 3000, renew_ms: 500, interval_ms: 1000 })
+    let relay = TestRelay::with_session_timing(
+        vec![AppConfig::from_flag("1:key:secret").unwrap()],
+        sonde_relay::config::SessionsConfig { grace_ms: 600, lease_ms: 3000, renew_ms: 500, interval_ms: 1000 },
+    )
     .await;
     let mut agent = agent_client(&relay, "web1").await;
     let v1 = viewer_client(&relay, "web1").await;

@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The sum of the `/metrics` lines starting with `line_start`, read over https.
 async fn metric(relay: &TlsRelay, line_start: &str) -> f64 {
     let api = relay.api();
-    let text = api.http.get(format!("{}/metrics", api.base)).header("connection", "close").send().await.expect("metrics over https").text().await.expect("body");
+    let text =
+        api.http.get(format!("{}/metrics", api.base)).header("connection", "close").send().await.expect("metrics over https").text().await.expect("body");
     text.lines().filter(|l| l.starts_with(line_start)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
@@ -246,7 +247,11 @@ async fn sighup_reloads_the_certificate_of_the_relay_binary() {
     let dir = sonde_tests::agent::TempDir::new("tls-hup");
     let (cert, key) = ca.issue(KeyKind::EcdsaP256).write_to(&dir.0);
     let toml = dir.0.join("relay.toml");
-    let text = format!("bind = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nreload_poll_ms = 0\n[[apps]]\nid = \"1\"\nkey = \"key\"\nsecret = \"secret\"\n", cert.display().to_string(), key.display().to_string());
+    let text = format!(
+        "bind = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nreload_poll_ms = 0\n[[apps]]\nid = \"1\"\nkey = \"key\"\nsecret = \"secret\"\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
     std::fs::write(&toml, text).unwrap();
     let (mut child, addr) = start_binary(&["--config".into(), toml.display().to_string()]);
     let addr: std::net::SocketAddr = addr.parse().expect("address");

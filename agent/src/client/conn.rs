@@ -64,7 +64,7 @@ async fn receive<T: Transport>(t: &mut T) -> Got {
             }
         },
         Some(Ok(Message::Close(frame))) => {
-            let (code, reason) = frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+            let (code, reason) = frame.map_or((sonde_protocol::close::rfc6455::NO_STATUS, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
             Got::Ended(Ended::Closed { code, reason })
         }
         Some(Ok(_)) => Got::Nothing,

@@ -7,15 +7,30 @@ use sonde_protocol::sonde::{SessionDirective, EVENT_SESSION};
 /// A frame from the relay, as far as the agent cares.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelayFrame {
-    Established { activity_timeout_s: u64 },
+    Established {
+        activity_timeout_s: u64,
+    },
     Ping,
     Pong,
-    Error { code: Option<u16>, message: String },
-    Subscribed { channel: String },
-    SubscriptionError { channel: String, message: String },
-    Directive { channel: String, directive: SessionDirective },
+    Error {
+        code: Option<u16>,
+        message: String,
+    },
+    Subscribed {
+        channel: String,
+    },
+    SubscriptionError {
+        channel: String,
+        message: String,
+    },
+    Directive {
+        channel: String,
+        directive: SessionDirective,
+    },
     /// Anything else (other events on the channel, subscription counts): ignored.
-    Other { event: String },
+    Other {
+        event: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +125,13 @@ mod tests {
                 r#"{"event":"sonde:session","channel":"c","data":"{\"state\":\"started\",\"id\":\"s1\",\"interval_ms\":1000,\"lease_until\":5}"}"#,
                 RelayFrame::Directive {
                     channel: "c".into(),
-                    directive: SessionDirective { state: SessionState::Started, id: SessionId("s1".into()), interval_ms: 1000, lease_until: 5, for_socket: None },
+                    directive: SessionDirective {
+                        state: SessionState::Started,
+                        id: SessionId("s1".into()),
+                        interval_ms: 1000,
+                        lease_until: 5,
+                        for_socket: None,
+                    },
                 },
             ),
             (r#"{"event":"client-sonde-sample","channel":"c","data":"{}"}"#, RelayFrame::Other { event: "client-sonde-sample".into() }),
@@ -130,8 +151,7 @@ mod tests {
         assert!(s.auth.is_none());
         assert!(matches!(ClientFrame::parse(PING).unwrap(), ClientFrame::Ping));
         assert!(matches!(ClientFrame::parse(PONG).unwrap(), ClientFrame::Pong));
-        let ClientFrame::ClientEvent(e) = ClientFrame::parse(&client_event("client-sonde-sample", "private-sonde-host.web1", r#"{"ts":1}"#)).unwrap()
-        else {
+        let ClientFrame::ClientEvent(e) = ClientFrame::parse(&client_event("client-sonde-sample", "private-sonde-host.web1", r#"{"ts":1}"#)).unwrap() else {
             panic!()
         };
         assert_eq!((e.event.as_str(), e.channel.as_str(), e.data.as_str()), ("client-sonde-sample", "private-sonde-host.web1", r#""{\"ts\":1}""#));

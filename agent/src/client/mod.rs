@@ -130,7 +130,8 @@ pub async fn run(target: Target, events: mpsc::Sender<LinkEvent>, mut outbound: 
         while outbound.try_recv().is_ok() {}
         let started = tokio::time::Instant::now();
         let token = read_token(&target.token).await;
-        let mut link = Link { channel: &target.channel, events: &events, outbound: &mut outbound, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
+        let mut link =
+            Link { channel: &target.channel, events: &events, outbound: &mut outbound, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
         let ended = match &token {
             Ok(t) => attempt_once(&connect_url(&target.relay, &target.key, t.expose()), target.tls.as_ref(), &mut link).instrument(span.clone()).await,
             Err(e) => e.clone(),

@@ -58,7 +58,9 @@ pub fn describe(e: &std::io::Error) -> Option<String> {
 fn hint(c: &CertificateError) -> &'static str {
     match c {
         CertificateError::UnknownIssuer => " (the relay's certificate is not issued by a CA in the system's trust store or --ca-file)",
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => " (the certificate is for another name than the host in --relay)",
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            " (the certificate is for another name than the host in --relay)"
+        }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => " (the relay's certificate expired: renew it; check this machine's clock)",
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => " (check this machine's clock)",
         // rustls may add causes; its own words are then all there is.
@@ -80,7 +82,10 @@ mod tests {
         let unknown = describe(&io(CertificateError::UnknownIssuer.into())).unwrap();
         assert!(unknown.starts_with("certificate not trusted: UnknownIssuer"), "{unknown}");
         assert!(unknown.contains("--ca-file"), "{unknown}");
-        let expired = CertificateError::ExpiredContext { time: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(2000)), not_after: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(1000)) };
+        let expired = CertificateError::ExpiredContext {
+            time: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(2000)),
+            not_after: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(1000)),
+        };
         let expired = describe(&io(expired.into())).unwrap();
         assert!(expired.contains("expired") && expired.contains("1000 seconds ago"), "{expired}");
         assert!(describe(&io(CertificateError::NotValidForName.into())).unwrap().contains("another name"));

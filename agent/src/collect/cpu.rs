@@ -124,5 +124,4 @@ mod tests {
         assert_eq!(p, [50.0, 10.0, 10.0, 0.0, 30.0]);
         assert_eq!(a.pcts_since(&a), [0.0; 5]);
     }
-
 }

@@ -24,13 +24,7 @@ struct Prev {
 
 impl Prev {
     fn of(d: &DiskStat) -> Self {
-        Self {
-            sectors_read: d.sectors_read,
-            sectors_written: d.sectors_written,
-            reads: d.reads,
-            writes: d.writes,
-            io_ms: d.time_in_progress,
-        }
+        Self { sectors_read: d.sectors_read, sectors_written: d.sectors_written, reads: d.reads, writes: d.writes, io_ms: d.time_in_progress }
     }
 }
 

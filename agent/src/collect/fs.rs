@@ -16,8 +16,7 @@ const MOUNTS_REFRESH: Duration = Duration::from_secs(60);
 
 /// Local filesystems only: statvfs on a network mount can block for as long as the server is
 /// away, and the sampler must never stall.
-const LOCAL_FS: &[&str] =
-    &["ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "vfat", "exfat", "ntfs", "ntfs3", "jfs", "reiserfs", "bcachefs"];
+const LOCAL_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "vfat", "exfat", "ntfs", "ntfs3", "jfs", "reiserfs", "bcachefs"];
 
 struct Mount {
     path: PathBuf,
@@ -33,11 +32,7 @@ pub struct Filesystems {
 
 impl Filesystems {
     pub fn new() -> Self {
-        Self {
-            keys: Family::new("fs", ["size_bytes", "used_bytes", "avail_bytes", "used_pct"]),
-            mounts: Vec::new(),
-            refreshed: None,
-        }
+        Self { keys: Family::new("fs", ["size_bytes", "used_bytes", "avail_bytes", "used_pct"]), mounts: Vec::new(), refreshed: None }
     }
 
     pub fn collect(&mut self, reader: &mut ProcReader, tick: &mut Tick) -> Result<(), CollectError> {

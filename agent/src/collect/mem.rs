@@ -6,16 +6,8 @@ use super::read::{pct, ProcReader};
 use super::CollectError;
 use crate::tick::{keys, round, Key, Tick};
 
-const MEM_FIELDS: [&str; 8] = [
-    "total_bytes",
-    "used_bytes",
-    "available_bytes",
-    "cached_bytes",
-    "buffers_bytes",
-    "used_pct",
-    "swap_total_bytes",
-    "swap_used_bytes",
-];
+const MEM_FIELDS: [&str; 8] =
+    ["total_bytes", "used_bytes", "available_bytes", "cached_bytes", "buffers_bytes", "used_pct", "swap_total_bytes", "swap_used_bytes"];
 
 pub struct Memory {
     mem: [Key; 8],

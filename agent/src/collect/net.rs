@@ -9,16 +9,7 @@ use super::read::{rate, ProcReader};
 use super::CollectError;
 use crate::tick::{round, Family, Tick};
 
-const FIELDS: [&str; 8] = [
-    "rx_bytes_ps",
-    "tx_bytes_ps",
-    "rx_packets_ps",
-    "tx_packets_ps",
-    "rx_errors_ps",
-    "tx_errors_ps",
-    "rx_drops_ps",
-    "tx_drops_ps",
-];
+const FIELDS: [&str; 8] = ["rx_bytes_ps", "tx_bytes_ps", "rx_packets_ps", "tx_packets_ps", "rx_errors_ps", "tx_errors_ps", "rx_drops_ps", "tx_drops_ps"];
 /// Keeps a host with hundreds of container interfaces inside the sample size limit.
 const MAX_INTERFACES: usize = 16;
 

@@ -33,13 +33,7 @@ fn num(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, &b| {
-        if b.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
+    s.iter().try_fold(0u64, |acc, &b| if b.is_ascii_digit() { acc.checked_mul(10)?.checked_add(u64::from(b - b'0')) } else { None })
 }
 
 fn num_signed(s: &[u8]) -> Option<i64> {
@@ -55,7 +49,8 @@ mod tests {
 
     #[test]
     fn parses_the_fields_used() {
-        let line = b"475071 (cat) R 323893 475071 323893 34826 475071 4194304 94 0 0 0 7 3 0 0 20 0 1 0 201288208 5738496 225 18446744073709551615 94881179934720 0\n";
+        let line =
+            b"475071 (cat) R 323893 475071 323893 34826 475071 4194304 94 0 0 0 7 3 0 0 20 0 1 0 201288208 5738496 225 18446744073709551615 94881179934720 0\n";
         let s = parse(line).unwrap();
         assert_eq!(s.comm, b"cat");
         assert_eq!(s.cpu_ticks, 10);

@@ -101,7 +101,11 @@ impl Processes {
                 if k.name.as_bytes() != st.comm {
                     k.name = Arc::from(String::from_utf8_lossy(st.comm).as_ref());
                 }
-                if secs > 0.0 { d / self.ticks_per_second / secs * 100.0 } else { 0.0 }
+                if secs > 0.0 {
+                    d / self.ticks_per_second / secs * 100.0
+                } else {
+                    0.0
+                }
             }
             None => {
                 let name = Arc::from(String::from_utf8_lossy(st.comm).as_ref());
@@ -150,8 +154,7 @@ fn push_top(tick: &mut Tick, known: &HashMap<u32, Known>, c: &Candidate) {
 }
 
 fn open_proc() -> Result<OwnedFd, CollectError> {
-    let fd = rustix::fs::open("/proc", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(std::io::Error::from)?;
+    let fd = rustix::fs::open("/proc", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(std::io::Error::from)?;
     Ok(fd)
 }
 

@@ -31,9 +31,8 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError
     if bytes.len() as u64 > MAX_CA_FILE_BYTES {
         return Err(CaError::TooLarge(path.to_owned()));
     }
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| CaError::Pem { path: path.to_owned(), message: e.to_string() })?;
+    let certs: Vec<_> =
+        CertificateDer::pem_slice_iter(&bytes).collect::<Result<_, _>>().map_err(|e| CaError::Pem { path: path.to_owned(), message: e.to_string() })?;
     if certs.is_empty() {
         return Err(CaError::Empty(path.to_owned()));
     }

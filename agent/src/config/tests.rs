@@ -30,7 +30,8 @@ fn env_file_and_flags_in_order_of_precedence() {
     let dir = std::env::temp_dir().join(format!("sonde-agent-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("agent.toml");
-    std::fs::write(&path, "relay = \"ws://file:1\"\nkey = \"filekey\"\ntoken = \"filetoken\"\nhost = \"filehost\"\nstatsd = \"off\"\nanonymous = true\n").unwrap();
+    std::fs::write(&path, "relay = \"ws://file:1\"\nkey = \"filekey\"\ntoken = \"filetoken\"\nhost = \"filehost\"\nstatsd = \"off\"\nanonymous = true\n")
+        .unwrap();
     let vars = [("SONDE_AGENT_CONFIG", path.to_str().unwrap()), ("SONDE_AGENT_KEY", "envkey"), ("SONDE_AGENT_HOST", "envhost")];
     let c = load(&sources(&["--host", "flaghost", "--state-dir", "/srv/state"], &vars)).unwrap();
     assert_eq!(c.relay, "ws://file:1");

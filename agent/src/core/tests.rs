@@ -85,18 +85,11 @@ impl Harness {
 }
 
 fn samples(out: &[Outbound]) -> Vec<u64> {
-    out.iter()
-        .filter(|o| o.event == EVENT_SAMPLE)
-        .map(|o| serde_json::from_str::<Sample>(&o.data).unwrap().seq)
-        .collect()
+    out.iter().filter(|o| o.event == EVENT_SAMPLE).map(|o| serde_json::from_str::<Sample>(&o.data).unwrap().seq).collect()
 }
 
 fn backfilled(out: &[Outbound]) -> Vec<u64> {
-    out.iter()
-        .filter(|o| o.event == EVENT_BACKFILL)
-        .flat_map(|o| serde_json::from_str::<Backfill>(&o.data).unwrap().samples)
-        .map(|s| s.seq)
-        .collect()
+    out.iter().filter(|o| o.event == EVENT_BACKFILL).flat_map(|o| serde_json::from_str::<Backfill>(&o.data).unwrap().samples).map(|s| s.seq).collect()
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use dist::{Dist, Summary, RELATIVE_ACCURACY};
-pub use series::{Keys, Kind, SeriesId, Value};
 use series::Series;
+pub use series::{Keys, Kind, SeriesId, Value};
 
 const SHARDS: usize = 16;
 /// Series not written for this long are forgotten (a gauge last set minutes ago is stale).

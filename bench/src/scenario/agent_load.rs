@@ -151,10 +151,9 @@ fn lines_of(a: &AgentLoadArgs, sec: u64) -> Vec<String> {
     let base = if a.fresh { sec as usize * a.names } else { 0 };
     let mut rng = rand::thread_rng();
     match a.load {
-        Load::Timers => (0..a.names)
-            .flat_map(|i| (0..a.values).map(move |_| i))
-            .map(|i| format!("bench.t{}:{}|ms", base + i, rng.gen_range(1..=1000)))
-            .collect(),
+        Load::Timers => {
+            (0..a.names).flat_map(|i| (0..a.values).map(move |_| i)).map(|i| format!("bench.t{}:{}|ms", base + i, rng.gen_range(1..=1000))).collect()
+        }
         Load::Counters => (0..a.names).map(|i| format!("bench.c{}:1|c", base + i)).collect(),
         // Tag values are new on every line, whatever --fresh says.
         Load::Tags => (0..a.names).map(|i| format!("bench.requests:1|c|#user:{}", sec as usize * a.names + i)).collect(),

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::cli::BroadcastArgs;
 use crate::fleet::{self, Readers, Stalled};
 use crate::monitor::{Sampler, Window};
@@ -60,7 +59,7 @@ pub async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> {
         s.row("rate asked", rate, "msg/s");
         s.row("publish failures", outcome.failed() as f64, "");
         outcome.rows(&mut s);
-    if let Some(e) = outcome.first_error() {
+        if let Some(e) = outcome.first_error() {
             eprintln!("  first publish error: {e}");
         }
         let delivered = super::deliveries(&mut s, &recorder, outcome.ok(), readers.len(), publishing);

@@ -38,7 +38,8 @@ pub async fn run(ctx: &Ctx, a: &FloorArgs) -> anyhow::Result<Report> {
         "subscribers": a.load.subscribers, "rate": a.load.rate, "duration_s": a.load.duration, "payload_bytes": a.load.payload, "writers": a.writers,
     });
     let mut server = FloorServer::spawn(a.writers)?;
-    let ctx = Ctx { target: Target { server: server.addr, ..ctx.target.clone() }, server_pid: Some(server.child.id()), connect_concurrency: ctx.connect_concurrency };
+    let ctx =
+        Ctx { target: Target { server: server.addr, ..ctx.target.clone() }, server_pid: Some(server.child.id()), connect_concurrency: ctx.connect_concurrency };
     let recorder = Arc::new(Recorder::default());
     eprintln!("floor: opening {} subscribers on {} (floor server pid {})", a.load.subscribers, server.addr, server.child.id());
     let channel_for: fleet::ChannelFor = Arc::new(|_| Some(CHANNEL.to_string()));

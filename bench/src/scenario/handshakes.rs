@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use crate::monitor::{Sampler, Window};
 use crate::pusher::{PusherConn, Target};
 use crate::recorder::{new_histogram, Latency};
-use crate::tls::TlsClient;
 use crate::report::{Report, Section};
+use crate::tls::TlsClient;
 use crate::Ctx;
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +52,14 @@ pub async fn run(ctx: &Ctx, a: &HandshakesArgs) -> anyhow::Result<Report> {
 
 /// One measured window of `concurrency` loops that connect, wait for the handshake and close;
 /// each loop's TLS client is `client_for(the target's)`.
-async fn window(ctx: &Ctx, target: &Target, label: &str, a: &HandshakesArgs, series: &mut Vec<crate::monitor::Point>, client_for: fn(&TlsClient) -> TlsClient) -> Section {
+async fn window(
+    ctx: &Ctx,
+    target: &Target,
+    label: &str,
+    a: &HandshakesArgs,
+    series: &mut Vec<crate::monitor::Point>,
+    client_for: fn(&TlsClient) -> TlsClient,
+) -> Section {
     eprintln!("handshakes: {label} for {} s, {} in flight", a.duration, a.concurrency);
     let tally = Arc::new(Tally::default());
     let hist = Arc::new(Mutex::new(new_histogram()));

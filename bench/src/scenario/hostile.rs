@@ -70,7 +70,11 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> anyhow::Result<Report> {
     let mut sections = Vec::new();
     let mut seq = 0u64;
     for attacked in [false, true] {
-        let label = format!("{rate} msg/s to {} subscribers, {}", readers.len(), if attacked { format!("under attack by {} hostile sockets", a.attack.attackers + a.attack.flood) } else { "no attack".into() });
+        let label = format!(
+            "{rate} msg/s to {} subscribers, {}",
+            readers.len(),
+            if attacked { format!("under attack by {} hostile sockets", a.attack.attackers + a.attack.flood) } else { "no attack".into() }
+        );
         eprintln!("hostile: {label} for {} s", a.load.duration);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(AttackStats::default());
@@ -326,7 +330,8 @@ async fn misbehave(mut tcp: TcpStream, attack: Attack, key: &str, stop: &AtomicB
                 }
             }
             Attack::TrickledBody => {
-                tcp.write_all(b"POST /apps/1/events?auth_key=x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{").await?;
+                tcp.write_all(b"POST /apps/1/events?auth_key=x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+                    .await?;
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     tcp.write_all(b" ").await?;

@@ -18,11 +18,31 @@ use crate::scan::{SENT_AT, SEQUENCE};
 use crate::Ctx;
 
 const METRICS: &[&str] = &[
-    "cpu.user_pct", "cpu.system_pct", "cpu.iowait_pct", "cpu.steal_pct", "cpu.idle_pct", "load.1m", "load.5m", "load.15m",
-    "mem.used_bytes", "mem.available_bytes", "mem.cached_bytes", "swap.used_bytes", "disk.root.used_pct",
-    "disk.vda.read_bytes_ps", "disk.vda.write_bytes_ps", "disk.vda.util_pct", "net.eth0.rx_bytes_ps", "net.eth0.tx_bytes_ps",
-    "net.eth0.rx_packets_ps", "net.eth0.tx_packets_ps", "net.tcp.established", "net.tcp.time_wait", "procs.running",
-    "procs.blocked", "fd.open",
+    "cpu.user_pct",
+    "cpu.system_pct",
+    "cpu.iowait_pct",
+    "cpu.steal_pct",
+    "cpu.idle_pct",
+    "load.1m",
+    "load.5m",
+    "load.15m",
+    "mem.used_bytes",
+    "mem.available_bytes",
+    "mem.cached_bytes",
+    "swap.used_bytes",
+    "disk.root.used_pct",
+    "disk.vda.read_bytes_ps",
+    "disk.vda.write_bytes_ps",
+    "disk.vda.util_pct",
+    "net.eth0.rx_bytes_ps",
+    "net.eth0.tx_bytes_ps",
+    "net.eth0.rx_packets_ps",
+    "net.eth0.tx_packets_ps",
+    "net.tcp.established",
+    "net.tcp.time_wait",
+    "procs.running",
+    "procs.blocked",
+    "fd.open",
 ];
 
 fn channel(host: usize) -> String {

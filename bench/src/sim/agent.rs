@@ -63,14 +63,7 @@ impl SimAgent {
         let channel = format!("private-sonde-host.{}", host.name);
         let path = format!("/app/{}?protocol=7&client=sonde-agent&version={}&token={token}", target.key, env!("CARGO_PKG_VERSION"));
         let epoch_ms = (now_ms() / 1000).saturating_sub(uptime.as_secs()) * 1000;
-        Self {
-            host,
-            n,
-            channel,
-            path,
-            epoch_ms,
-            stats,
-        }
+        Self { host, n, channel, path, epoch_ms, stats }
     }
 
     fn seq_now(&self) -> u64 {
@@ -123,11 +116,7 @@ impl SimAgent {
             }
         };
         self.stats.subscribed();
-        let mut live = Live {
-            session: Session::default(),
-            pacer: Pacer::default(),
-            sent_seq: 0,
-        };
+        let mut live = Live { session: Session::default(), pacer: Pacer::default(), sent_seq: 0 };
         if self.snapshot(&mut ws, &mut live).await.is_err() {
             return (Ended::Lost, true);
         }

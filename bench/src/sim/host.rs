@@ -43,16 +43,13 @@ impl Shape {
         }
         keys.extend(["load1", "load5", "load15"].map(|f| (format!("system.{f}"), Kind::Load)));
         keys.extend(
-            [
-                ("running", Kind::Count),
-                ("blocked", Kind::Zero),
-                ("total", Kind::Count),
-                ("forks_ps", Kind::Rate),
-                ("ctxt_switches_ps", Kind::Rate),
-            ]
-            .map(|(f, k)| (format!("procs.{f}"), k)),
+            [("running", Kind::Count), ("blocked", Kind::Zero), ("total", Kind::Count), ("forks_ps", Kind::Rate), ("ctxt_switches_ps", Kind::Rate)]
+                .map(|(f, k)| (format!("procs.{f}"), k)),
         );
-        keys.extend(["total_bytes", "available_bytes", "used_bytes", "cached_bytes", "buffers_bytes", "swap_total_bytes", "swap_used_bytes"].map(|f| (format!("mem.{f}"), Kind::Bytes)));
+        keys.extend(
+            ["total_bytes", "available_bytes", "used_bytes", "cached_bytes", "buffers_bytes", "swap_total_bytes", "swap_used_bytes"]
+                .map(|f| (format!("mem.{f}"), Kind::Bytes)),
+        );
         keys.push(("mem.used_pct".into(), Kind::Pct));
         for d in ["sda", "nvme0n1", "sdb", "nvme1n1"].iter().take(disks) {
             keys.extend(["read_bytes_ps", "write_bytes_ps"].map(|f| (format!("disk.{d}.{f}"), Kind::Bytes)));
@@ -68,14 +65,7 @@ impl Shape {
             keys.extend(["rx_packets_ps", "tx_packets_ps"].map(|f| (format!("net.{n}.{f}"), Kind::Rate)));
             keys.extend(["rx_errors_ps", "tx_errors_ps", "rx_drops_ps", "tx_drops_ps"].map(|f| (format!("net.{n}.{f}"), Kind::Zero)));
         }
-        let own = [
-            "custom_series",
-            "custom_omitted",
-            "custom_dropped_ps",
-            "custom_rejected_ps",
-            "statsd_bad_lines_ps",
-            "statsd_kernel_drops_ps",
-        ];
+        let own = ["custom_series", "custom_omitted", "custom_dropped_ps", "custom_rejected_ps", "statsd_bad_lines_ps", "statsd_kernel_drops_ps"];
         keys.extend(own.map(|f| (format!("agent.{f}"), Kind::Zero)));
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         Self { cores, keys }
@@ -138,12 +128,7 @@ const PROCS: [&str; 20] = [
 impl Host {
     pub fn new(name: String, n: usize) -> Self {
         let install_id = format!("{:016x}{:016x}", (unit(n as u64, 0, 1) * 2f64.powi(53)) as u64, (unit(n as u64, 0, 2) * 2f64.powi(53)) as u64);
-        Self {
-            name,
-            n: n as u64,
-            shape: Shape::for_host(n),
-            install_id,
-        }
+        Self { name, n: n as u64, shape: Shape::for_host(n), install_id }
     }
 
     fn mem_total(&self) -> f64 {
@@ -183,12 +168,7 @@ impl Host {
     /// The sample of second `seq` (its `ts` is `epoch_ms` plus `seq` seconds).
     pub fn sample(&self, epoch_ms: u64, seq: u64, with_top: bool) -> Sample {
         let metrics: BTreeMap<String, f64> = self.shape.keys.iter().enumerate().map(|(i, (k, kind))| (k.clone(), self.value(*kind, seq, i as u64))).collect();
-        Sample {
-            ts: epoch_ms + seq * 1000,
-            seq,
-            metrics,
-            top: if with_top { self.top(seq) } else { Vec::new() },
-        }
+        Sample { ts: epoch_ms + seq * 1000, seq, metrics, top: if with_top { self.top(seq) } else { Vec::new() } }
     }
 
     /// The JSON of a live sample.
@@ -222,14 +202,8 @@ impl Host {
             .into_iter()
             .enumerate()
             .map(|(part, samples)| {
-                serde_json::to_string(&Backfill {
-                    session: session.clone(),
-                    part: part as u32,
-                    parts,
-                    samples,
-                    for_socket: for_socket.clone(),
-                })
-                .expect("backfills serialise")
+                serde_json::to_string(&Backfill { session: session.clone(), part: part as u32, parts, samples, for_socket: for_socket.clone() })
+                    .expect("backfills serialise")
             })
             .collect()
     }
@@ -259,13 +233,7 @@ impl Host {
             custom.insert("app.queue.depth".into(), (unit(self.n, minute, 11) * 50.0).floor());
             custom.insert("app.request.p99".into(), round2(unit(self.n, minute, 12) * 300.0));
         }
-        let snap = Snapshot {
-            install_id: self.install_id.clone(),
-            host: Some(self.name.clone()),
-            facts,
-            summary,
-            custom,
-        };
+        let snap = Snapshot { install_id: self.install_id.clone(), host: Some(self.name.clone()), facts, summary, custom };
         serde_json::to_string(&snap).expect("snapshots serialise")
     }
 }

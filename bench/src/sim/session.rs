@@ -97,10 +97,7 @@ pub struct Pacer {
 
 impl Default for Pacer {
     fn default() -> Self {
-        Self {
-            tokens: Self::BURST,
-            last: Instant::now(),
-        }
+        Self { tokens: Self::BURST, last: Instant::now() }
     }
 }
 
@@ -129,13 +126,7 @@ mod tests {
     use super::*;
 
     fn d(state: SessionState, id: &str, lease_until: u64) -> SessionDirective {
-        SessionDirective {
-            state,
-            id: SessionId(id.into()),
-            interval_ms: 1000,
-            lease_until,
-            for_socket: None,
-        }
+        SessionDirective { state, id: SessionId(id.into()), interval_ms: 1000, lease_until, for_socket: None }
     }
 
     #[test]
@@ -144,10 +135,7 @@ mod tests {
         assert_eq!(s.on_directive(&d(SessionState::Started, "a", 30_000), 0), Step::Start);
         assert_eq!(s.on_directive(&d(SessionState::Started, "a", 40_000), 1), Step::Nothing);
         assert!(s.streaming(35_000));
-        let bf = SessionDirective {
-            for_socket: Some("1.2".into()),
-            ..d(SessionState::Backfill, "b", 50_000)
-        };
+        let bf = SessionDirective { for_socket: Some("1.2".into()), ..d(SessionState::Backfill, "b", 50_000) };
         assert_eq!(s.on_directive(&bf, 36_000), Step::Backfill { for_socket: Some("1.2".into()) });
         assert_eq!(s.id(), Some("b"));
         assert_eq!(s.on_directive(&d(SessionState::Stopped, "b", 0), 37_000), Step::Nothing);

@@ -96,12 +96,7 @@ impl Stats {
     /// (attempts, subscriptions, failures) in each second from `from` for `len` seconds.
     pub fn curve(&self, from: Duration, len: usize) -> Vec<(u32, u32, u32)> {
         let first = from.as_secs() as usize;
-        self.timeline
-            .iter()
-            .skip(first)
-            .take(len)
-            .map(|s| (s.attempts.load(Relaxed), s.subscribed.load(Relaxed), s.failed.load(Relaxed)))
-            .collect()
+        self.timeline.iter().skip(first).take(len).map(|s| (s.attempts.load(Relaxed), s.subscribed.load(Relaxed), s.failed.load(Relaxed))).collect()
     }
 }
 

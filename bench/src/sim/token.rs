@@ -67,7 +67,8 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
         mac.verify_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(viewer("1", "s").split('.').nth(1).unwrap()).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(viewer("1", "s").split('.').nth(1).unwrap()).unwrap()).unwrap();
         assert_eq!(v["role"], "viewer");
     }
 }

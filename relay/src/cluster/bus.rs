@@ -48,7 +48,10 @@ pub enum Msg {
         sample: bool,
     },
     /// This node's subscriber count of a channel.
-    Count { channel: String, count: usize },
+    Count {
+        channel: String,
+        count: usize,
+    },
     /// A user's first connection on this node joined a presence channel.
     Join {
         channel: String,
@@ -57,10 +60,18 @@ pub enum Msg {
         info: Option<String>,
     },
     /// A user's last connection on this node left a presence channel.
-    Leave { channel: String, user: String },
+    Leave {
+        channel: String,
+        user: String,
+    },
     /// A user's first (online) or last (offline) signed-in connection on this node.
-    User { user: String, online: bool },
-    Terminate { user: String },
+    User {
+        user: String,
+        online: bool,
+    },
+    Terminate {
+        user: String,
+    },
     /// A frame for one connection, wherever it is, if it is subscribed to `channel`.
     Deliver {
         socket: String,
@@ -69,7 +80,11 @@ pub enum Msg {
         frame: String,
     },
     /// This node's viewers and agent connections of a host channel.
-    Host { host: String, viewers: usize, agents: Vec<String> },
+    Host {
+        host: String,
+        viewers: usize,
+        agents: Vec<String>,
+    },
     /// An agent's state for the inventory, on the node it is connected to.
     Agent {
         host: String,
@@ -78,8 +93,13 @@ pub enum Msg {
         snapshot: Option<String>,
     },
     /// A server-side directive for the session leader.
-    SessionStart { host: String, duration_s: u64 },
-    SessionStop { host: String },
+    SessionStart {
+        host: String,
+        duration_s: u64,
+    },
+    SessionStop {
+        host: String,
+    },
     /// The session table, versioned by the term of the leader that wrote it and a sequence
     /// number within the term: the leader's, or the newest a node heard (in its sync).
     Sessions {
@@ -99,12 +119,20 @@ pub enum Msg {
         frame: String,
     },
     /// A cache channel's last event, so a node that joins later can replay it.
-    Cache { channel: String, frame: String, ttl_ms: u64 },
+    Cache {
+        channel: String,
+        frame: String,
+        ttl_ms: u64,
+    },
     Heartbeat,
     /// The sender (re)joined: every node answers `SyncStart`, its whole state, `SyncDone`.
     Hello,
-    SyncStart { to: String },
-    SyncDone { to: String },
+    SyncStart {
+        to: String,
+    },
+    SyncDone {
+        to: String,
+    },
     /// The sender is leaving.
     Bye,
 }

@@ -143,13 +143,29 @@ impl Link {
 
 impl From<&SessionInfo> for SessionRecord {
     fn from(i: &SessionInfo) -> Self {
-        Self { host: i.host.to_string(), id: i.id.clone(), started_ms: i.started_ms, lease_until_ms: i.lease_until_ms, until_ms: i.until_ms, viewers: i.viewers, started_by: i.started_by }
+        Self {
+            host: i.host.to_string(),
+            id: i.id.clone(),
+            started_ms: i.started_ms,
+            lease_until_ms: i.lease_until_ms,
+            until_ms: i.until_ms,
+            viewers: i.viewers,
+            started_by: i.started_by,
+        }
     }
 }
 
 impl From<&SessionRecord> for SessionInfo {
     fn from(r: &SessionRecord) -> Self {
-        Self { host: r.host.as_str().into(), id: r.id.clone(), started_ms: r.started_ms, viewers: r.viewers, lease_until_ms: r.lease_until_ms, until_ms: r.until_ms, started_by: r.started_by }
+        Self {
+            host: r.host.as_str().into(),
+            id: r.id.clone(),
+            started_ms: r.started_ms,
+            viewers: r.viewers,
+            lease_until_ms: r.lease_until_ms,
+            until_ms: r.until_ms,
+            started_by: r.started_by,
+        }
     }
 }
 

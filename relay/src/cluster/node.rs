@@ -274,7 +274,9 @@ impl Cluster {
             for (ch, count, members) in channels {
                 out.push(self.envelope(id, Msg::Count { channel: ch.to_string(), count }));
                 for m in members {
-                    out.push(self.envelope(id, Msg::Join { channel: ch.to_string(), user: m.user_id.to_string(), info: m.user_info.as_deref().map(str::to_owned) }));
+                    out.push(
+                        self.envelope(id, Msg::Join { channel: ch.to_string(), user: m.user_id.to_string(), info: m.user_info.as_deref().map(str::to_owned) }),
+                    );
                 }
             }
             for u in users {

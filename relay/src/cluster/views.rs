@@ -207,7 +207,8 @@ impl Views {
                     app.hub.store_cache(&c, Bytes::from(frame), Instant::now() + Duration::from_millis(ttl_ms));
                 }
             }
-            Msg::Publish { .. } | Msg::Count { .. } | Msg::Join { .. } | Msg::Leave { .. } | Msg::User { .. } | Msg::Terminate { .. } | Msg::Deliver { .. } => {}
+            Msg::Publish { .. } | Msg::Count { .. } | Msg::Join { .. } | Msg::Leave { .. } | Msg::User { .. } | Msg::Terminate { .. } | Msg::Deliver { .. } => {
+            }
             Msg::Heartbeat | Msg::Hello | Msg::Bye | Msg::SyncStart { .. } | Msg::SyncDone { .. } => {}
         }
     }

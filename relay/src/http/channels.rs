@@ -28,7 +28,13 @@ fn channel(name: &str) -> Result<ChannelName, ApiError> {
 }
 
 /// `GET /apps/{id}/channels`
-pub async fn list(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let prefix = signed.param("filter_by_prefix").unwrap_or("");
     let (users, subs) = info_attrs(&signed)?;
@@ -53,7 +59,13 @@ pub async fn list(State(s): State<AppState>, Path(app_id): Path<String>, method:
 }
 
 /// `GET /apps/{id}/channels/{name}`
-pub async fn show(State(s): State<AppState>, Path((app_id, name)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(s): State<AppState>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let name = channel(&name)?;
     let (users, subs) = info_attrs(&signed)?;
@@ -73,7 +85,13 @@ pub async fn show(State(s): State<AppState>, Path((app_id, name)): Path<(String,
 }
 
 /// `GET /apps/{id}/channels/{name}/users`
-pub async fn users(State(s): State<AppState>, Path((app_id, name)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn users(
+    State(s): State<AppState>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let name = channel(&name)?;
     if name.kind() != ChannelKind::Presence {
@@ -85,7 +103,13 @@ pub async fn users(State(s): State<AppState>, Path((app_id, name)): Path<(String
 
 /// `POST /users/{user_id}/terminate_connections`: the path the official Python SDK (3.x)
 /// posts to, without the `/apps/{id}` prefix. The app is the one whose key signed it.
-pub async fn terminate_unprefixed(State(s): State<AppState>, Path(user): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn terminate_unprefixed(
+    State(s): State<AppState>,
+    Path(user): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let key = uri.query().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "auth_key").map(|(_, v)| v.into_owned()));
     let app_id = key.and_then(|k| s.apps.by_key(&k).map(|a| a.config.id.clone())).ok_or_else(|| ApiError::unauthorized("auth_key is missing or unknown"))?;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
@@ -94,7 +118,13 @@ pub async fn terminate_unprefixed(State(s): State<AppState>, Path(user): Path<St
 }
 
 /// `POST /apps/{id}/users/{user_id}/terminate_connections`
-pub async fn terminate(State(s): State<AppState>, Path((app_id, user)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn terminate(
+    State(s): State<AppState>,
+    Path((app_id, user)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     signed.app.terminate_user(&user);
     Ok(Json(json!({})))

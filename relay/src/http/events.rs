@@ -120,7 +120,8 @@ pub fn fan_out(app: &App, ev: &Checked) {
 /// Accepts events for fan-out, in order, and answers with the `info` attributes asked for.
 fn publish(app: &App, events: Vec<Checked>) -> Result<Vec<Option<Value>>, ApiError> {
     let infos = events.iter().map(|ev| info(app, ev)).collect();
-    app.publish_events(&events).map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
+    app.publish_events(&events)
+        .map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
     Ok(infos)
 }
 
@@ -147,7 +148,13 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-pub async fn events(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn events(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let body = body?;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
     let ev = check(&signed.app, parse_json(&body)?)?;
@@ -158,7 +165,13 @@ pub async fn events(State(s): State<AppState>, Path(app_id): Path<String>, metho
     }))
 }
 
-pub async fn batch_events(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn batch_events(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let body = body?;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
     let app: &Arc<App> = &signed.app;
@@ -178,6 +191,7 @@ pub async fn batch_events(State(s): State<AppState>, Path(app_id): Path<String>,
     if infos.iter().all(Option::is_none) {
         return Ok(Json(json!({})));
     }
-    let batch: Vec<Value> = infos.into_iter().map(|i| i.and_then(|v| v.as_object().and_then(|m| m.values().next().cloned())).unwrap_or_else(|| json!({}))).collect();
+    let batch: Vec<Value> =
+        infos.into_iter().map(|i| i.and_then(|v| v.as_object().and_then(|m| m.values().next().cloned())).unwrap_or_else(|| json!({}))).collect();
     Ok(Json(json!({ "batch": batch })))
 }

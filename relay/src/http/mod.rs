@@ -68,7 +68,8 @@ pub async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Re
         Ok(resp) => resp,
         Err(_) => {
             s.metrics.edge_refused("request_timeout");
-            let mut resp = ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request not completed within {} ms", s.gate.request_timeout.as_millis())).into_response();
+            let mut resp =
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request not completed within {} ms", s.gate.request_timeout.as_millis())).into_response();
             resp.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
             resp
         }

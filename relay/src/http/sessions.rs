@@ -46,7 +46,13 @@ fn info_json(i: &SessionInfo) -> Value {
 }
 
 /// `POST /apps/{id}/sessions` `{"host": …, "duration_s": …}`
-pub async fn start(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn start(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let body = body?;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
     let req: StartBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -81,14 +87,26 @@ pub async fn start(State(s): State<AppState>, Path(app_id): Path<String>, method
 }
 
 /// `GET /apps/{id}/sessions`
-pub async fn list(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let list: Vec<Value> = signed.app.sessions.list(Clock::now()).iter().map(info_json).collect();
     Ok(Json(json!({ "sessions": list })))
 }
 
 /// `DELETE /apps/{id}/sessions/{host}`
-pub async fn stop(State(s): State<AppState>, Path((app_id, host)): Path<(String, String)>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn stop(
+    State(s): State<AppState>,
+    Path((app_id, host)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let app = &signed.app;
     if !app.sessions.is_leader() {
@@ -104,7 +122,13 @@ pub async fn stop(State(s): State<AppState>, Path((app_id, host)): Path<(String,
 }
 
 /// `GET /apps/{id}/agents`
-pub async fn agents(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<axum::response::Response, ApiError> {
+pub async fn agents(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     // The entries are JSON already (snapshots are checked when they arrive): joined as they

@@ -125,7 +125,13 @@ impl Channel {
         opts.subscription_count && self.kind != ChannelKind::Presence && self.kind != ChannelKind::ServerToUser
     }
 
-    pub(super) fn subscribe(&self, conn: &Arc<Conn>, presence: Option<PresenceUser>, opts: &HubOptions, obs: Option<&dyn Observer>) -> Result<Change, SubscribeError> {
+    pub(super) fn subscribe(
+        &self,
+        conn: &Arc<Conn>,
+        presence: Option<PresenceUser>,
+        opts: &HubOptions,
+        obs: Option<&dyn Observer>,
+    ) -> Result<Change, SubscribeError> {
         let mut st = self.state.write();
         if st.retired {
             return Err(SubscribeError::Retired);
@@ -304,7 +310,14 @@ impl Channel {
         (st.subscribers.len(), members)
     }
 
-    pub(super) fn publish(&self, frame: Bytes, except: Option<SocketId>, urgency: Urgency, cache_until: Option<Instant>, meter: Option<&Arc<dyn Meter>>) -> Delivery {
+    pub(super) fn publish(
+        &self,
+        frame: Bytes,
+        except: Option<SocketId>,
+        urgency: Urgency,
+        cache_until: Option<Instant>,
+        meter: Option<&Arc<dyn Meter>>,
+    ) -> Delivery {
         let mut d = Delivery::default();
         if let Some(until) = cache_until {
             let mut st = self.state.write();
@@ -334,7 +347,16 @@ impl Channel {
         self.write_each(st, frame, except, urgency, d);
         if let (Some(m), Some(accepted)) = (meter, accepted) {
             let elapsed = accepted.elapsed();
-            m.pass(&PassReport { pass: Pass::Direct, channel: &self.name, subscribers: reached, bytes: frame.len(), frames: 1, backlog: lanes().backlog(), accepted, elapsed });
+            m.pass(&PassReport {
+                pass: Pass::Direct,
+                channel: &self.name,
+                subscribers: reached,
+                bytes: frame.len(),
+                frames: 1,
+                backlog: lanes().backlog(),
+                accepted,
+                elapsed,
+            });
             if d.conflated > 0 {
                 m.conflated(d.conflated);
             }

@@ -106,14 +106,31 @@ impl Lanes {
     /// Hands a frame for every subscriber in `share` to their lanes; `in_flight` counts the
     /// channel's jobs until they are written.
     #[allow(clippy::too_many_arguments)]
-    pub fn dispatch(&self, share: &Arc<Shares>, channel: &ChannelName, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, in_flight: &Arc<AtomicUsize>, timed: Option<(Arc<dyn Meter>, Instant)>) {
+    pub fn dispatch(
+        &self,
+        share: &Arc<Shares>,
+        channel: &ChannelName,
+        frame: &Bytes,
+        except: Option<SocketId>,
+        urgency: Urgency,
+        in_flight: &Arc<AtomicUsize>,
+        timed: Option<(Arc<dyn Meter>, Instant)>,
+    ) {
         for (lane, conns) in share.by_lane.iter().enumerate() {
             if conns.is_empty() {
                 continue;
             }
             self.backlog.fetch_add(conns.len(), Ordering::Relaxed);
             in_flight.fetch_add(1, Ordering::AcqRel);
-            let job = Job { share: share.clone(), channel: channel.clone(), frame: frame.clone(), except, urgency, in_flight: in_flight.clone(), timed: timed.clone() };
+            let job = Job {
+                share: share.clone(),
+                channel: channel.clone(),
+                frame: frame.clone(),
+                except,
+                urgency,
+                in_flight: in_flight.clone(),
+                timed: timed.clone(),
+            };
             // The lane threads never stop, so the receiver is always there.
             let _ = self.senders[lane].send(job);
         }

@@ -38,7 +38,10 @@ pub enum Written {
     All,
     /// `frames` whole frames, and of the next one the bytes in `rest` are still to write
     /// (already framed), when it was cut.
-    Part { frames: usize, rest: Option<Bytes> },
+    Part {
+        frames: usize,
+        rest: Option<Bytes>,
+    },
     /// Nothing now (would block, or an error the writer task will meet).
     Nothing,
     /// Every frame is taken, but the writer holds bytes of them the socket did not take (a TLS
@@ -111,7 +114,13 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(limit: usize) -> Self {
-        Self { inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None, writing: false, taken_at: mark_ms() }), notify: Notify::new(), limit, direct: OnceLock::new(), meter: OnceLock::new() }
+        Self {
+            inner: Mutex::new(Inner { queue: VecDeque::new(), bytes: 0, close: None, writing: false, taken_at: mark_ms() }),
+            notify: Notify::new(),
+            limit,
+            direct: OnceLock::new(),
+            meter: OnceLock::new(),
+        }
     }
 
     /// Reports this connection's queue depths and overflow to `meter`.
@@ -274,9 +283,10 @@ impl Outbox {
         self.inner.lock().close.as_ref().is_some_and(|c| c.code == CloseCode::OverCapacity)
     }
 
-    /// Resolves when something was pushed since the last drain.
-    pub async fn ready(&self) {
-        self.notify.notified().await;
+    /// Resolves when something was pushed since the last drain. The hub never awaits: this
+    /// hands the connection's task a future to await.
+    pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 
     /// Moves every queued frame into `out` for the writer and returns a pending close

@@ -112,10 +112,7 @@ impl Users {
     }
 
     fn notify(&self, user: &Arc<str>, watch: Watch) -> Vec<WatchEvent> {
-        self.watchers
-            .get(user)
-            .map(|set| set.iter().map(|s| WatchEvent { to: *s, user_ids: vec![user.clone()], watch }).collect())
-            .unwrap_or_default()
+        self.watchers.get(user).map(|set| set.iter().map(|s| WatchEvent { to: *s, user_ids: vec![user.clone()], watch }).collect()).unwrap_or_default()
     }
 
     pub(super) fn sockets_of(&self, user: &str) -> Vec<SocketId> {

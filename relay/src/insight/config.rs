@@ -36,7 +36,12 @@ impl RecorderConfig {
         if self.size == 0 || self.size > MAX_SIZE {
             return Err(format!("recorder.size must be 1 to {MAX_SIZE}"));
         }
-        let ms = [("slow_publish_ms", self.slow_publish_ms), ("slow_http_ms", self.slow_http_ms), ("slow_bus_ms", self.slow_bus_ms), ("slow_handshake_ms", self.slow_handshake_ms)];
+        let ms = [
+            ("slow_publish_ms", self.slow_publish_ms),
+            ("slow_http_ms", self.slow_http_ms),
+            ("slow_bus_ms", self.slow_bus_ms),
+            ("slow_handshake_ms", self.slow_handshake_ms),
+        ];
         for (name, v) in ms {
             // A day: past that nothing would ever be recorded, which is `enabled = false`.
             if v > 86_400_000 {

@@ -24,7 +24,9 @@ fn limit(query: Option<&str>) -> Result<usize, ApiError> {
     let params: Vec<(String, String)> = query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     match params.iter().find(|(k, _)| k == "limit") {
         None => Ok(DEFAULT_LIMIT),
-        Some((_, v)) => v.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}"))),
+        Some((_, v)) => {
+            v.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))
+        }
     }
 }
 
@@ -34,7 +36,13 @@ fn events(s: &AppState, app: Option<&str>, limit: usize) -> Json<Value> {
 }
 
 /// `GET /apps/{id}/debug/slow`
-pub async fn app_events(State(s): State<AppState>, Path(app_id): Path<String>, method: Method, uri: Uri, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn app_events(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let n = limit(uri.query())?;
     Ok(events(&s, Some(signed.app.id()), n))

@@ -5,11 +5,11 @@
 pub mod config;
 mod first;
 pub mod http;
+pub mod live;
 mod meter;
 pub mod recorder;
 pub mod signal;
 mod window;
-pub mod live;
 
 use std::sync::Arc;
 
@@ -84,13 +84,37 @@ impl Default for Insight {
 
 impl Insight {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("publish_write_seconds", "From a publish accepted to the end of its pass over the subscribers (direct: the publisher's own; lanes: each lane's share)", self.publish_write.clone());
-        registry.register("session_start_seconds", "From a viewer subscribing to a host channel to the first live sample forwarded to it", self.session_start.clone());
-        registry.register("outbox_depth_bytes", "Bytes queued for a connection when its writer took them (it could not write them at once)", self.outbox_depth.clone());
-        registry.register("slow_consumer_resets", "Connections closed or reset because they read too slowly and their queue overflowed", self.slow_consumers.clone());
-        registry.register("cluster_bus_latency_seconds", "From a bus message sent by another node to its being applied here (node clocks must agree)", self.bus_latency.clone());
+        registry.register(
+            "publish_write_seconds",
+            "From a publish accepted to the end of its pass over the subscribers (direct: the publisher's own; lanes: each lane's share)",
+            self.publish_write.clone(),
+        );
+        registry.register(
+            "session_start_seconds",
+            "From a viewer subscribing to a host channel to the first live sample forwarded to it",
+            self.session_start.clone(),
+        );
+        registry.register(
+            "outbox_depth_bytes",
+            "Bytes queued for a connection when its writer took them (it could not write them at once)",
+            self.outbox_depth.clone(),
+        );
+        registry.register(
+            "slow_consumer_resets",
+            "Connections closed or reset because they read too slowly and their queue overflowed",
+            self.slow_consumers.clone(),
+        );
+        registry.register(
+            "cluster_bus_latency_seconds",
+            "From a bus message sent by another node to its being applied here (node clocks must agree)",
+            self.bus_latency.clone(),
+        );
         registry.register("cluster_redis_reconnects", "Times the link to Redis was lost and reconnecting began", self.redis_reconnects.clone());
-        registry.register("relay_states_published", "States of this relay published on its own channel (only while an operator watches)", self.live.published.clone());
+        registry.register(
+            "relay_states_published",
+            "States of this relay published on its own channel (only while an operator watches)",
+            self.live.published.clone(),
+        );
         registry.register("recorder_events", "Events the flight recorder kept, by kind", self.recorder.recorded.clone());
     }
 

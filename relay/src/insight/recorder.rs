@@ -35,14 +35,37 @@ pub enum Event {
         /// From accepted to the end of the pass.
         write_us: u64,
     },
-    SlowHttp { endpoint: &'static str, status: u16, duration_us: u64 },
+    SlowHttp {
+        endpoint: &'static str,
+        status: u16,
+        duration_us: u64,
+    },
     /// A connection closed (or reset) because its queue overflowed.
-    SlowConsumer { socket: String, queued_bytes: usize, unread_ms: u64 },
+    SlowConsumer {
+        socket: String,
+        queued_bytes: usize,
+        unread_ms: u64,
+    },
     /// A connection's task panicked (where it happened is in the log, where the hook put it).
-    ConnectionPanic { message: String },
-    SlowBus { from: String, message: &'static str, latency_us: u64 },
-    WebhookFailed { target: String, outcome: &'static str, events: usize, attempt: u32 },
-    SlowHandshake { tls: bool, peer: String, duration_us: u64 },
+    ConnectionPanic {
+        message: String,
+    },
+    SlowBus {
+        from: String,
+        message: &'static str,
+        latency_us: u64,
+    },
+    WebhookFailed {
+        target: String,
+        outcome: &'static str,
+        events: usize,
+        attempt: u32,
+    },
+    SlowHandshake {
+        tls: bool,
+        peer: String,
+        duration_us: u64,
+    },
 }
 
 /// Kinds, each with a ring of its own.

@@ -73,7 +73,13 @@ impl Inventory {
     fn touch(&self, host: &str, now_ms: u64, f: impl FnOnce(&mut AgentEntry)) {
         let mut st = self.state.lock();
         let key: Arc<str> = st.agents.get_key_value(host).map_or_else(|| Arc::from(host), |(k, _)| k.clone());
-        let e = st.agents.entry(key.clone()).or_insert(AgentEntry { connections: 0, remote: HashMap::new(), last_seen_ms: now_ms, since_ms: now_ms, snapshot: None });
+        let e = st.agents.entry(key.clone()).or_insert(AgentEntry {
+            connections: 0,
+            remote: HashMap::new(),
+            last_seen_ms: now_ms,
+            since_ms: now_ms,
+            snapshot: None,
+        });
         let was = e.online();
         f(e);
         if was != e.online() {

@@ -293,7 +293,8 @@ impl Sessions {
         if !agent_known {
             return Vec::new();
         }
-        let directive = SessionDirective { state: SessionState::Backfill, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
+        let directive =
+            SessionDirective { state: SessionState::Backfill, id, interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
         vec![Action::Publish { host: key, directive, term }]
     }
 
@@ -454,6 +455,6 @@ fn entry<'a>(hosts: &'a mut HashMap<Arc<str>, HostState>, host: &str) -> (Arc<st
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod role_tests;
+#[cfg(test)]
+mod tests;

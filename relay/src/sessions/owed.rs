@@ -117,7 +117,13 @@ impl Sessions {
         let Some((id, lease_until, term)) = self.running(role, host, st) else { return Vec::new() };
         due.into_iter()
             .map(|viewer| {
-                let directive = SessionDirective { state: SessionState::Backfill, id: id.clone(), interval_ms: self.timing.interval_ms, lease_until, for_socket: Some(viewer.to_string()) };
+                let directive = SessionDirective {
+                    state: SessionState::Backfill,
+                    id: id.clone(),
+                    interval_ms: self.timing.interval_ms,
+                    lease_until,
+                    for_socket: Some(viewer.to_string()),
+                };
                 Action::Publish { host: key.clone(), directive, term }
             })
             .collect()

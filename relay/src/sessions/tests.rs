@@ -104,7 +104,9 @@ fn a_viewer_joining_while_the_agent_is_away_gets_its_backfill_once_the_agent_str
     assert!(s.viewer_joined("web1", late, clock(t0, 1.0)).is_empty(), "no agent to ask");
     assert!(s.owes());
     let asked = s.stream_seen("web1", Stream::Sample, clock(t0, 2.0), |_| true);
-    assert!(matches!(&asked[..], [Action::Publish { directive, .. }] if directive.state == SessionState::Backfill && directive.for_socket.as_deref() == Some("9.10")));
+    assert!(
+        matches!(&asked[..], [Action::Publish { directive, .. }] if directive.state == SessionState::Backfill && directive.for_socket.as_deref() == Some("9.10"))
+    );
     assert!(s.stream_seen("web1", Stream::Sample, clock(t0, 3.0), |_| true).is_empty(), "asked already");
     assert_eq!(states(&s.stream_seen("web1", Stream::Sample, clock(t0, 4.0), |_| true)), [SessionState::Backfill], "no answer: asked again");
     s.backfilled(late);

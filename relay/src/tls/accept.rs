@@ -53,9 +53,15 @@ impl Failure {
         use rustls::{AlertDescription as A, Error as E};
         match e {
             HandshakeError::Tls(E::PeerIncompatible(_) | E::NoApplicationProtocol) => Self::NoSharedCipher,
-            HandshakeError::Tls(E::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::CertificateExpired | A::UnsupportedCertificate | A::CertificateRevoked | A::HandshakeFailure)) => {
-                Self::BadCertificate
-            }
+            HandshakeError::Tls(E::AlertReceived(
+                A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::HandshakeFailure,
+            )) => Self::BadCertificate,
             HandshakeError::Tls(_) => Self::Protocol,
             HandshakeError::Io(_) => Self::Eof,
         }

@@ -29,7 +29,11 @@ pub(super) fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     (Arc::new(server), Arc::new(client))
 }
 

@@ -142,7 +142,10 @@ impl WebhookSettings {
     pub fn validate(&self) -> Result<(), String> {
         let positive = [self.timeout_ms, self.initial_backoff_ms, self.max_backoff_ms];
         if positive.contains(&0) || self.max_batch_events == 0 || self.connections_per_target == 0 || self.max_queue_bytes == 0 {
-            return Err("webhooks: timeout_ms, initial_backoff_ms, max_backoff_ms, max_queue_bytes, max_batch_events and connections_per_target must be positive".into());
+            return Err(
+                "webhooks: timeout_ms, initial_backoff_ms, max_backoff_ms, max_queue_bytes, max_batch_events and connections_per_target must be positive"
+                    .into(),
+            );
         }
         if self.initial_backoff_ms > self.max_backoff_ms {
             return Err("webhooks: initial_backoff_ms must not exceed max_backoff_ms".into());
@@ -205,7 +208,8 @@ mod tests {
 
     #[test]
     fn header_values_and_url_passwords_stay_out_of_debug() {
-        let c: WebhookConfig = toml::from_str("url = \"http://u:hunter2@backend/\"\nevent_types = [\"cache_miss\"]\nheaders = { \"Authorization\" = \"Bearer s3cret\" }").unwrap();
+        let c: WebhookConfig =
+            toml::from_str("url = \"http://u:hunter2@backend/\"\nevent_types = [\"cache_miss\"]\nheaders = { \"Authorization\" = \"Bearer s3cret\" }").unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("Authorization"));

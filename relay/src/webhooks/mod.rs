@@ -36,11 +36,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AppConfig;
 use crate::hub::{Observer, Transition};
 use crate::metrics::Metrics;
-use prometheus_client::metrics::counter::Counter;
 use crate::sessions::{Lifecycle, Role};
 pub use config::{WebhookConfig, WebhookSettings};
 use event::Event;
 use pending::Pending;
+use prometheus_client::metrics::counter::Counter;
 use sender::Delivery;
 use target::Target;
 
@@ -270,7 +270,9 @@ impl Observer for Webhooks {
         match transition {
             // A local subscription's own outcome: this node alone sees it.
             Transition::CacheMiss => self.send(Arc::new(ev)),
-            Transition::Occupied | Transition::Vacated | Transition::MemberAdded(_) | Transition::MemberRemoved(_) | Transition::Count(_) => self.send_cluster(ev),
+            Transition::Occupied | Transition::Vacated | Transition::MemberAdded(_) | Transition::MemberRemoved(_) | Transition::Count(_) => {
+                self.send_cluster(ev)
+            }
         }
     }
 }

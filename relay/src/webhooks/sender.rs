@@ -202,10 +202,20 @@ mod tests {
 
     #[test]
     fn outcome_labels() {
-        let labels: Vec<&str> = [Outcome::Ok, Outcome::Status(101), Outcome::Status(302), Outcome::Status(404), Outcome::Status(503), Outcome::Timeout, Outcome::Connect, Outcome::Tls, Outcome::Error]
-            .iter()
-            .map(|o| o.label())
-            .collect();
+        let labels: Vec<&str> = [
+            Outcome::Ok,
+            Outcome::Status(101),
+            Outcome::Status(302),
+            Outcome::Status(404),
+            Outcome::Status(503),
+            Outcome::Timeout,
+            Outcome::Connect,
+            Outcome::Tls,
+            Outcome::Error,
+        ]
+        .iter()
+        .map(|o| o.label())
+        .collect();
         assert_eq!(labels, ["ok", "http_1xx", "http_3xx", "http_4xx", "http_5xx", "timeout", "connect", "tls", "error"]);
     }
 }

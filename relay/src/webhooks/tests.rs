@@ -77,7 +77,11 @@ fn events_reach_the_targets_that_take_them_in_order() {
     hub.unsubscribe(&a2, &room);
     hub.unsubscribe(&b, &plain);
     let q = queued(&w);
-    assert_eq!(q[0], ["channel_occupied presence-room", "member_added presence-room \"alice\"", "member_removed presence-room \"alice\"", "channel_vacated presence-room"], "one member for two tabs; cache-news is filtered out by the prefix");
+    assert_eq!(
+        q[0],
+        ["channel_occupied presence-room", "member_added presence-room \"alice\"", "member_removed presence-room \"alice\"", "channel_vacated presence-room"],
+        "one member for two tabs; cache-news is filtered out by the prefix"
+    );
     assert_eq!(
         q[1],
         [
@@ -182,7 +186,8 @@ pub(super) async fn read_request<S: AsyncRead + Unpin>(sock: &mut S) -> Option<(
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let headers: Vec<(String, String)> = head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let headers: Vec<(String, String)> =
+        head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len {

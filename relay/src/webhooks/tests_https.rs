@@ -41,7 +41,9 @@ fn private_ca(dir: &std::path::Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
 
 /// An https receiver answering 200 to every request; each request's headers and body go to
 /// the returned channel. Failed handshakes are counted in the returned counter.
-async fn https_receiver(config: Arc<rustls::ServerConfig>) -> (String, mpsc::UnboundedReceiver<(Vec<(String, String)>, String)>, Arc<std::sync::atomic::AtomicUsize>) {
+async fn https_receiver(
+    config: Arc<rustls::ServerConfig>,
+) -> (String, mpsc::UnboundedReceiver<(Vec<(String, String)>, String)>, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/hooks", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::unbounded_channel();

@@ -13,10 +13,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{self, Refusal, Start};
-use crate::edge::{json_reply, Slot};
 use super::upgrade::{accept_key, check};
 use super::wire::Wire;
 use crate::apps::App;
+use crate::edge::{json_reply, Slot};
 use crate::server::AppState;
 use crate::tokens::Grant;
 
@@ -56,7 +56,6 @@ pub async fn starts_with(tcp: &TcpStream, prefixes: &[&[u8]]) -> Option<usize> {
         tokio::time::sleep(pause).await;
     }
 }
-
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
     req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(h.value).ok())

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use sonde_protocol::close::rfc6455;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Bytes the read buffer grows by while a message arrives.
@@ -64,10 +65,10 @@ pub enum WsError {
 impl WsError {
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::Protocol(_) => 1002,
-            Self::TooBig(_) => 1009,
-            Self::BadUtf8 => 1007,
-            Self::Eof | Self::Io(_) => 1006,
+            Self::Protocol(_) => rfc6455::PROTOCOL_ERROR,
+            Self::TooBig(_) => rfc6455::TOO_BIG,
+            Self::BadUtf8 => rfc6455::INVALID_PAYLOAD,
+            Self::Eof | Self::Io(_) => rfc6455::ABNORMAL,
         }
     }
 }
@@ -279,11 +280,9 @@ fn close_payload(payload: &[u8]) -> Result<Option<u16>, WsError> {
     }
 }
 
-/// Codes a peer may put in a close frame: the ones RFC 6455 and its registry define for use
-/// on the wire, and the ranges for libraries and applications (3000-4999). 1004-1006 and
-/// 1015 are reserved and must never be sent.
+/// Codes a peer may put in a close frame (`protocol::close::rfc6455::valid_on_the_wire`).
 pub fn valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    rfc6455::valid_on_the_wire(code)
 }
 
 fn finish(opcode: u8, payload: BytesMut) -> Result<Inbound, WsError> {

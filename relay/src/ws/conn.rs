@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use sonde_protocol::{CloseCode, ServerFrame, SocketId};
 use tokio::io::{AsyncRead, AsyncWrite};
-use bytes::BytesMut;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -20,7 +20,7 @@ use crate::hub::{CloseRequest, Conn, Outgoing};
 use crate::tokens::Grant;
 
 /// RFC 6455 status code of a normal closure.
-const NORMAL_CLOSURE: u16 = 1000;
+const NORMAL_CLOSURE: u16 = sonde_protocol::close::rfc6455::NORMAL;
 
 /// Timing of a connection.
 #[derive(Debug, Clone, Copy)]

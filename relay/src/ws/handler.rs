@@ -10,11 +10,11 @@ use sonde_protocol::frame::{ClientEvent, Subscribe};
 use sonde_protocol::sign::{channel_string, user_string, verify_auth};
 use sonde_protocol::{ChannelKind, ChannelName, ClientFrame, CloseCode, ServerFrame};
 
+use super::payloads::{backfill_for, parse_channel_data, parse_user_data};
 use crate::apps::App;
 use crate::hub::{Conn, PresenceUser, SubscribeError, Urgency};
 use crate::limits::TokenBucket;
 use crate::sessions::Clock;
-use super::payloads::{backfill_for, parse_channel_data, parse_user_data};
 use crate::tokens::{looks_like_jwt, Grant, INVENTORY_CHANNEL};
 use sonde_protocol::sonde::{host_of, EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SNAPSHOT};
 
@@ -24,7 +24,6 @@ pub enum Flow {
     Continue,
     Close(CloseCode, String),
 }
-
 
 /// What a subscription means to the session controller.
 #[derive(Debug, Clone)]

@@ -85,7 +85,6 @@ impl TcpWriter {
         }
         Ok(())
     }
-
 }
 
 impl DirectWrite for TcpWriter {

@@ -18,8 +18,8 @@ use sonde_protocol::CloseCode;
 use super::conn::{self, Refusal};
 use crate::apps::App;
 use crate::http::ApiError;
-use crate::tokens::Grant;
 use crate::server::AppState;
+use crate::tokens::Grant;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 

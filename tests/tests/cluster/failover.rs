@@ -54,8 +54,12 @@ async fn holds(viewers: &[(&Watch, Duration)], nodes: &[&RelayNode], id: &str, f
     tokio::time::sleep_until(end.into()).await;
     for (n, (w, max_gap)) in viewers.iter().enumerate() {
         let gap = w.longest_gap(from, Instant::now());
-        let renewed_after = w.log().iter().find(|s| s.at > event && matches!(&s.what, What::Directive { state, .. } if state == "renewed")).map(|s| s.at - event);
-        eprintln!("{}: viewer {n}: longest sample gap {gap:?}, first renewal {renewed_after:?} after the event", std::thread::current().name().unwrap_or_default());
+        let renewed_after =
+            w.log().iter().find(|s| s.at > event && matches!(&s.what, What::Directive { state, .. } if state == "renewed")).map(|s| s.at - event);
+        eprintln!(
+            "{}: viewer {n}: longest sample gap {gap:?}, first renewal {renewed_after:?} after the event",
+            std::thread::current().name().unwrap_or_default()
+        );
         assert!(gap <= *max_gap, "viewer {n}: a {gap:?} gap between samples (at most {max_gap:?}): {:?}", w.log());
         assert_eq!(w.ids().into_iter().collect::<Vec<_>>(), [id], "viewer {n}: one session id throughout");
         assert!(w.backfills().iter().all(|b| *b == 1), "viewer {n}: one backfill per subscription: {:?}", w.backfills());

@@ -47,14 +47,8 @@ impl FakeRelay {
             let channel = ChannelName::parse(CHANNEL).unwrap();
             let mut pacer = Pacer::default();
             let mut pipe = Pipe { to_relay, from_relay };
-            let mut link = Link {
-                channel: &channel,
-                events: &events_tx,
-                outbound: &mut outbound_rx,
-                shutdown: &mut shutdown,
-                pacer: &mut pacer,
-                subscribed: false,
-            };
+            let mut link =
+                Link { channel: &channel, events: &events_tx, outbound: &mut outbound_rx, shutdown: &mut shutdown, pacer: &mut pacer, subscribed: false };
             drive(&mut pipe, &mut link).await
         });
         Self { to_agent, from_agent, events, outbound, trigger, task }
@@ -136,7 +130,9 @@ async fn close_codes_and_refusals_end_the_connection() {
     let mut r = FakeRelay::start();
     r.say(r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":120}"}"#);
     r.heard_text().await;
-    r.say(&format!(r#"{{"event":"pusher:subscription_error","channel":"{CHANNEL}","data":"{{\"error\":\"token does not cover this channel\",\"status\":403}}"}}"#));
+    r.say(&format!(
+        r#"{{"event":"pusher:subscription_error","channel":"{CHANNEL}","data":"{{\"error\":\"token does not cover this channel\",\"status\":403}}"}}"#
+    ));
     assert_eq!(r.task.await.unwrap(), Ended::Rejected("token does not cover this channel".into()));
 
     let r = FakeRelay::start();

@@ -37,10 +37,7 @@ impl RedisCounters {
     pub fn parse(info: &str) -> Self {
         let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok()).unwrap_or(0);
         // cmdstat_publish:calls=123,usec=…
-        let publishes = info
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_publish:calls=")?.split(',').next()?.parse::<u64>().ok())
-            .unwrap_or(0);
+        let publishes = info.lines().find_map(|l| l.strip_prefix("cmdstat_publish:calls=")?.split(',').next()?.parse::<u64>().ok()).unwrap_or(0);
         Self { publishes, net_in: field("total_net_input_bytes"), net_out: field("total_net_output_bytes") }
     }
 
@@ -71,7 +68,8 @@ mod tests {
 
     #[test]
     fn info_counters() {
-        let info = "# Stats\r\ntotal_net_input_bytes:1234\r\ntotal_net_output_bytes:99\r\n# Commandstats\r\ncmdstat_publish:calls=42,usec=10,usec_per_call=0.2\r\n";
+        let info =
+            "# Stats\r\ntotal_net_input_bytes:1234\r\ntotal_net_output_bytes:99\r\n# Commandstats\r\ncmdstat_publish:calls=42,usec=10,usec_per_call=0.2\r\n";
         assert_eq!(RedisCounters::parse(info), RedisCounters { publishes: 42, net_in: 1234, net_out: 99 });
         assert_eq!(RedisCounters::parse("garbage"), RedisCounters::default());
     }

@@ -96,11 +96,7 @@ impl FleetArgs {
 
     pub fn targets(&self, main: &Target) -> Vec<Target> {
         let mut ts = vec![main.clone()];
-        ts.extend(self.also.iter().map(|s| Target {
-            server: *s,
-            sources: Target::loopback_sources(*s, main.sources.len() as u8),
-            ..main.clone()
-        }));
+        ts.extend(self.also.iter().map(|s| Target { server: *s, sources: Target::loopback_sources(*s, main.sources.len() as u8), ..main.clone() }));
         ts
     }
 }

@@ -28,13 +28,7 @@ pub struct Phases<'a> {
 
 impl<'a> Phases<'a> {
     pub fn new(ctx: &'a Ctx, a: &'a FleetArgs) -> Self {
-        Self {
-            ctx,
-            a,
-            fleet: None,
-            views: Vec::new(),
-            sections: Vec::new(),
-        }
+        Self { ctx, a, fleet: None, views: Vec::new(), sections: Vec::new() }
     }
 
     fn fleet(&self) -> &Fleet {
@@ -214,7 +208,11 @@ impl<'a> Phases<'a> {
         s.row("backfill MiB sent", (b.1 - backfill0.1) as f64 / 1048576.0, "MiB");
         s.row("live samples sent", (sm.0 - samples0.0) as f64, "");
         self.sections.push(s);
-        for (label, h) in [("subscribe → first live sample", &viewers.sample), ("subscribe → session directive", &viewers.directive), ("subscribe → first backfill part", &viewers.backfill)] {
+        for (label, h) in [
+            ("subscribe → first live sample", &viewers.sample),
+            ("subscribe → session directive", &viewers.directive),
+            ("subscribe → first backfill part", &viewers.backfill),
+        ] {
             let mut l = Section::new(format!("{label}, {rate}/s started"));
             l.latency(&Latency::of(&h.lock().unwrap_or_else(|p| p.into_inner())));
             self.sections.push(l);
@@ -243,10 +241,7 @@ impl<'a> Phases<'a> {
                 all_listed = Some(t0.elapsed());
             }
             let (at, sub, fail) = stats.curve(from + Duration::from_secs(sec), 1).first().copied().unwrap_or_default();
-            eprintln!(
-                "  t+{:>3}s attempts {at:>6} subscribed {sub:>6} failed {fail:>6} connected {connected:>6} listed online {online:>6}",
-                sec + 1
-            );
+            eprintln!("  t+{:>3}s attempts {at:>6} subscribed {sub:>6} failed {fail:>6} connected {connected:>6} listed online {online:>6}", sec + 1);
             // One row of each per second, in order: the curve.
             s.row("attempts in the second", f64::from(at), "");
             s.row("subscribed in the second", f64::from(sub), "");

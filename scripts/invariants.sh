@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Checks the absences ARCHITECTURE.md states ("Invariants"), as far as a search of the source
+# can: each rule prints what breaks it, and the script fails if any does. Test code (files
+# named tests*.rs, and whatever follows a file's `#[cfg(test)]`) is not held to them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# Non-test lines of the Rust files under the given folders, as FILE:LINE:TEXT.
+code_lines() {
+  find "$@" -name '*.rs' ! -name 'tests*.rs' -print0 | sort -z | xargs -0 awk '
+    FNR == 1 { in_test = 0 }
+    /^#\[cfg\(test\)\]/ { in_test = 1 }
+    !in_test && $0 !~ /^[[:space:]]*\/\// { print FILENAME ":" FNR ":" $0 }'
+}
+
+BROKEN=0
+rule() {
+  local what=$1 found=$2
+  if [ -n "$found" ]; then
+    printf 'invariant broken: %s\n%s\n\n' "$what" "$found"
+    BROKEN=1
+  else
+    printf 'ok: %s\n' "$what"
+  fi
+}
+
+hub=$(code_lines relay/src/hub)
+rule "the fan-out core (relay/src/hub) never imports axum, hyper or serde" \
+  "$(grep -E '\b(axum|hyper|serde|serde_json)::' <<<"$hub")"
+rule "the fan-out core never awaits" \
+  "$(grep -E '\.await\b|\basync (fn|move|\{)' <<<"$hub")"
+rule "the fan-out core imports no edge, the cluster, webhooks, sessions or insight" \
+  "$(grep -E 'crate::(ws|http|server|tls|cluster|webhooks|sessions|insight|apps)\b' <<<"$hub")"
+
+relay=$(code_lines relay/src agent/src)
+# A close or error code written as a number: RFC 6455's (1000-1015) or Pusher's (4000-4399)
+# next to a word that makes it one. Lengths, limits and ports that happen to match are not.
+rule "no close or error code is a bare number outside protocol::close" \
+  "$(grep -E '\b(close|code|Close|Code)\b[^;]*\b(10(0[0-9]|1[0-5])|4[0-3][0-9][0-9])\b' <<<"$relay" | grep -vE '\b(4[0-3][0-9][0-9]|10[01][0-9])\.\.=?|registry\.register\(')"
+rule "relay code builds no Pusher JSON by hand (only protocol does)" \
+  "$(grep -E 'format!\(.*(\\"|")(event|channel|data)(\\"|")' <<<"$(code_lines relay/src)")"
+rule "no metric is labelled by channel (unbounded)" \
+  "$(grep -E 'EncodeLabelSet' -A8 <<<"$(cat relay/src/metrics.rs relay/src/insight/*.rs relay/src/webhooks/*.rs)" | grep -vE '^\s*//' | grep -E '\bchannel\s*:')"
+
+exit $BROKEN
