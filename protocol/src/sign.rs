@@ -91,7 +91,8 @@ pub fn sign_request(method: &str, path: &str, key: &str, secret: &str, timestamp
     params.iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect::<Vec<_>>().join("&")
 }
 
-fn url_escape(v: &str) -> String {
+/// Percent-encodes all but RFC 3986's unreserved characters (a JWT passes through unchanged).
+pub fn url_escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

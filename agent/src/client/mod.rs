@@ -73,24 +73,11 @@ pub fn connect_url(relay: &str, key: &str, token: &str) -> String {
     format!(
         "{}/app/{}?protocol={}&client=sonde-agent&version={}&token={}",
         relay.trim_end_matches('/'),
-        encode(key),
+        sonde_protocol::sign::url_escape(key),
         sonde_protocol::PROTOCOL_VERSION,
         env!("CARGO_PKG_VERSION"),
-        encode(token)
+        sonde_protocol::sign::url_escape(token)
     )
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters (JWTs pass through unchanged).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 struct Ws(WebSocketStream<MaybeTlsStream<TcpStream>>);
@@ -228,7 +215,7 @@ mod tests {
             connect_url("ws://127.0.0.1:6001/", "app-key", "a.b-c_d"),
             format!("ws://127.0.0.1:6001/app/app-key?protocol=7&client=sonde-agent&version={}&token=a.b-c_d", env!("CARGO_PKG_VERSION"))
         );
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(sonde_protocol::sign::url_escape("a b/c"), "a%20b%2Fc");
     }
 
     #[test]
