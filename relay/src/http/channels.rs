@@ -8,19 +8,12 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use sonde_protocol::{ChannelKind, ChannelName};
 
+use super::info::InfoAttrs;
 use super::{auth, ApiError};
 use crate::server::AppState;
 
-fn info_attrs(signed: &auth::Signed) -> Result<(bool, bool), ApiError> {
-    let (mut users, mut subs) = (false, false);
-    for a in signed.param("info").unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        match a {
-            "user_count" => users = true,
-            "subscription_count" => subs = true,
-            other => return Err(ApiError::bad_request(format!("unknown info attribute '{other}' (use user_count, subscription_count)"))),
-        }
-    }
-    Ok((users, subs))
+fn info_attrs(signed: &auth::Signed) -> Result<InfoAttrs, ApiError> {
+    InfoAttrs::parse(signed.param("info"))
 }
 
 fn channel(name: &str) -> Result<ChannelName, ApiError> {
@@ -37,8 +30,8 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let prefix = signed.param("filter_by_prefix").unwrap_or("");
-    let (users, subs) = info_attrs(&signed)?;
-    if users && !prefix.starts_with("presence-") {
+    let attrs = info_attrs(&signed)?;
+    if attrs.user_count && !prefix.starts_with("presence-") {
         return Err(ApiError::bad_request("info=user_count needs filter_by_prefix=presence-"));
     }
     let mut out = Map::new();
@@ -46,14 +39,7 @@ pub async fn list(
         if name.kind() == ChannelKind::ServerToUser {
             continue;
         }
-        let mut attrs = Map::new();
-        if let (true, Some(u)) = (users, info.user_count) {
-            attrs.insert("user_count".into(), u.into());
-        }
-        if subs {
-            attrs.insert("subscription_count".into(), info.subscription_count.into());
-        }
-        out.insert(name.to_string(), Value::Object(attrs));
+        out.insert(name.to_string(), Value::Object(attrs.of(&info)));
     }
     Ok(Json(json!({ "channels": out })))
 }
@@ -68,19 +54,14 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
     let name = channel(&name)?;
-    let (users, subs) = info_attrs(&signed)?;
-    if users && name.kind() != ChannelKind::Presence {
+    let attrs = info_attrs(&signed)?;
+    if attrs.user_count && name.kind() != ChannelKind::Presence {
         return Err(ApiError::bad_request("user_count is only available for presence channels"));
     }
     let info = signed.app.hub.channel_info(&name);
     let mut out = Map::new();
     out.insert("occupied".into(), (info.subscription_count > 0).into());
-    if let (true, Some(u)) = (users, info.user_count) {
-        out.insert("user_count".into(), u.into());
-    }
-    if subs {
-        out.insert("subscription_count".into(), info.subscription_count.into());
-    }
+    out.extend(attrs.of(&info));
     Ok(Json(Value::Object(out)))
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use sonde_protocol::frame::json_string;
 use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
 
+use super::info::InfoAttrs;
 use super::{auth, ApiError};
 use crate::apps::App;
 use crate::hub::Urgency;
@@ -44,25 +45,7 @@ pub struct Checked {
     data_json: String,
     pub channels: Vec<ChannelName>,
     except: Option<SocketId>,
-    info: Info,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Info {
-    user_count: bool,
-    subscription_count: bool,
-}
-
-fn parse_info(info: Option<&str>) -> Result<Info, ApiError> {
-    let mut out = Info::default();
-    for attr in info.unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        match attr {
-            "user_count" => out.user_count = true,
-            "subscription_count" => out.subscription_count = true,
-            other => return Err(ApiError::bad_request(format!("unknown info attribute '{other}' (use user_count, subscription_count)"))),
-        }
-    }
-    Ok(out)
+    info: InfoAttrs,
 }
 
 fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
@@ -100,7 +83,7 @@ fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
         return Err(ApiError::bad_request("an event to an encrypted channel must name exactly one channel"));
     }
     let except = ev.socket_id.map(|s| s.parse::<SocketId>().map_err(|e| ApiError::bad_request(e.to_string()))).transpose()?;
-    let info = parse_info(ev.info.as_deref())?;
+    let info = InfoAttrs::parse(ev.info.as_deref())?;
     Ok(Checked { name: ev.name, data_json, channels, except, info })
 }
 
@@ -126,20 +109,12 @@ fn publish(app: &App, events: Vec<Checked>) -> Result<Vec<Option<Value>>, ApiErr
 }
 
 fn info(app: &App, ev: &Checked) -> Option<Value> {
-    if !(ev.info.user_count || ev.info.subscription_count) {
+    if !ev.info.any() {
         return None;
     }
     let mut out = Map::new();
     for ch in &ev.channels {
-        let i = app.hub.channel_info(ch);
-        let mut attrs = Map::new();
-        if ev.info.subscription_count {
-            attrs.insert("subscription_count".into(), i.subscription_count.into());
-        }
-        if let (true, Some(u)) = (ev.info.user_count, i.user_count) {
-            attrs.insert("user_count".into(), u.into());
-        }
-        out.insert(ch.to_string(), Value::Object(attrs));
+        out.insert(ch.to_string(), Value::Object(ev.info.of(&app.hub.channel_info(ch))));
     }
     Some(Value::Object(out))
 }

@@ -4,6 +4,7 @@ pub mod auth;
 mod channels;
 mod error;
 pub mod events;
+mod info;
 mod sessions;
 
 use std::time::Instant;
