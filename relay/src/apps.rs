@@ -13,7 +13,6 @@ use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
 use crate::cluster::bus::Msg;
 use crate::cluster::Link;
-use crate::http::events::{fan_out, Checked};
 use crate::hub::{Change, Delivery, Urgency};
 use crate::limits::Limiters;
 use crate::sessions::inventory::{page, pages, Inventory};
@@ -59,6 +58,16 @@ pub struct App {
 /// The fan-out lanes are behind by so many deliveries: the API answers 503 (under a second of
 /// work when the lanes coalesce, as they do when behind).
 const BUSY_BACKLOG: usize = 1_000_000;
+
+/// An event published through the HTTP API, checked by the edge and ready for fan-out.
+pub struct ApiEvent {
+    pub name: String,
+    /// The event's data as a JSON string literal.
+    pub data_json: String,
+    pub channels: Vec<ChannelName>,
+    /// The publisher's own connection, left out of the fan-out.
+    pub except: Option<SocketId>,
+}
 
 /// The fan-out lanes are far behind: the API answers 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,12 +158,25 @@ impl App {
     /// Fans HTTP publishes out, in order. Queueing never waits for a socket: small channels
     /// are written to at once, large ones handed to the fan-out lanes, so the API answers
     /// before a large fan-out is done. Refused while the lanes are far behind.
-    pub fn publish_events(&self, events: &[Checked]) -> Result<(), FanoutBusy> {
+    pub fn publish_events<'a>(&self, events: impl IntoIterator<Item = &'a ApiEvent>) -> Result<(), FanoutBusy> {
         if lanes().backlog() > BUSY_BACKLOG {
             return Err(FanoutBusy);
         }
-        events.iter().for_each(|ev| fan_out(self, ev));
+        events.into_iter().for_each(|ev| self.fan_out(ev));
         Ok(())
+    }
+
+    /// Queues every subscriber's copy of an event (never waiting for a socket).
+    fn fan_out(&self, ev: &ApiEvent) {
+        let started = std::time::Instant::now();
+        for ch in &ev.channels {
+            let frame = ServerFrame::Event { event: &ev.name, channel: Some(ch.as_str()), data_json: &ev.data_json, user_id: None }.encode();
+            let len = frame.len() as u64;
+            let d = self.publish(ch, frame, ev.except, Urgency::Always);
+            self.metrics.messages_out.inc_by(d.delivered as u64);
+            self.metrics.bytes_out.inc_by(len * d.delivered as u64);
+        }
+        self.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
     }
 
     pub fn set_cluster(&self, link: Link) {

@@ -1,7 +1,6 @@
 //! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -12,12 +11,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sonde_protocol::frame::json_string;
-use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
+use sonde_protocol::{ChannelKind, ChannelName, SocketId};
 
 use super::info::InfoAttrs;
 use super::{auth, ApiError};
-use crate::apps::App;
-use crate::hub::Urgency;
+use crate::apps::{ApiEvent, App};
 use crate::server::AppState;
 
 #[derive(Deserialize)]
@@ -41,10 +39,7 @@ struct BatchBody {
 
 /// An event that passed every check, ready to fan out.
 pub struct Checked {
-    name: String,
-    data_json: String,
-    pub channels: Vec<ChannelName>,
-    except: Option<SocketId>,
+    event: ApiEvent,
     info: InfoAttrs,
 }
 
@@ -84,26 +79,13 @@ fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
     }
     let except = ev.socket_id.map(|s| s.parse::<SocketId>().map_err(|e| ApiError::bad_request(e.to_string()))).transpose()?;
     let info = InfoAttrs::parse(ev.info.as_deref())?;
-    Ok(Checked { name: ev.name, data_json, channels, except, info })
-}
-
-/// Queues every subscriber's copy of an event (never waiting for a socket).
-pub fn fan_out(app: &App, ev: &Checked) {
-    let started = Instant::now();
-    for ch in &ev.channels {
-        let frame = ServerFrame::Event { event: &ev.name, channel: Some(ch.as_str()), data_json: &ev.data_json, user_id: None }.encode();
-        let len = frame.len() as u64;
-        let d = app.publish(ch, frame, ev.except, Urgency::Always);
-        app.metrics.messages_out.inc_by(d.delivered as u64);
-        app.metrics.bytes_out.inc_by(len * d.delivered as u64);
-    }
-    app.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
+    Ok(Checked { event: ApiEvent { name: ev.name, data_json, channels, except }, info })
 }
 
 /// Accepts events for fan-out, in order, and answers with the `info` attributes asked for.
 fn publish(app: &App, events: Vec<Checked>) -> Result<Vec<Option<Value>>, ApiError> {
     let infos = events.iter().map(|ev| info(app, ev)).collect();
-    app.publish_events(&events)
+    app.publish_events(events.iter().map(|c| &c.event))
         .map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the relay is busy fanning out earlier events; retry"))?;
     Ok(infos)
 }
@@ -113,7 +95,7 @@ fn info(app: &App, ev: &Checked) -> Option<Value> {
         return None;
     }
     let mut out = Map::new();
-    for ch in &ev.channels {
+    for ch in &ev.event.channels {
         out.insert(ch.to_string(), Value::Object(ev.info.of(&app.hub.channel_info(ch))));
     }
     Some(Value::Object(out))
