@@ -17,7 +17,11 @@ use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use crate::ws::codec::Source;
+/// Where a websocket reads from: appends what the peer sent to the read buffer (`Ok(0)` at
+/// the end of the stream). Defined here, below the websocket layer, which reads through it.
+pub trait Source: Unpin {
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+}
 
 pub struct Socket {
     io: AsyncFd<TcpStream>,

@@ -17,8 +17,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::state::{with_out, Phase, TlsState};
+use crate::net::Source;
 use crate::net::{with_scratch, Socket};
-use crate::ws::codec::Source;
 
 pub struct TlsSocket {
     pub(crate) socket: Socket,

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{TlsReader, TlsSocket, TlsWriter};
 use crate::hub::{DirectWrite, Outbox, Outgoing, Written};
-use crate::ws::codec::Source;
+use crate::net::Source;
 
 type Client = tokio_rustls::client::TlsStream<TcpStream>;
 

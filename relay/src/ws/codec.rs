@@ -18,11 +18,7 @@ const READ_CHUNK: usize = 256;
 /// Bytes an idle connection's pending read holds (client messages are rare and small).
 const IDLE_READ: usize = 64;
 
-/// Where a websocket reads from: appends what the peer sent to the read buffer (`Ok(0)` at
-/// the end of the stream).
-pub trait Source: Unpin {
-    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
-}
+pub use crate::net::Source;
 
 /// Any byte stream, read into the buffer's spare room: `IDLE_READ` bytes at a time while
 /// waiting for a message, more once one is arriving.
