@@ -26,8 +26,9 @@ fn invalid_config_exits_2_before_binding() {
     }
 }
 
-#[test]
-fn starts_prints_its_urls_and_stops_on_sigterm() {
+/// The relay binary with app 7 on a free port: the process, its address and the rest of its
+/// banner.
+fn start_app_7() -> (std::process::Child, String, std::io::Lines<BufReader<std::process::ChildStdout>>) {
     let mut child = Command::new(workspace_bin("sonde-relay"))
         .args(["--bind", "127.0.0.1:0"])
         .env("SONDE_APP", "7:key7:secret7")
@@ -38,6 +39,12 @@ fn starts_prints_its_urls_and_stops_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
+    (child, addr, lines)
+}
+
+#[test]
+fn starts_prints_its_urls_and_stops_on_sigterm() {
+    let (mut child, addr, mut lines) = start_app_7();
     let dashboard = lines.next().unwrap().unwrap();
     assert!(dashboard.contains(&format!("http://{addr}/#key=key7")), "{dashboard}");
     assert!(!dashboard.contains("token="), "a configured relay prints no token: {dashboard}");
@@ -70,16 +77,7 @@ fn healthz(addr: &str) -> std::io::Result<String> {
 
 #[test]
 fn sighup_without_tls_does_not_end_the_relay() {
-    let mut child = Command::new(workspace_bin("sonde-relay"))
-        .args(["--bind", "127.0.0.1:0"])
-        .env("SONDE_APP", "7:key7:secret7")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.strip_prefix("Sonde relay listening on http://").expect(&first).to_owned();
+    let (mut child, addr, lines) = start_app_7();
     std::thread::spawn(move || lines.for_each(drop));
     // Serving, so the relay's signal handlers are in place.
     assert_eq!(healthz(&addr).unwrap(), "HTTP/1.1 200 OK");
