@@ -7,7 +7,7 @@ import https from 'node:https';
 
 import PusherServer from 'pusher';
 
-import { SOON, withTimeout } from './wait.js';
+import { SOON, waitUntil, withTimeout } from './wait.js';
 
 export class Receiver {
   /**
@@ -149,6 +149,15 @@ export async function metric(relay, name, labels = {}) {
     if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
   }
   return sum;
+}
+
+/** The metric once it has reached `atLeast`, read again until then: the relay counts a
+ * request's outcome after the receiver has answered it, so a test that has just seen the
+ * receiver get a request may read the counter a moment before it moves. */
+export async function metricReaching(relay, name, labels, atLeast) {
+  let last = 0;
+  await waitUntil(async () => (last = await metric(relay, name, labels)) >= atLeast, { what: `${name} ${JSON.stringify(labels)} >= ${atLeast}` });
+  return last;
 }
 
 export { withTimeout, SOON };

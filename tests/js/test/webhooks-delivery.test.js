@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
 
 import { Relay, app, it, sleep, subscribe, uniq, waitUntil } from '../lib/index.js';
-import { Receiver, allValid, metric, target } from '../lib/webhooks.js';
+import { Receiver, allValid, metric, metricReaching, target } from '../lib/webhooks.js';
 
 const SETTINGS = `[webhooks]
 timeout_ms = 500
@@ -78,9 +78,9 @@ describe('webhook delivery through failures', () => {
     assert.equal(await metric(relay, 'sonde_webhook_retries_total', labels), 3);
     assert.equal(await metric(relay, 'sonde_webhook_requests_total', { ...labels, outcome: 'http_5xx' }), 2);
     assert.equal(await metric(relay, 'sonde_webhook_requests_total', { ...labels, outcome: 'timeout' }), 1);
-    assert.equal(await metric(relay, 'sonde_webhook_requests_total', { ...labels, outcome: 'ok' }), 2);
-    assert.equal(await metric(relay, 'sonde_webhook_delivered_events_total', labels), 2);
-    assert.equal(await metric(relay, 'sonde_webhook_delivery_seconds_count', labels), 2);
+    assert.equal(await metricReaching(relay, 'sonde_webhook_requests_total', { ...labels, outcome: 'ok' }, 2), 2);
+    assert.equal(await metricReaching(relay, 'sonde_webhook_delivered_events_total', labels, 2), 2);
+    assert.equal(await metricReaching(relay, 'sonde_webhook_delivery_seconds_count', labels, 2), 2);
     assert.ok(await metric(relay, 'sonde_webhook_delivery_seconds_sum', labels) >= 1.0, 'the first event waited through its retries');
   }, { timeout: 20000 });
 
