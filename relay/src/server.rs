@@ -60,6 +60,13 @@ pub struct AppState {
     pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
+/// The HTTP API's part of the state (what `http::Signed` checks a request against).
+impl axum::extract::FromRef<AppState> for Arc<Apps> {
+    fn from_ref(s: &AppState) -> Self {
+        s.apps.clone()
+    }
+}
+
 /// Where connections are served: the I/O threads' runtimes, in turn.
 pub struct IoRuntimes {
     handles: Vec<tokio::runtime::Handle>,

@@ -1,18 +1,14 @@
 //! Channel queries and user termination.
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
+use axum::extract::Path;
 use axum::Json;
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use sonde_protocol::{ChannelKind, ChannelName};
 
 use super::info::InfoAttrs;
-use super::{auth, ApiError};
-use crate::server::AppState;
+use super::{ApiError, Signed};
 
-fn info_attrs(signed: &auth::Signed) -> Result<InfoAttrs, ApiError> {
+fn info_attrs(signed: &Signed) -> Result<InfoAttrs, ApiError> {
     InfoAttrs::parse(signed.param("info"))
 }
 
@@ -21,14 +17,7 @@ fn channel(name: &str) -> Result<ChannelName, ApiError> {
 }
 
 /// `GET /apps/{id}/channels`
-pub async fn list(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+pub async fn list(signed: Signed) -> Result<Json<Value>, ApiError> {
     let prefix = signed.param("filter_by_prefix").unwrap_or("");
     let attrs = info_attrs(&signed)?;
     if attrs.user_count && !prefix.starts_with("presence-") {
@@ -45,14 +34,7 @@ pub async fn list(
 }
 
 /// `GET /apps/{id}/channels/{name}`
-pub async fn show(
-    State(s): State<AppState>,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+pub async fn show(Path((_, name)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let name = channel(&name)?;
     let attrs = info_attrs(&signed)?;
     if attrs.user_count && name.kind() != ChannelKind::Presence {
@@ -66,14 +48,7 @@ pub async fn show(
 }
 
 /// `GET /apps/{id}/channels/{name}/users`
-pub async fn users(
-    State(s): State<AppState>,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+pub async fn users(Path((_, name)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let name = channel(&name)?;
     if name.kind() != ChannelKind::Presence {
         return Err(ApiError::bad_request("users are only available for presence channels"));
@@ -84,29 +59,13 @@ pub async fn users(
 
 /// `POST /users/{user_id}/terminate_connections`: the path the official Python SDK (3.x)
 /// posts to, without the `/apps/{id}` prefix. The app is the one whose key signed it.
-pub async fn terminate_unprefixed(
-    State(s): State<AppState>,
-    Path(user): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let key = uri.query().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "auth_key").map(|(_, v)| v.into_owned()));
-    let app_id = key.and_then(|k| s.apps.by_key(&k).map(|a| a.config.id.clone())).ok_or_else(|| ApiError::unauthorized("auth_key is missing or unknown"))?;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+pub async fn terminate_unprefixed(Path(user): Path<String>, signed: Signed) -> Result<Json<Value>, ApiError> {
     signed.app.terminate_user(&user);
     Ok(Json(json!({})))
 }
 
 /// `POST /apps/{id}/users/{user_id}/terminate_connections`
-pub async fn terminate(
-    State(s): State<AppState>,
-    Path((app_id, user)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+pub async fn terminate(Path((_, user)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
     signed.app.terminate_user(&user);
     Ok(Json(json!({})))
 }

@@ -2,11 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
 use axum::Json;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -14,9 +10,8 @@ use sonde_protocol::frame::json_string;
 use sonde_protocol::{ChannelKind, ChannelName, SocketId};
 
 use super::info::InfoAttrs;
-use super::{auth, ApiError};
+use super::{ApiError, Signed};
 use crate::apps::{ApiEvent, App};
-use crate::server::AppState;
 
 #[derive(Deserialize)]
 struct EventBody {
@@ -105,16 +100,8 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-pub async fn events(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = body?;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
-    let ev = check(&signed.app, parse_json(&body)?)?;
+pub async fn events(signed: Signed) -> Result<Json<Value>, ApiError> {
+    let ev = check(&signed.app, parse_json(&signed.body)?)?;
     let info = publish(&signed.app, vec![ev])?.pop().flatten();
     Ok(Json(match info {
         Some(channels) => json!({ "channels": channels }),
@@ -122,17 +109,9 @@ pub async fn events(
     }))
 }
 
-pub async fn batch_events(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = body?;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
+pub async fn batch_events(signed: Signed) -> Result<Json<Value>, ApiError> {
     let app: &Arc<App> = &signed.app;
-    let batch: BatchBody = parse_json(&body)?;
+    let batch: BatchBody = parse_json(&signed.body)?;
     let max = app.config.limits.max_batch_events;
     if batch.batch.is_empty() || batch.batch.len() > max {
         return Err(ApiError::bad_request(format!("a batch holds 1 to {max} events")));

@@ -6,6 +6,7 @@ mod error;
 pub mod events;
 mod info;
 mod sessions;
+mod signed;
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use signed::Signed;
 
 use crate::metrics::{EndpointLabel, HttpLabel};
 use crate::server::{AppState, ClientIp};

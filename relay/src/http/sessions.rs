@@ -54,7 +54,7 @@ pub async fn start(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body)?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body.clone())?;
     let req: StartBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     host_channel(&req.host).map_err(|e| ApiError::bad_request(format!("invalid host '{}': {e}", req.host)))?;
     let secs = req.duration_s.unwrap_or(DEFAULT_DURATION_S);
@@ -94,7 +94,7 @@ pub async fn list(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
     let list: Vec<Value> = signed.app.sessions.list(Clock::now()).iter().map(info_json).collect();
     Ok(Json(json!({ "sessions": list })))
 }
@@ -107,7 +107,7 @@ pub async fn stop(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
     let app = &signed.app;
     if !app.sessions.is_leader() {
         if !app.sessions.list(Clock::now()).iter().any(|i| *i.host == *host) {
@@ -130,7 +130,7 @@ pub async fn agents(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
     // The entries are JSON already (snapshots are checked when they arrive): joined as they
     // are. Parsed into a tree per host first, 10,000 hosts took ~50 MB for the moment.
     let entries = signed.app.inventory.all();

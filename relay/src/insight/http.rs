@@ -43,7 +43,7 @@ pub async fn app_events(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, &body?)?;
+    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
     let n = limit(uri.query())?;
     Ok(events(&s, Some(signed.app.id()), n))
 }
