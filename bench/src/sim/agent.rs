@@ -71,10 +71,12 @@ impl SimAgent {
     }
 
     /// Runs until `stop` turns true, reconnecting as the agent does. With several relays
-    /// (a cluster behind a balancer), a failed attempt moves on to the next one.
+    /// (a cluster behind a balancer), a failed attempt moves on to another (`next_target`).
     pub async fn run(self, targets: Vec<Target>, mut stop: watch::Receiver<bool>) {
         let mut attempt = 0u32;
         let mut at = self.n % targets.len().max(1);
+        // Failed attempts in a row: the first one after a connection picks the next relay.
+        let mut hops = 0usize;
         // The minute timer runs from the agent's start, not from each connection.
         let phase = Duration::from_millis(rand::thread_rng().gen_range(0..60_000));
         let mut minute = tokio::time::interval_at(Instant::now() + phase, Duration::from_secs(60));
@@ -83,8 +85,11 @@ impl SimAgent {
             let started = Instant::now();
             self.stats.attempt();
             let (ended, subscribed) = self.connection(&targets[at], &mut stop, &mut minute).await;
-            if !subscribed {
-                at = (at + 1) % targets.len();
+            if subscribed {
+                hops = 0;
+            } else {
+                at = next_target(self.n, at, hops, targets.len());
+                hops = hops.saturating_add(1);
             }
             let stable = subscribed && started.elapsed() >= STABLE;
             if subscribed {
@@ -252,6 +257,18 @@ struct Live {
 }
 
 /// The agent's backoff: 1 s doubling to 60 s, a wait between half and all of the step.
+/// The relay an agent tries after a failed attempt on relay `at` of `k`. The first failure
+/// after a connection moves to one of the other k-1 relays picked by the agent's number, so
+/// the agents of a dead node spread evenly over the survivors (as a balancer spreads them);
+/// further failures in a row go round the relays one by one.
+fn next_target(n: usize, at: usize, hops: usize, k: usize) -> usize {
+    if k <= 1 {
+        return 0;
+    }
+    let skip = if hops == 0 { 1 + (n / k) % (k - 1) } else { 1 };
+    (at + skip) % k
+}
+
 fn backoff(attempt: &mut u32) -> Duration {
     let step = Duration::from_secs(1).saturating_mul(1 << (*attempt).min(6)).min(Duration::from_secs(60));
     *attempt = attempt.saturating_add(1);
@@ -282,6 +299,26 @@ async fn read_event(ws: &mut WsConn, deadline: Instant) -> Result<Incoming, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_nodes_agents_spread_over_the_others() {
+        // 5 relays, relay 4 dies: its agents (n = 4, 9, 14, …) land evenly on relays 0-3.
+        let mut landed = [0usize; 5];
+        for n in (4..40_000).step_by(5) {
+            landed[next_target(n, n % 5, 0, 5)] += 1;
+        }
+        assert_eq!(landed, [2_000, 2_000, 2_000, 2_000, 0]);
+        // Failing on, an agent tries every relay in turn.
+        let mut at = 4;
+        let tried: Vec<usize> = (0..5)
+            .map(|h| {
+                at = next_target(9, at, h, 5);
+                at
+            })
+            .collect();
+        assert_eq!(tried, [1, 2, 3, 4, 0]);
+        assert_eq!((next_target(7, 0, 0, 1), next_target(7, 1, 0, 2), next_target(7, 1, 3, 2)), (0, 0, 0));
+    }
 
     #[test]
     fn backoff_matches_the_agents() {

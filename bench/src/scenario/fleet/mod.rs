@@ -36,7 +36,8 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 0)]
     pub first: usize,
     /// More relays of the same cluster: agent i connects to the (i mod k)-th of the main
-    /// server and these, moving on to the next one when a connection fails.
+    /// server and these, moving on to another one when a connection fails (the agents of a
+    /// relay that died spread evenly over the others).
     #[arg(long, value_delimiter = ',')]
     pub also: Vec<SocketAddr>,
     /// Agents in the whole fleet when other bench processes run part of it (what the

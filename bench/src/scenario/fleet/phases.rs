@@ -104,8 +104,14 @@ impl<'a> Phases<'a> {
             s.row("hosts listed online", c.online as f64, "");
             self.sections.push(s);
         }
-        let mut s = Section::new(format!("GET /apps/{}/agents on every node", self.ctx.target.app_id));
-        for t in &targets {
+        let s = self.listed_everywhere(format!("GET /apps/{}/agents on every node", self.ctx.target.app_id)).await;
+        self.sections.push(s);
+    }
+
+    /// `GET /apps/{id}/agents` asked of every node, in the order of the targets.
+    async fn listed_everywhere(&self, title: String) -> Section {
+        let mut s = Section::new(title);
+        for t in &self.fleet().targets {
             match super::cluster::agents_listed(t).await {
                 Ok((listed, online)) => {
                     s.row("hosts listed", listed as f64, "");
@@ -113,6 +119,19 @@ impl<'a> Phases<'a> {
                 }
                 Err(e) => eprintln!("  GET agents from {}: {e:#}", t.server),
             }
+        }
+        s
+    }
+
+    /// After a restart: every node's listing and what each dashboard shows (a dashboard whose
+    /// node went away has reconnected and been listed everything again).
+    async fn after_restart(&mut self) {
+        let mut s = self.listed_everywhere(format!("after the restart: GET /apps/{}/agents on every node", self.ctx.target.app_id)).await;
+        for v in &self.views {
+            let c = dashboard::lock(v).counts.clone();
+            s.row("dashboard: hosts listed", c.listed as f64, "");
+            s.row("dashboard: hosts online", c.online as f64, "");
+            s.row("dashboard: subscriptions", c.subscribes as f64, "");
         }
         self.sections.push(s);
     }
@@ -251,6 +270,7 @@ impl<'a> Phases<'a> {
         s.row("all agents back after", all_back.map_or(f64::NAN, |d| d.as_secs_f64()), "s");
         s.row("all listed online after", all_listed.map_or(f64::NAN, |d| d.as_secs_f64()), "s");
         self.sections.push(s);
+        self.after_restart().await;
         Ok(())
     }
 
