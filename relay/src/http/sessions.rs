@@ -3,20 +3,15 @@
 
 use std::time::{Duration, Instant};
 
+use axum::extract::Path;
 use axum::http::StatusCode;
-
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
 use axum::Json;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sonde_protocol::sonde::host_channel;
 
-use super::{auth, ApiError};
+use super::{ApiError, Signed};
 use crate::cluster::bus::Msg;
-use crate::server::AppState;
 use crate::sessions::{Clock, SessionInfo};
 
 /// Duration of a server-side session when the request gives none.
@@ -46,16 +41,8 @@ fn info_json(i: &SessionInfo) -> Value {
 }
 
 /// `POST /apps/{id}/sessions` `{"host": …, "duration_s": …}`
-pub async fn start(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = body?;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body.clone())?;
-    let req: StartBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+pub async fn start(signed: Signed) -> Result<Json<Value>, ApiError> {
+    let req: StartBody = serde_json::from_slice(&signed.body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     host_channel(&req.host).map_err(|e| ApiError::bad_request(format!("invalid host '{}': {e}", req.host)))?;
     let secs = req.duration_s.unwrap_or(DEFAULT_DURATION_S);
     if secs == 0 || secs > MAX_DURATION_S {
@@ -87,27 +74,13 @@ pub async fn start(
 }
 
 /// `GET /apps/{id}/sessions`
-pub async fn list(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
+pub async fn list(signed: Signed) -> Result<Json<Value>, ApiError> {
     let list: Vec<Value> = signed.app.sessions.list(Clock::now()).iter().map(info_json).collect();
     Ok(Json(json!({ "sessions": list })))
 }
 
 /// `DELETE /apps/{id}/sessions/{host}`
-pub async fn stop(
-    State(s): State<AppState>,
-    Path((app_id, host)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
+pub async fn stop(Path((_, host)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let app = &signed.app;
     if !app.sessions.is_leader() {
         if !app.sessions.list(Clock::now()).iter().any(|i| *i.host == *host) {
@@ -122,15 +95,8 @@ pub async fn stop(
 }
 
 /// `GET /apps/{id}/agents`
-pub async fn agents(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<axum::response::Response, ApiError> {
+pub async fn agents(signed: Signed) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
     // The entries are JSON already (snapshots are checked when they arrive): joined as they
     // are. Parsed into a tree per host first, 10,000 hosts took ~50 MB for the moment.
     let entries = signed.app.inventory.all();

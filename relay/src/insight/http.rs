@@ -1,16 +1,14 @@
 //! Reading the flight recorder: `GET /apps/{id}/debug/slow` (signed like the rest of the
 //! API, that app's events only) and `GET /debug/slow` (every app's, for an operator token).
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use base64::Engine;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{auth, ApiError};
+use crate::http::{ApiError, Signed};
 use crate::server::AppState;
 
 /// Events returned when the request names no `limit`, and the most it may name.
@@ -36,14 +34,7 @@ fn events(s: &AppState, app: Option<&str>, limit: usize) -> Json<Value> {
 }
 
 /// `GET /apps/{id}/debug/slow`
-pub async fn app_events(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let signed = auth::verify(&s.apps, &app_id, &method, &uri, body?)?;
+pub async fn app_events(State(s): State<AppState>, uri: Uri, signed: Signed) -> Result<Json<Value>, ApiError> {
     let n = limit(uri.query())?;
     Ok(events(&s, Some(signed.app.id()), n))
 }
