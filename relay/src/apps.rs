@@ -53,6 +53,8 @@ pub struct App {
     pub first_samples: crate::insight::FirstSamples,
     /// The hub's timings, for the live relay page.
     pub meter: Arc<crate::insight::AppMeter>,
+    /// Usage per minute, for seven days.
+    pub usage: crate::insight::usage::Usage,
 }
 
 /// The fan-out lanes are behind by so many deliveries: the API answers 503 (under a second of
@@ -114,6 +116,7 @@ impl App {
             cluster: OnceLock::new(),
             first_samples,
             meter,
+            usage: Default::default(),
         }
     }
 
@@ -147,6 +150,7 @@ impl App {
         self.metrics.sessions.set(self.sessions.count() as i64);
         self.announce_table();
         let lifecycle = self.sessions.take_lifecycle();
+        self.usage.sessions_started(lifecycle.iter().filter(|l| l.stopped_ms.is_none()).count());
         if let Some(w) = &self.webhooks {
             // Every change of role comes through here (the cluster applies what `lead`,
             // `follow` and `alone` return).
@@ -196,6 +200,7 @@ impl App {
 
     /// Fans a frame out here and on every other node.
     pub fn publish(&self, channel: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
+        self.usage.published();
         self.stream_seen(channel, &frame, urgency);
         if self.cluster.get().is_some() {
             self.announce(Msg::Publish {

@@ -271,6 +271,7 @@ async fn tick_sessions(state: AppState) {
             }
         }
         if n.is_multiple_of(4) {
+            crate::insight::usage_api::tick(&state);
             crate::insight::live::tick(&state);
         }
     }

@@ -61,6 +61,20 @@ test('an operator sees the relay live, with its slow events', { timeout: 40_000 
   }, { timeout: 10_000 });
   assert.ok(moved.points > first.points, 'new points were drawn');
 
+  // Today's usage: the busiest second's connections, and the relay's own states as messages
+  // published and delivered to this page.
+  const today = await until("today's totals to count them", async () => {
+    const t = await page.evaluate(() => window.__sondeRelay?.todayShown());
+    return t?.peak_connections >= moved.latest.connections && t.messages_out >= 3 && t;
+  }, { timeout: 10_000 });
+  assert.ok(today.deliveries >= today.messages_out, JSON.stringify(today));
+  assert.ok(today.messages_in >= 1, 'the subscribe of the page was received');
+  await until('the figure on the page', async () => {
+    const shown = await page.locator('.relay-today dd[data-figure="peak_connections"]').innerText();
+    const t = await page.evaluate(() => window.__sondeRelay.todayShown());
+    return shown === String(t.peak_connections);
+  });
+
   // The recorder's table shows the relay's own publishes (every one is "slow" here).
   await until('the recorder table', async () => (await page.locator('.relay-slow-table tbody tr[data-kind="slow_publish"]').count()) > 0, { timeout: 10_000 });
   assert.match(await page.locator('.relay-slow-table tbody tr').first().innerText(), /private-sonde-relay/);

@@ -12,6 +12,7 @@ import './relaypage.css';
 import type { ChartSpec } from './specs';
 import { SampleStore, WINDOW_MS, type Sample } from './store';
 import { SlowTable } from './slowtable';
+import { UsageToday, todayOf } from './usagetoday';
 
 export const RELAY_CHANNEL = 'private-sonde-relay';
 const EVENT = 'sonde:relay';
@@ -22,7 +23,9 @@ const MAX_NODES = 16;
 interface RelayState {
   node: string;
   ts_ms: number;
-  [figure: string]: number | string | null;
+  /** Usage since midnight UTC (an object: not drawn as a chart). */
+  today?: unknown;
+  [figure: string]: unknown;
 }
 
 const SPECS: ChartSpec[] = [
@@ -123,6 +126,7 @@ export class RelayPage {
   private nodesEl = el('div', { class: 'relay-nodes' });
   private note = el('p', { class: 'charts-note' }, 'Waiting for the relay’s first state…');
   private table: SlowTable;
+  private today = new UsageToday();
 
   constructor(private relay: Relay, token: string, apiBase: string) {
     this.table = new SlowTable(`${apiBase}/debug/slow?limit=20`, token);
@@ -132,6 +136,7 @@ export class RelayPage {
       el('div', { class: 'panel-head' }, el('h2', { class: 'panel-host' }, 'Relay')),
       this.note,
       this.nodesEl,
+      this.today.root,
       el('h3', { class: 'relay-section' }, 'Slow and failed events'),
       this.table.root,
     );
@@ -159,6 +164,8 @@ export class RelayPage {
       this.nodesEl.replaceChildren(...sorted.map((c) => c.root));
     }
     col.add(toSample(s));
+    const today = todayOf(s.today);
+    if (today) this.today.set(s.node, today);
     this.note.hidden = true;
     this.root.dataset.state = 'live';
   }
@@ -172,6 +179,11 @@ export class RelayPage {
     const out: Record<string, { points: number; latest: Record<string, number> | null }> = {};
     for (const [n, c] of this.nodes) out[n] = { points: c.store.length, latest: c.store.newest()?.metrics ?? null };
     return out;
+  }
+
+  /** What a browser test reads: today's totals as shown. */
+  todayShown(): Record<string, number> {
+    return this.today.shown();
   }
 
   close(): void {

@@ -124,6 +124,11 @@ pub enum Msg {
         frame: String,
         ttl_ms: u64,
     },
+    /// A minute of the app's usage the sender has closed: its own counts, added by every
+    /// other node to its ring.
+    Usage {
+        usage: crate::insight::usage::Minute,
+    },
     Heartbeat,
     /// The sender (re)joined: every node answers `SyncStart`, its whole state, `SyncDone`.
     Hello,
@@ -155,6 +160,7 @@ impl Msg {
             Self::Sessions { .. } => "sessions",
             Self::Directive { .. } => "directive",
             Self::Cache { .. } => "cache",
+            Self::Usage { .. } => "usage",
             Self::Heartbeat => "heartbeat",
             Self::Hello => "hello",
             Self::SyncStart { .. } => "sync_start",

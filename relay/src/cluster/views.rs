@@ -207,6 +207,7 @@ impl Views {
                     app.hub.store_cache(&c, Bytes::from(frame), Instant::now() + Duration::from_millis(ttl_ms));
                 }
             }
+            Msg::Usage { usage } => app.usage.merge_remote(usage, clock.now_ms),
             Msg::Publish { .. } | Msg::Count { .. } | Msg::Join { .. } | Msg::Leave { .. } | Msg::User { .. } | Msg::Terminate { .. } | Msg::Deliver { .. } => {
             }
             Msg::Heartbeat | Msg::Hello | Msg::Bye | Msg::SyncStart { .. } | Msg::SyncDone { .. } => {}

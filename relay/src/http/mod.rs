@@ -40,6 +40,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/apps/{app_id}/agents", get(sessions::agents))
         .route("/apps/{app_id}/debug/slow", get(crate::insight::http::app_events))
         .route("/debug/slow", get(crate::insight::http::all_events))
+        .route("/apps/{app_id}/usage", get(crate::insight::usage_api::usage))
 }
 
 pub async fn healthz() -> &'static str {
@@ -119,6 +120,7 @@ fn endpoint_name(route: &str) -> &'static str {
         "/apps/{app_id}/sessions/{host}" => "session",
         "/apps/{app_id}/agents" => "agents",
         "/apps/{app_id}/debug/slow" | "/debug/slow" => "debug_slow",
+        "/apps/{app_id}/usage" => "usage",
         _ => "other",
     }
 }

@@ -48,6 +48,8 @@ pub struct RelayState {
     pub cluster_nodes: usize,
     /// Events the flight recorder holds (all apps).
     pub recorded: usize,
+    /// Usage since midnight (UTC), every app's; the cluster's as far as this node has heard.
+    pub today: super::usage::Totals,
 }
 
 #[derive(Default)]
@@ -117,5 +119,6 @@ fn measure(state: &AppState, window: &Taken, totals: Totals, before: Totals, sec
         webhook_queue: apps().filter_map(|a| a.webhooks.as_ref()).map(|w| w.queued()).sum(),
         cluster_nodes,
         recorded: state.metrics.insight.recorder.len(),
+        today: super::usage_api::today(state),
     }
 }

@@ -9,6 +9,8 @@ pub mod live;
 mod meter;
 pub mod recorder;
 pub mod signal;
+pub mod usage;
+pub mod usage_api;
 mod window;
 
 use std::sync::Arc;
