@@ -53,6 +53,19 @@ describe('usage of one relay', () => {
     assert.equal(other.totals.peak_connections, 0);
   });
 
+  it('counts a session started through the API and its minutes', async () => {
+    const started = await relay.server(ALONE.id).post({ path: '/sessions', body: { host: 'metered-host', duration_s: 60 } });
+    assert.equal(started.status, 200);
+    const u = await waitUntil(async () => {
+      const r = await usage(relay, ALONE.id);
+      return r.totals.sessions_started === 1 && r.totals.session_minutes >= 1 / 60 ? r : null;
+    }, { timeout: 5000, what: 'the session and a second of it counted' });
+    assert.ok(u.totals.session_minutes < 1, `${u.totals.session_minutes} session minutes within seconds`);
+    assert.equal(u.today.sessions_started, 1);
+    const stopped = await relay.request({ app: ALONE.id, method: 'DELETE', path: '/sessions/metered-host' });
+    assert.equal(stopped.status, 200);
+  });
+
   it('answers a span by from and to, and refuses a wrong one with a JSON error', async () => {
     const now = Math.floor(Date.now() / 1000);
     const past = await usage(relay, ALONE.id, { from: String(now - 7200), to: String(now - 3700) });
