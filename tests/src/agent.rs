@@ -26,9 +26,10 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     BUILD.call_once(|| {
-        let missing = ["sonde-agent", "sonde-relay"].iter().any(|b| !root.join("target/debug").join(b).exists());
+        let missing = ["sonde-agent", "sonde-relay", "sonde-bench"].iter().any(|b| !root.join("target/debug").join(b).exists());
         if missing {
-            let ok = Command::new(env!("CARGO")).args(["build", "-p", "sonde-agent", "-p", "sonde-relay"]).current_dir(&root).status().map(|s| s.success());
+            let packages = ["build", "-p", "sonde-agent", "-p", "sonde-relay", "-p", "sonde-bench"];
+            let ok = Command::new(env!("CARGO")).args(packages).current_dir(&root).status().map(|s| s.success());
             assert!(matches!(ok, Ok(true)), "building the binaries failed");
         }
     });

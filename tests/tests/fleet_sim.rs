@@ -82,13 +82,7 @@ fn decode(bytes: &[u8]) -> (String, Vec<String>) {
 }
 
 fn bench_bin() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = root.join("target/debug/sonde-bench");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO")).args(["build", "-p", "sonde-bench"]).current_dir(&root).status().map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "building sonde-bench failed");
-    }
-    bin
+    sonde_tests::agent::workspace_bin("sonde-bench")
 }
 
 struct Killed(Child);

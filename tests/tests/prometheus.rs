@@ -1,17 +1,20 @@
 //! deploy/prometheus and deploy/grafana against the real thing: a real `prometheus` scrapes a
-//! real relay under load, every query of the Grafana dashboard and every alert rule is
-//! evaluated through Prometheus's HTTP API, and two alerts are driven to firing (Redis gone
-//! under a cluster node, then the relay itself gone).
+//! two-node cluster (a real `redis-server`) under `sonde-bench fleet` load (agents on both
+//! nodes, a dashboard, viewers starting sessions), with a webhook target that is down, a
+//! reader too slow for its channel and a socket that never sends its request. Every query of
+//! the Grafana dashboard and every alert expression (its measured side, without the
+//! threshold) is run through Prometheus's HTTP API and must return a number; then three alerts
+//! are driven to firing (webhook drops, Redis gone under the nodes, a relay gone).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use sonde_relay::cluster::RedisConfig;
-use sonde_relay::config::{AppConfig, Config};
-use sonde_tests::agent::TempDir;
+use serde_json::{json, Value};
+use sonde_relay::config::Config;
+use sonde_tests::agent::{workspace_bin, TempDir};
 use sonde_tests::cluster::RedisServer;
+use sonde_tests::raw::{Frame, RawWs};
 use sonde_tests::TestRelay;
 
 fn repo(path: &str) -> PathBuf {
@@ -32,12 +35,12 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start(target: &str) -> Self {
+    async fn start(targets: &[String]) -> Self {
         let dir = TempDir::new("prometheus");
         let rules = std::fs::read_to_string(repo("deploy/prometheus/sonde-rules.yml")).unwrap();
         let rules: String = rules.lines().map(|l| if l.trim_start().starts_with("for:") { "".to_owned() } else { format!("{l}\n") }).collect();
         std::fs::write(dir.0.join("rules.yml"), rules).unwrap();
-        let config = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: sonde-relay\n    static_configs:\n      - targets: ['{target}']\n");
+        let config = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: sonde-relay\n    static_configs:\n      - targets: [{}]\n", targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", "));
         std::fs::write(dir.0.join("prometheus.yml"), config).unwrap();
         let port = free_port();
         let child = Command::new("prometheus")
@@ -110,58 +113,165 @@ fn metric_families(expr: &str) -> Vec<String> {
     out
 }
 
-async fn load(relay: &TestRelay, rounds: usize) {
-    let api = relay.api();
-    for i in 0..rounds {
-        assert_eq!(api.trigger(&["room"], "tick", &i.to_string()).await.0, 200);
-        let _ = api.request("GET", "/channels", None, &[]).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// The alert rules' expressions, each cut to what it measures: `A > 0.9` → `A`, and both
+/// sides of an `and on (…)`.
+fn alert_measures() -> Vec<String> {
+    let text = std::fs::read_to_string(repo("deploy/prometheus/sonde-rules.yml")).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(expr) = line.trim_start().strip_prefix("expr:") else { continue };
+        for part in expr.split(" and on (instance, job) ") {
+            let cut = [" == ", " > ", " < "].iter().filter_map(|op| part.rfind(op)).max().map_or(part, |i| &part[..i]);
+            out.push(cut.trim().to_owned());
+        }
+    }
+    assert_eq!(out.len(), 7, "{out:?}");
+    out
+}
+
+/// Whether an instant query's result holds a finite number.
+fn has_number(result: &[Value]) -> bool {
+    result.iter().any(|r| r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).is_some_and(f64::is_finite))
+}
+
+/// Two nodes' configuration: a fleet's limits, an app whose webhook target is down (its
+/// events dropped after a one-second retry window), and room for big events.
+fn cluster_config(dir: &TempDir, redis: &RedisServer) -> Config {
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let text = format!(
+        r#"
+[edge]
+max_sockets_per_ip = 0
+max_handshakes_per_ip = 0
+
+[sessions]
+grace_ms = 1000
+
+[redis]
+url = "{redis}"
+prefix = "prom"
+heartbeat_ms = 300
+node_timeout_ms = 1500
+
+[webhooks]
+timeout_ms = 300
+initial_backoff_ms = 100
+max_backoff_ms = 200
+retry_window_s = 1
+
+[[apps]]
+id = "1"
+key = "key"
+secret = "secret"
+client_events = true
+max_connections = 0
+max_payload_bytes = 204800
+max_message_bytes = 262144
+max_outbox_bytes = 262144
+
+[[apps.webhooks]]
+url = "http://{down}/hooks"
+event_types = ["channel_occupied"]
+"#,
+        redis = redis.url()
+    );
+    let path = dir.0.join("relay.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::from_toml_file(&path).unwrap()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-#[tokio::test]
-async fn a_real_prometheus_scrapes_the_relay_runs_every_dashboard_query_and_fires_alerts() {
-    let mut redis = RedisServer::start().await;
-    let config = Config { apps: vec![AppConfig::from_flag("1:key:secret").unwrap()], redis: Some(RedisConfig::new(&redis.url())), ..Config::default() };
-    let relay = TestRelay::with_config(config).await;
-    let mut subscribers = Vec::new();
-    for _ in 0..20 {
-        let mut c = relay.client().await;
-        c.subscribe("room").await;
-        subscribers.push(c);
-    }
-    let prom = Prometheus::start(&relay.addr.to_string()).await;
-    prom.until("the relay scraped", 30, async |p| p.get("/api/v1/query", &[("query", "up")]).await.is_some_and(|v| v["data"]["result"][0]["value"][1] == "1"))
-        .await;
-    load(&relay, 60).await;
-    prom.until("publishes in the histograms", 15, async |p| !p.query("sonde_publish_write_seconds_count > 0").await.is_empty()).await;
+/// `sonde-bench fleet`: 40 agents over both nodes, a dashboard and two held sessions on the
+/// first, then viewers starting a short session a second until killed.
+fn fleet(main: &TestRelay, other: &TestRelay) -> Killed {
+    let child = Command::new(workspace_bin("sonde-bench"))
+        .args(["--host", "127.0.0.1", "--port", &main.addr.port().to_string(), "--source-addrs", "0"])
+        .args(["fleet", "--agents", "40", "--also", &other.addr.to_string(), "--dashboards", "1", "--uptime", "5", "--steady", "2"])
+        .args(["--sessions", "2", "--session-rate", "1", "--session-window", "120", "--watch", "1", "--connect-rate", "200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sonde-bench");
+    Killed(child)
+}
 
-    // Every dashboard query is valid PromQL over metrics the relay really exposes; those
-    // of the traffic generated here return data.
-    let (_, metrics) = relay.api().raw("GET", "/metrics", vec![]).await;
+/// A subscriber of `firehose` that never reads, and big events until the relay closes it.
+async fn slow_reader(relay: &TestRelay) {
+    let api = relay.api();
+    let mut ws = RawWs::open(relay.addr, "key").await;
+    ws.send(&Frame::text(json!({"event": "pusher:subscribe", "data": {"channel": "firehose"}}).to_string())).await;
+    let payload = "x".repeat(190 * 1024);
+    let resets =
+        || async { relay.api().raw("GET", "/metrics", vec![]).await.1.as_str().unwrap_or_default().contains("sonde_slow_consumer_resets_total{app=\"1\"} 1") };
+    let mut sent = 0;
+    while !resets().await {
+        assert!(sent < 2_000, "the reader was never closed after {sent} events");
+        let (status, body) = api.trigger(&["firehose"], "big", &payload).await;
+        assert_eq!(status, 200, "{body}");
+        sent += 1;
+    }
+    drop(ws);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_a_loaded_cluster_every_query_returns_data_and_alerts_fire() {
+    let mut redis = RedisServer::start().await;
+    let dir = TempDir::new("prom-relay");
+    let config = cluster_config(&dir, &redis);
+    let one = TestRelay::with_config(config.clone()).await;
+    let two = TestRelay::with_config(config).await;
+    let prom = Prometheus::start(&[one.addr.to_string(), two.addr.to_string()]).await;
+    let up = async |p: &Prometheus| p.get("/api/v1/query", &[("query", "up == 1")]).await.and_then(|v| v["data"]["result"].as_array().map(Vec::len));
+    prom.until("both relays scraped", 30, async |p| up(p).await == Some(2)).await;
+    let bench = fleet(&one, &two);
+    // A socket that never sends its request: cut at the head deadline, a refusal by reason.
+    let silent = tokio::net::TcpStream::connect(one.addr).await.unwrap();
+    slow_reader(&one).await;
+
+    // Every dashboard query and every alert's measure gives a number at some point under the
+    // load (a quantile is NaN while its histogram is idle: each waits for its moment).
+    let (_, metrics) = one.api().raw("GET", "/metrics", vec![]).await;
     let exposed = metrics.as_str().unwrap().to_owned();
-    for q in dashboard_queries() {
-        for family in metric_families(&q) {
+    let mut pending: Vec<String> = dashboard_queries().into_iter().chain(alert_measures()).collect();
+    for q in &pending {
+        for family in metric_families(q) {
             assert!(exposed.contains(&format!("# TYPE {family} ")), "{family} (in {q}) is not in the relay's /metrics");
         }
-        let result = prom.query(&q).await;
-        let expect_data = ["sonde_connections", "sonde_messages_out", "sonde_publish_write_seconds", "sonde_http_request_duration", "sonde_cluster_adapter_up"];
-        if expect_data.iter().any(|m| q.contains(m)) {
-            assert!(!result.is_empty(), "no data for {q}");
-        }
     }
-    // Every alert rule evaluates without error.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "no data from Prometheus for {pending:#?}");
+        let mut still = Vec::new();
+        for q in pending {
+            if !has_number(&prom.query(&q).await) {
+                still.push(q);
+            }
+        }
+        pending = still;
+        let _ = one.api().request("GET", "/channels", None, &[]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Every alert rule evaluates without error; the down webhook target's drops fire one.
     let rules = prom.get("/api/v1/rules", &[]).await.unwrap();
     let all: Vec<&Value> = rules["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
     assert_eq!(all.len(), 6, "{rules}");
     for r in &all {
         assert_eq!(r["health"], "ok", "{r}");
     }
+    prom.until("SondeWebhookDrops to fire", 30, async |p| p.firing("SondeWebhookDrops").await).await;
     assert!(!prom.firing("SondeRedisLinkDown").await, "Redis is up");
+    drop((bench, silent));
 
     redis.kill();
     prom.until("SondeRedisLinkDown to fire", 30, async |p| p.firing("SondeRedisLinkDown").await).await;
-    relay.stop().await;
+    one.stop().await;
     prom.until("SondeRelayDown to fire", 30, async |p| p.firing("SondeRelayDown").await).await;
-    drop(subscribers);
+    two.stop().await;
 }
