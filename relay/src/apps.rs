@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::AppConfig;
-use crate::hub::{lanes, Hub, HubOptions};
+use crate::hub::{Hub, HubOptions, Lanes};
 use bytes::Bytes;
 use sonde_protocol::frame::json_string;
 use sonde_protocol::sonde::{host_channel, host_of, EVENT_BACKFILL, EVENT_SESSION};
@@ -75,21 +75,28 @@ pub struct ApiEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FanoutBusy;
 
+/// Fan-out lanes of their own for apps built outside a relay (tests, tools): one per core.
+fn own_lanes() -> Arc<Lanes> {
+    Lanes::start(None).expect("start the fan-out threads")
+}
+
 impl App {
     pub fn new(config: AppConfig, metrics: &Metrics) -> Self {
         Self::with_timing(config, metrics, SessionTiming::default())
     }
 
     pub fn with_timing(config: AppConfig, metrics: &Metrics, timing: SessionTiming) -> Self {
-        Self::build(config, metrics, timing, &WebhookSettings::default())
+        Self::build(config, metrics, timing, &WebhookSettings::default(), own_lanes())
     }
 
-    pub fn build(config: AppConfig, metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings) -> Self {
-        let hub = Hub::new(HubOptions {
+    /// One app of a relay, fanning out through the relay's `lanes`.
+    pub fn build(config: AppConfig, metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings, lanes: Arc<Lanes>) -> Self {
+        let options = HubOptions {
             subscription_count: config.subscription_count,
             max_presence_members: config.limits.max_presence_members,
             cache_ttl: Duration::from_secs(config.limits.cache_ttl_s),
-        });
+        };
+        let hub = Hub::new(options, lanes);
         let app_metrics = metrics.for_app(&config.id);
         let meter = metrics.insight.meter_for(&config.id, app_metrics.conflated.clone());
         hub.measure(meter.clone());
@@ -163,7 +170,7 @@ impl App {
     /// are written to at once, large ones handed to the fan-out lanes, so the API answers
     /// before a large fan-out is done. Refused while the lanes are far behind.
     pub fn publish_events<'a>(&self, events: impl IntoIterator<Item = &'a ApiEvent>) -> Result<(), FanoutBusy> {
-        if lanes().backlog() > BUSY_BACKLOG {
+        if self.hub.lanes().backlog() > BUSY_BACKLOG {
             return Err(FanoutBusy);
         }
         events.into_iter().for_each(|ev| self.fan_out(ev));
@@ -358,13 +365,14 @@ impl Apps {
     }
 
     pub fn with_timing(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming) -> Self {
-        Self::build(configs, metrics, timing, &WebhookSettings::default())
+        Self::build(configs, metrics, timing, &WebhookSettings::default(), &own_lanes())
     }
 
-    pub fn build(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings) -> Self {
+    /// A relay's apps; every app's hub fans out through the relay's `lanes`.
+    pub fn build(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings, lanes: &Arc<Lanes>) -> Self {
         let mut apps = Self::default();
         for c in configs {
-            let app = Arc::new(App::build(c.clone(), metrics, timing, hooks));
+            let app = Arc::new(App::build(c.clone(), metrics, timing, hooks, lanes.clone()));
             apps.by_key.insert(c.key.clone(), app.clone());
             apps.by_id.insert(c.id.clone(), app);
         }

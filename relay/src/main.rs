@@ -38,9 +38,6 @@ fn serve(cli: &Cli) -> ExitCode {
     }
     init_tracing(&cli.log_format);
     sonde_relay::edge::install_panic_hook();
-    if let Some(n) = config.fanout_threads {
-        sonde_relay::hub::configure_lanes(n);
-    }
     // Accepting, timers and the cluster link; connections are served by `io_threads`.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {

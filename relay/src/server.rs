@@ -119,15 +119,17 @@ impl Drop for IoThreads {
 }
 
 impl AppState {
-    pub fn new(config: &Config) -> Self {
+    /// The relay `config` describes, its fan-out lanes started (`fanout_threads`).
+    pub fn new(config: &Config) -> std::io::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         metrics.insight.recorder.configure(&config.recorder);
-        let apps = Arc::new(Apps::build(&config.apps, &metrics, config.sessions.timing(), &config.webhooks));
+        let lanes = crate::hub::Lanes::start(config.fanout_threads)?;
+        let apps = Arc::new(Apps::build(&config.apps, &metrics, config.sessions.timing(), &config.webhooks, &lanes));
         let webhook_client = apps.iter().any(|a| a.webhooks.is_some()).then(|| crate::webhooks::client(&config.webhooks));
         let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
         let cap = crate::edge::socket_cap(config.edge.max_sockets, config.edge.reserved_descriptors);
         let gate = Arc::new(Gate::new(&config.edge, &config.trusted_proxies, cap, metrics.clone()));
-        Self {
+        Ok(Self {
             gate,
             apps,
             cluster,
@@ -142,7 +144,7 @@ impl AppState {
             io: None,
             webhook_client,
             tls: None,
-        }
+        })
     }
 }
 
@@ -165,7 +167,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then closes every client with 4200 and returns.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let mut state = AppState::new(&config);
+    let mut state = AppState::new(&config)?;
     let threads = config.io_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let io = match threads {
         0 => None,
@@ -440,5 +442,20 @@ async fn sweep(state: AppState) {
             app.limiters.sweep(std::time::Instant::now());
         }
         state.gate.sweep(std::time::Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AppConfig;
+
+    #[test]
+    fn every_app_fans_out_through_the_lanes_the_config_names() {
+        let apps = vec![AppConfig::from_flag("1:k1:s1").unwrap(), AppConfig::from_flag("2:k2:s2").unwrap()];
+        let state = AppState::new(&Config { fanout_threads: Some(3), apps, ..Config::default() }).unwrap();
+        let lanes: Vec<&crate::hub::Lanes> = state.apps.iter().map(|a| a.hub.lanes()).collect();
+        assert_eq!(lanes.len(), 2);
+        assert!(lanes.iter().all(|l| l.count() == 3 && std::ptr::eq(*l, lanes[0])));
     }
 }

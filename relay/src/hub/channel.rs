@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use sonde_protocol::frame::Member;
 use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
 
-use super::lanes::{lanes, Shares};
+use super::lanes::{Lanes, Shares};
 use super::{Conn, Delivery, HubOptions, Meter, NodeId, Observer, Pass, PassReport, PresenceUser, Pushed, Transition, Urgency};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,12 +109,14 @@ pub(super) struct Channel {
     /// Publishes handed to lanes and not yet written: until they are, every publish goes the
     /// same way, so none overtakes another.
     in_flight: Arc<AtomicUsize>,
+    /// The relay's fan-out lanes, which a large publish is handed to.
+    lanes: Arc<Lanes>,
 }
 
 impl Channel {
-    pub(super) fn new(name: ChannelName) -> Self {
+    pub(super) fn new(name: ChannelName, lanes: Arc<Lanes>) -> Self {
         let kind = name.kind();
-        Self { name, kind, state: RwLock::default(), shares: Mutex::new(None), in_flight: Arc::default() }
+        Self { name, kind, state: RwLock::default(), shares: Mutex::new(None), in_flight: Arc::default(), lanes }
     }
 
     pub(super) fn name(&self) -> &ChannelName {
@@ -338,9 +340,9 @@ impl Channel {
         let reached = st.subscribers.len() - usize::from(except.is_some_and(|e| st.subscribers.contains_key(&e)));
         let accepted = meter.filter(|_| reached > 0).map(|_| Instant::now());
         if st.subscribers.len() > DIRECT_FANOUT_MAX || self.in_flight.load(Ordering::Acquire) > 0 {
-            let share = self.shares.lock().get_or_insert_with(|| Arc::new(Shares::new(st.subscribers.values().map(|s| &s.conn)))).clone();
+            let share = self.shares.lock().get_or_insert_with(|| Arc::new(Shares::new(&self.lanes, st.subscribers.values().map(|s| &s.conn)))).clone();
             let timed = meter.zip(accepted).map(|(m, at)| (m.clone(), at));
-            lanes().dispatch(&share, &self.name, frame, except, urgency, &self.in_flight, timed);
+            self.lanes.dispatch(&share, &self.name, frame, except, urgency, &self.in_flight, timed);
             d.delivered += reached;
             return;
         }
@@ -353,7 +355,8 @@ impl Channel {
                 subscribers: reached,
                 bytes: frame.len(),
                 frames: 1,
-                backlog: lanes().backlog(),
+                backlog: self.lanes.backlog(),
+                lanes: self.lanes.count(),
                 accepted,
                 elapsed,
             });

@@ -9,11 +9,14 @@
 //! system call.
 //! A socket that is full gets the rest queued in its outbox, where its own task finishes the
 //! write (and slow readers are conflated or closed as usual).
+//!
+//! The lanes belong to one relay (every app's hub shares them): built from `fanout_threads`
+//! by the relay's constructor, their threads end when the last hub holding them is dropped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -30,10 +33,12 @@ pub struct Shares {
 }
 
 impl Shares {
-    pub fn new<'a>(conns: impl Iterator<Item = &'a Arc<Conn>>) -> Self {
-        let mut by_lane = vec![Vec::new(); lanes().count()];
+    pub fn new<'a>(lanes: &Lanes, conns: impl Iterator<Item = &'a Arc<Conn>>) -> Self {
+        let mut by_lane = vec![Vec::new(); lanes.count()];
         for c in conns {
-            by_lane[c.lane].push(c.clone());
+            // `assign` gave each connection a lane below the count; the modulo only keeps a
+            // connection made for other lanes (a test's) from indexing past them.
+            by_lane[c.lane % lanes.count()].push(c.clone());
         }
         Self { by_lane }
     }
@@ -54,39 +59,30 @@ struct Job {
 /// A meter of some app (every job of a circle is for the same channel, so the same app).
 type AnyMeter = Option<Arc<dyn Meter>>;
 
+/// One relay's fan-out threads. Dropping it (with the last hub) ends them once their queued
+/// jobs are written.
 pub struct Lanes {
     senders: Vec<Sender<Job>>,
     /// Deliveries handed to lanes and not yet written or queued.
-    backlog: AtomicUsize,
+    backlog: Arc<AtomicUsize>,
     next: AtomicUsize,
 }
 
-static LANES: OnceLock<Lanes> = OnceLock::new();
-
-/// The process's lanes, started on first use: as many as `configure` said, else one per core.
-pub fn lanes() -> &'static Lanes {
-    LANES.get_or_init(|| Lanes::start(std::thread::available_parallelism().map_or(1, |n| n.get())))
-}
-
-/// Sets the number of lanes before the first fan-out (a relay sharing its machine with other
-/// busy processes may want fewer than its cores). Returns false when they were started already.
-pub fn configure(threads: usize) -> bool {
-    let mut fresh = false;
-    LANES.get_or_init(|| {
-        fresh = true;
-        Lanes::start(threads)
-    });
-    fresh
-}
-
 impl Lanes {
-    fn start(threads: usize) -> Self {
-        let n = threads.clamp(1, 64);
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Job>()).unzip();
-        for (i, rx) in receivers.into_iter().enumerate() {
-            std::thread::Builder::new().name(format!("sonde-fanout-{i}")).spawn(move || run(i, rx)).expect("spawn a fan-out thread");
+    /// `threads` lanes (1 to 64), or one per core. A relay sharing its machine with other busy
+    /// processes may want fewer than its cores.
+    pub fn start(threads: Option<usize>) -> std::io::Result<Arc<Self>> {
+        let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, 64);
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let mut senders = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let lane = Lane { index: i, count: n, backlog: backlog.clone() };
+            std::thread::Builder::new().name(format!("sonde-fanout-{i}")).spawn(move || run(&lane, rx))?;
+            senders.push(tx);
         }
-        Self { senders, backlog: AtomicUsize::new(0), next: AtomicUsize::new(0) }
+        LAST_COUNT.store(n, Ordering::Relaxed);
+        Ok(Arc::new(Self { senders, backlog, next: AtomicUsize::new(0) }))
     }
 
     pub fn count(&self) -> usize {
@@ -131,7 +127,7 @@ impl Lanes {
                 in_flight: in_flight.clone(),
                 timed: timed.clone(),
             };
-            // The lane threads never stop, so the receiver is always there.
+            // A lane thread ends only when these senders are dropped, so the receiver is there.
             let _ = self.senders[lane].send(job);
         }
     }
@@ -151,7 +147,15 @@ struct InFlight {
 /// connection gets every frame still going round in one write, and each frame is done once it
 /// has gone all the way round. A job for other subscribers waits (and stops the joining of any
 /// behind it) until the circle is empty, so no channel's frames overtake each other.
-fn run(lane: usize, rx: Receiver<Job>) {
+/// What a lane's thread knows of itself and the others.
+struct Lane {
+    index: usize,
+    count: usize,
+    /// `Lanes::backlog`.
+    backlog: Arc<AtomicUsize>,
+}
+
+fn run(lane: &Lane, rx: Receiver<Job>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut going: VecDeque<InFlight> = VecDeque::new();
     let mut frames: Vec<Bytes> = Vec::new();
@@ -165,7 +169,7 @@ fn run(lane: usize, rx: Receiver<Job>) {
         };
         let share = first.share.clone();
         let (channel, urgency) = (first.channel.clone(), first.urgency);
-        let conns = &share.by_lane[lane];
+        let conns = &share.by_lane[lane.index];
         let n = conns.len() as u64;
         let mut step = 0u64;
         let meter: AnyMeter = first.timed.as_ref().map(|(m, _)| m.clone());
@@ -198,9 +202,9 @@ fn run(lane: usize, rx: Receiver<Job>) {
             while going.front().is_some_and(|f| f.end == step) {
                 let done = going.pop_front().expect("front exists");
                 frames.remove(0);
-                lanes().backlog.fetch_sub(conns.len(), Ordering::Relaxed);
+                let behind = lane.backlog.fetch_sub(conns.len(), Ordering::Relaxed).saturating_sub(conns.len());
                 done.job.in_flight.fetch_sub(1, Ordering::AcqRel);
-                report(&done.job, conns.len(), going.len() + 1);
+                lane.report(&done.job, conns.len(), going.len() + 1, behind);
             }
         }
         if let (Some(m), true) = (meter, conflated > 0) {
@@ -210,9 +214,30 @@ fn run(lane: usize, rx: Receiver<Job>) {
 }
 
 /// A job went all the way round this lane's share: one clock read for the whole pass.
-fn report(job: &Job, subscribers: usize, frames: usize) {
-    let Some((meter, accepted)) = &job.timed else { return };
-    let elapsed = accepted.elapsed();
-    let backlog = lanes().backlog();
-    meter.pass(&PassReport { pass: Pass::Lanes, channel: &job.channel, subscribers, bytes: job.frame.len(), frames, backlog, accepted: *accepted, elapsed });
+impl Lane {
+    fn report(&self, job: &Job, subscribers: usize, frames: usize, backlog: usize) {
+        let Some((meter, accepted)) = &job.timed else { return };
+        let elapsed = accepted.elapsed();
+        let (bytes, lanes, accepted) = (job.frame.len(), self.count, *accepted);
+        meter.pass(&PassReport { pass: Pass::Lanes, channel: &job.channel, subscribers, bytes, frames, backlog, lanes, accepted, elapsed });
+    }
+}
+
+/// How many lanes the relay started last has. Only `insight` reads it, once per app for its
+/// flight-recorder events, and only until it takes the count from `PassReport::lanes`: the
+/// lanes themselves belong to their relay.
+static LAST_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// See `LAST_COUNT`.
+pub struct LastStarted;
+
+impl LastStarted {
+    pub fn count(&self) -> usize {
+        LAST_COUNT.load(Ordering::Relaxed)
+    }
+}
+
+/// See `LAST_COUNT`.
+pub fn lanes() -> LastStarted {
+    LastStarted
 }

@@ -41,6 +41,8 @@ pub struct PassReport<'a> {
     pub frames: usize,
     /// Deliveries still waiting for any lane when the pass ended.
     pub backlog: usize,
+    /// The relay's fan-out lanes.
+    pub lanes: usize,
     /// When the publish was accepted, and how long the pass took from there.
     pub accepted: Instant,
     pub elapsed: Duration,

@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use sonde_protocol::{ChannelName, CloseCode, ServerFrame, SocketId};
 
 pub use channel::{Change, ChannelInfo, SubscribeError};
-pub use lanes::{configure as configure_lanes, lanes};
+pub use lanes::{lanes, Lanes};
 pub use meter::{mark_ms, since_mark, Meter, Overflow, Pass, PassReport};
 pub use outbox::{CloseRequest, DirectWrite, Outbox, Outgoing, Pushed, Written};
 pub use users::SigninError;
@@ -32,15 +32,15 @@ use users::Users;
 pub struct Conn {
     pub socket_id: SocketId,
     pub outbox: Outbox,
-    /// The fan-out lane that writes this connection's frames of large channels.
+    /// The fan-out lane that writes this connection's frames of large channels (`Lanes::assign`).
     lane: usize,
     /// Set once by sign-in.
     user: Mutex<Option<Arc<str>>>,
 }
 
 impl Conn {
-    pub fn new(socket_id: SocketId, outbox_limit: usize) -> Arc<Self> {
-        Arc::new(Self { socket_id, outbox: Outbox::new(outbox_limit), lane: lanes().assign(), user: Mutex::new(None) })
+    pub fn new(socket_id: SocketId, outbox_limit: usize, lane: usize) -> Arc<Self> {
+        Arc::new(Self { socket_id, outbox: Outbox::new(outbox_limit), lane, user: Mutex::new(None) })
     }
 
     pub fn user(&self) -> Option<Arc<str>> {
@@ -120,11 +120,19 @@ pub struct Hub {
     observer: OnceLock<Arc<dyn Observer>>,
     /// Set when someone measures the core's timings; without it no clock is read for them.
     meter: OnceLock<Arc<dyn Meter>>,
+    /// The relay's fan-out lanes (every app's hub shares them).
+    lanes: Arc<Lanes>,
 }
 
 impl Hub {
-    pub fn new(options: HubOptions) -> Self {
-        Self { options, channels: RwLock::default(), conns: RwLock::default(), users: Mutex::default(), observer: OnceLock::new(), meter: OnceLock::new() }
+    pub fn new(options: HubOptions, lanes: Arc<Lanes>) -> Self {
+        let (channels, conns, users) = (RwLock::default(), RwLock::default(), Mutex::default());
+        Self { options, channels, conns, users, observer: OnceLock::new(), meter: OnceLock::new(), lanes }
+    }
+
+    /// The fan-out lanes, which also give each new connection its lane.
+    pub fn lanes(&self) -> &Lanes {
+        &self.lanes
     }
 
     /// Reports every channel transition to `observer` from now on (once; later calls are
@@ -199,7 +207,7 @@ impl Hub {
         if let Some(c) = self.channel(name) {
             return c;
         }
-        self.channels.write().entry(name.clone()).or_insert_with(|| Arc::new(Channel::new(name.clone()))).clone()
+        self.channels.write().entry(name.clone()).or_insert_with(|| Arc::new(Channel::new(name.clone(), self.lanes.clone()))).clone()
     }
 
     fn drop_if_empty(&self, ch: &Arc<Channel>) {

@@ -1,12 +1,17 @@
 use super::*;
 use sonde_protocol::frame::Incoming;
 
-fn hub() -> Hub {
-    Hub::new(HubOptions { subscription_count: false, max_presence_members: 2, cache_ttl: Duration::from_secs(60) })
+fn lanes() -> Arc<Lanes> {
+    Lanes::start(Some(2)).unwrap()
 }
 
+fn hub() -> Hub {
+    Hub::new(HubOptions { subscription_count: false, max_presence_members: 2, cache_ttl: Duration::from_secs(60) }, lanes())
+}
+
+/// A connection on lane `n % 2`, as `Lanes::assign` would spread them.
 fn conn(n: u64) -> Arc<Conn> {
-    Conn::new(SocketId::new(n, n), 1 << 20)
+    Conn::new(SocketId::new(n, n), 1 << 20, n as usize)
 }
 
 fn events(c: &Conn) -> Vec<(String, serde_json::Value)> {
@@ -115,7 +120,7 @@ fn signin_watchlist_and_terminate() {
 
 #[test]
 fn subscription_count_is_opt_in_and_skips_presence() {
-    let h = Hub::new(HubOptions { subscription_count: true, max_presence_members: 10, cache_ttl: Duration::from_secs(1) });
+    let h = Hub::new(HubOptions { subscription_count: true, max_presence_members: 10, cache_ttl: Duration::from_secs(1) }, lanes());
     let ch = ChannelName::parse("private-x").unwrap();
     let (a, b) = (conn(1), conn(2));
     h.subscribe(&a, &ch, None).unwrap();
@@ -197,7 +202,7 @@ fn large_fan_outs_keep_every_connections_order_through_the_lanes() {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lanes().backlog() > 0 && Instant::now() < deadline {
+    while h.lanes().backlog() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     for (n, (c, s)) in conns.iter().zip(&socks).enumerate() {

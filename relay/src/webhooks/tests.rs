@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::hub::{Conn, Hub, HubOptions, PresenceUser};
+use crate::hub::{Conn, Hub, HubOptions, Lanes, PresenceUser};
 
 fn app(toml_targets: &str, batch_ms: u64) -> AppConfig {
     let mut app = AppConfig::from_flag("1:key:secret").unwrap();
@@ -24,7 +24,7 @@ fn app(toml_targets: &str, batch_ms: u64) -> AppConfig {
 }
 
 fn hub_with(w: &Arc<Webhooks>) -> Hub {
-    let hub = Hub::new(HubOptions { subscription_count: false, max_presence_members: 10, cache_ttl: Duration::from_secs(60) });
+    let hub = Hub::new(HubOptions { subscription_count: false, max_presence_members: 10, cache_ttl: Duration::from_secs(60) }, Lanes::start(Some(1)).unwrap());
     hub.observe(w.clone());
     hub
 }
@@ -67,7 +67,7 @@ fn events_reach_the_targets_that_take_them_in_order() {
     let hub = hub_with(&w);
     let room = ChannelName::parse("presence-room").unwrap();
     let plain = ChannelName::parse("cache-news").unwrap();
-    let (a1, a2, b) = (Conn::new(SocketId::new(1, 1), 1 << 20), Conn::new(SocketId::new(2, 2), 1 << 20), Conn::new(SocketId::new(3, 3), 1 << 20));
+    let (a1, a2, b) = (Conn::new(SocketId::new(1, 1), 1 << 20, 0), Conn::new(SocketId::new(2, 2), 1 << 20, 0), Conn::new(SocketId::new(3, 3), 1 << 20, 0));
     hub.subscribe(&a1, &room, member("alice")).unwrap();
     hub.subscribe(&a2, &room, member("alice")).unwrap();
     hub.subscribe(&b, &plain, None).unwrap();

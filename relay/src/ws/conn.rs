@@ -117,7 +117,7 @@ impl Connection {
             }
         };
         let writer = Arc::new(writer);
-        let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes);
+        let conn = Conn::new(socket_id, app.config.limits.max_outbox_bytes, app.hub.lanes().assign());
         conn.outbox.set_direct(writer.clone());
         app.hub.register(conn.clone());
         app.metrics.connections.inc();
