@@ -30,6 +30,9 @@ pub struct Counts {
     pub online: usize,
     pub listed: usize,
     pub subscribes: u64,
+    /// The latest subscribe → every expected host listed online (a reconnected dashboard
+    /// is complete again).
+    pub all_online_after: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -98,6 +101,7 @@ async fn once(target: &Target, n: usize, expected: usize, subscribe: &str, view:
         v.hosts.clear();
         v.counts.online = 0;
         v.counts.listed = 0;
+        v.counts.all_online_after = None;
     }
     loop {
         let Message::Text(text) = conn.ws.read().await? else { anyhow::bail!("closed by the relay") };
@@ -109,6 +113,9 @@ async fn once(target: &Target, n: usize, expected: usize, subscribe: &str, view:
                 v.apply(&f.data_value(), bytes);
                 if v.counts.full_after.is_none() && v.counts.full_entries >= expected as u64 {
                     v.counts.full_after = Some(t0.elapsed());
+                }
+                if v.counts.all_online_after.is_none() && v.counts.online >= expected {
+                    v.counts.all_online_after = Some(t0.elapsed());
                 }
             }
             "pusher:ping" => conn.ws.send_text(br#"{"event":"pusher:pong","data":{}}"#).await?,

@@ -132,6 +132,7 @@ impl<'a> Phases<'a> {
             s.row("dashboard: hosts listed", c.listed as f64, "");
             s.row("dashboard: hosts online", c.online as f64, "");
             s.row("dashboard: subscriptions", c.subscribes as f64, "");
+            s.row("dashboard: its latest subscribe → all listed online", c.all_online_after.map_or(f64::NAN, |d| d.as_secs_f64()), "s");
         }
         self.sections.push(s);
     }
