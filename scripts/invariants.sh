@@ -32,6 +32,9 @@ rule "the fan-out core never awaits" \
 rule "the fan-out core imports no edge, the cluster, webhooks, sessions or insight" \
   "$(grep -E 'crate::(ws|http|server|tls|cluster|webhooks|sessions|insight|apps)\b' <<<"$hub")"
 
+rule "the websocket edge (relay/src/ws) imports nothing of the HTTP edge" \
+  "$(grep -E 'crate::http\b' <<<"$(code_lines relay/src/ws)")"
+
 relay=$(code_lines relay/src agent/src)
 # A close or error code written as a number: RFC 6455's (1000-1015) or Pusher's (4000-4399)
 # next to a word that makes it one. Lengths, limits and ports that happen to match are not.

@@ -19,6 +19,7 @@ pub mod net;
 pub mod proxied;
 pub mod proxy_header;
 pub mod redact;
+pub mod reply;
 pub mod server;
 pub mod sessions;
 pub mod tls;

@@ -2,7 +2,6 @@
 
 pub mod auth;
 mod channels;
-mod error;
 pub mod events;
 mod info;
 mod sessions;
@@ -17,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use error::ApiError;
+pub use crate::reply::ApiError;
 pub use signed::Signed;
 
 use crate::metrics::{EndpointLabel, HttpLabel};

@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{self, Refusal, Start};
-use super::upgrade::{accept_key, check};
+use super::handshake::{self, accept_key};
+use super::upgrade::check;
 use super::wire::Wire;
 use crate::apps::App;
 use crate::edge::{json_reply, Slot};
@@ -57,12 +58,13 @@ pub async fn starts_with(tcp: &TcpStream, prefixes: &[&[u8]]) -> Option<usize> {
     }
 }
 
-fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
-    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(h.value).ok())
+/// Every value of a header, as text.
+fn values<'a>(req: &'a httparse::Request<'_, '_>, name: &'a str) -> impl Iterator<Item = &'a str> {
+    req.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).filter_map(|h| std::str::from_utf8(h.value).ok())
 }
 
-fn has_token(value: Option<&str>, token: &str) -> bool {
-    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &'a str) -> Option<&'a str> {
+    values(req, name).next()
 }
 
 /// A stream the websocket handshake runs on (plain TCP, or TLS after its own handshake),
@@ -167,21 +169,17 @@ async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, state: &AppStat
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
     let key = path.strip_prefix("/app/").unwrap_or("");
-    let upgrade = has_token(header(&req, "upgrade"), "websocket") && has_token(header(&req, "connection"), "upgrade");
-    let ws_key = header(&req, "sec-websocket-key");
-    let (true, Some(ws_key), false) = (upgrade, ws_key, key.is_empty() || key.contains('/')) else {
+    if key.is_empty() || key.contains('/') {
         refuse_http(&mut tcp, "400 Bad Request", "expected a websocket upgrade on /app/{key}").await;
         return None;
+    }
+    let ws_key = match handshake::key(|name| values(&req, name)) {
+        Ok(ws_key) => ws_key,
+        Err(refused) => {
+            write_reply(&mut tcp, refusal(refused).as_bytes()).await;
+            return None;
+        }
     };
-    if !valid_ws_key(ws_key) {
-        refuse_http(&mut tcp, "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes in base64").await;
-        return None;
-    }
-    if header(&req, "sec-websocket-version") != Some("13") {
-        let msg = json_reply("426 Upgrade Required", "Sec-WebSocket-Version must be 13").replacen("\r\n", "\r\nsec-websocket-version: 13\r\n", 1);
-        write_reply(&mut tcp, msg.as_bytes()).await;
-        return None;
-    }
     let client = state.gate.client_ip(peer.ip(), header(&req, "x-forwarded-for"));
     if let Err(r) = slot.rebind(client) {
         write_reply(&mut tcp, r.reply().as_bytes()).await;
@@ -197,8 +195,13 @@ async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, state: &AppStat
     Some((tcp, rest, verdict))
 }
 
-/// RFC 6455 §4.1: the key is a base64-encoded 16-byte value (24 characters).
-fn valid_ws_key(key: &str) -> bool {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(key.trim()).is_ok_and(|k| k.len() == 16)
+/// A refused handshake's reply as `upgrade` gives it through hyper, written on the socket.
+fn refusal(refused: handshake::Refused) -> String {
+    let reply = refused.reply();
+    let status = format!("{} {}", reply.status.as_u16(), reply.status.canonical_reason().unwrap_or(""));
+    let raw = json_reply(&status, &reply.message);
+    match refused.header() {
+        Some((name, value)) => raw.replacen("\r\n", &format!("\r\n{name}: {value}\r\n"), 1),
+        None => raw,
+    }
 }

@@ -4,6 +4,7 @@ pub mod accept;
 pub mod codec;
 pub mod conn;
 pub mod handler;
+pub mod handshake;
 mod payloads;
 pub mod tcp;
 pub mod upgrade;

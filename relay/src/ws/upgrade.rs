@@ -10,32 +10,23 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use hyper_util::rt::TokioIo;
-use sha1::{Digest, Sha1};
 use sonde_protocol::CloseCode;
 
 use super::conn::{self, Refusal};
+use super::handshake::{self, accept_key, has_token};
 use crate::apps::App;
-use crate::http::ApiError;
+use crate::reply::ApiError;
 use crate::server::AppState;
 use crate::tokens::Grant;
 
-const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+/// Every value of a header, as text.
+fn values<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a str> {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok())
 }
 
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    header_has(headers, header::UPGRADE, "websocket")
-}
-
-pub fn accept_key(key: &[u8]) -> String {
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(WS_GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+    has_token(values(headers, "upgrade"), "websocket")
 }
 
 /// A websocket request on any other path: upgraded and closed with 4005.
@@ -115,17 +106,16 @@ where
     F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let h = req.headers();
-    let version_ok = h.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let key = h.get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec());
-    let (true, true, Some(key)) = (is_upgrade(h), header_has(h, header::CONNECTION, "upgrade"), key) else {
-        return ApiError::new(StatusCode::BAD_REQUEST, "expected a websocket upgrade").into_response();
+    let key = match handshake::key(|name| values(req.headers(), name)) {
+        Ok(key) => key.as_bytes().to_vec(),
+        Err(refused) => {
+            let mut r = refused.reply().into_response();
+            if let Some((name, value)) = refused.header() {
+                r.headers_mut().insert(name, HeaderValue::from_static(value));
+            }
+            return r;
+        }
     };
-    if !version_ok {
-        let mut r = ApiError::new(StatusCode::UPGRADE_REQUIRED, "Sec-WebSocket-Version must be 13").into_response();
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return r;
-    }
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return ApiError::new(StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
     };
@@ -154,10 +144,5 @@ mod tests {
         assert!(super::origin_allowed(&list, Some("https://a.trusted.io:8443")));
         assert!(!super::origin_allowed(&list, Some("https://eviltrusted.io")));
         assert!(!super::origin_allowed(&list, None));
-    }
-
-    #[test]
-    fn rfc6455_accept_key() {
-        assert_eq!(super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }

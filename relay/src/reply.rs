@@ -1,4 +1,6 @@
-//! The one error type of the HTTP API: JSON `{"error": "…"}` with the right status.
+//! The one HTTP error reply: JSON `{"error": "…"}` with the right status. The HTTP API
+//! answers with it (`http::ApiError`), and so does the websocket edge when it refuses a
+//! handshake before the upgrade; it lives below both, so neither edge imports the other.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
