@@ -2,7 +2,6 @@
 //! TOML file and defaults, in that order of precedence. The sources are passed in
 //! ([`Sources`]), so tests never touch the process environment.
 
-mod ca;
 mod cli;
 mod file;
 mod token;
@@ -12,9 +11,9 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
-pub use ca::{read_ca_file, CaError};
 pub use cli::{Cli, Env};
 pub use file::FileConfig;
+pub use sonde_ca::{read_ca_file, CaError};
 pub use token::{TokenError, TokenSource, CREDENTIAL};
 
 /// Where the install id lives when `--state-dir` is not given.

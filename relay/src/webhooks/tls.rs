@@ -2,27 +2,13 @@
 //! an optional private CA (`ca_file` in `[webhooks]`), and telling a TLS failure from other
 //! connection failures, so the metrics and the log name a certificate problem as one.
 
-use std::io::Read;
 use std::path::Path;
 
-/// A CA bundle is a few KiB; the system's whole bundle is about 200 KiB.
-const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
-
-/// The certificates of the PEM file at `path`; `Err` says what is wrong, for the config error.
+/// The certificates of the PEM file at `path` (read by `sonde_ca`, as the agent reads its
+/// `--ca-file`); `Err` says what is wrong, for the config error.
 pub(super) fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let shown = path.display();
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("webhooks: cannot read ca_file {shown}: {e}"))?;
-    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(format!("webhooks: ca_file {shown} is larger than 1 MiB"));
-    }
-    let certs = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| format!("webhooks: ca_file {shown} is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("webhooks: ca_file {shown} holds no certificate (expected -----BEGIN CERTIFICATE-----)"));
-    }
-    Ok(certs)
+    let certs = sonde_ca::read_ca_file(path).map_err(|e| format!("webhooks: ca_file: {e}"))?;
+    certs.iter().map(|c| reqwest::Certificate::from_der(c).map_err(|e| format!("webhooks: ca_file {}: {e}", path.display()))).collect()
 }
 
 /// The TLS error under a failed request, if TLS is what failed. `io::Error::source` skips the

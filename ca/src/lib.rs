@@ -1,6 +1,8 @@
-//! `--ca-file`: the certificates of a private CA the relay's certificate may chain to, besides
-//! the system's trust store. Read once at start, so a wrong path stops the agent with a clear
-//! message before it ever connects.
+//! The certificates of a private CA, trusted besides the system's store: the agent's
+//! `--ca-file` (the relay's certificate may chain to it) and the relay's `[webhooks] ca_file`
+//! (a webhook receiver's may). Read once at start, so a wrong path stops the program with a
+//! clear message before it ever connects. A crate of its own so that both can use it without
+//! `protocol` (no I/O) reading files.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,7 +50,7 @@ mod tests {
 
     #[test]
     fn reads_certificates_and_names_what_is_wrong() {
-        let dir = std::env::temp_dir().join(format!("sonde-agent-ca-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("sonde-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ca.pem");
         std::fs::write(&path, format!("# comment\n{PEM}{PEM}")).unwrap();
