@@ -209,7 +209,7 @@ impl App {
     pub fn publish(&self, channel: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
         self.usage.published();
         self.stream_seen(channel, &frame, urgency);
-        if self.cluster.get().is_some() {
+        if self.cluster.get().is_some() && self.wanted_elsewhere(channel) {
             self.announce(Msg::Publish {
                 channel: channel.to_string(),
                 frame: utf8(&frame),
@@ -218,6 +218,17 @@ impl App {
             });
         }
         self.hub.publish(channel, frame, except, urgency)
+    }
+
+    /// Whether a publish on `channel` must go to the other nodes. A host channel's events (a
+    /// sample a second while streamed, a snapshot a minute) are wanted only where someone
+    /// watches that host, which is rarely on another node: they cross the bus only while
+    /// another node has reported subscribers (half of a fleet's bus messages otherwise). A
+    /// viewer there cannot miss the start of a stream: its node reports the subscription
+    /// through Redis before it reports the viewer that makes the session start, and one Redis
+    /// delivers in the order it was told.
+    fn wanted_elsewhere(&self, channel: &ChannelName) -> bool {
+        host_of(channel.as_str()).is_none() || self.hub.has_remote_subscribers(channel)
     }
 
     /// One frame for one connection, on this node or another, if it is subscribed to

@@ -319,3 +319,148 @@ async fn apps_never_mix_across_nodes_and_the_inventory_is_cluster_wide() {
     })
     .await;
 }
+
+/// Everything published on a cluster's Redis bus, as raw text, read by a subscriber of it.
+struct BusTap(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl BusTap {
+    async fn start(redis: &RedisServer, prefix: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redis.port)).await.expect("connect to redis");
+        let channel = format!("{prefix}:bus");
+        tcp.write_all(format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n", channel.len()).as_bytes()).await.expect("SUBSCRIBE");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = tcp.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        // Subscribed once Redis has confirmed it.
+        let tap = Self(seen);
+        eventually("the bus tap subscribed", || async { tap.count("subscribe") > 0 }).await;
+        tap
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
+    }
+}
+
+/// A host channel's events cross the bus only while another node has a viewer of that host.
+#[tokio::test]
+async fn a_host_channel_crosses_the_bus_only_while_another_node_watches_it() {
+    let (redis, nodes) = cluster("t9").await;
+    let tap = BusTap::start(&redis, "t9").await;
+    let token = hs256(&agent("1", "web7"), "secret");
+    let mut agent_c = Client::connect(&format!("{}&token={token}", nodes[0].ws_url())).await;
+    agent_c.subscribe("private-sonde-host.web7").await;
+    let view = |n: &RelayNode| {
+        let url = n.ws_url();
+        async move {
+            let mut c = Client::connect(&url).await;
+            c.subscribe_auth("private-sonde-host.web7", &hs256(&viewer("1"), "secret"), None).await;
+            c.expect("pusher_internal:subscription_succeeded").await;
+            c
+        }
+    };
+    let sample = |seq: u64| json!({"ts": seq, "seq": seq, "metrics": {"cpu.user_pct": 1.0}});
+    let host_publishes = || tap.count(r#""t":"publish","channel":"private-sonde-host.web7""#);
+
+    // A viewer on the agent's own node: samples reach it, none crosses the bus.
+    let mut here = view(&nodes[0]).await;
+    assert_eq!(agent_c.expect("sonde:session").await.data["state"], "started");
+    for seq in 1..=5 {
+        agent_c.trigger("private-sonde-host.web7", "client-sonde-sample", sample(seq)).await;
+        assert_eq!(here.expect("client-sonde-sample").await.data["seq"], seq);
+    }
+    // A marker on an ordinary channel, published after the samples, bounds the wait.
+    let (status, _) = nodes[0].api().trigger(&["marker"], "m", "1").await;
+    assert_eq!(status, 200);
+    eventually("the marker on the bus", || async { tap.count(r#""channel":"marker""#) == 1 }).await;
+    assert_eq!(host_publishes(), 0, "nobody on another node watches web7");
+
+    // A viewer on another node: once node 1 has heard of it, every sample reaches it. (What
+    // the agent sends in the moment before is in the history it sends the newcomer: see the
+    // next test.)
+    let mut there = view(&nodes[1]).await;
+    eventually("node 1 to know node 2's viewer", || async {
+        let (_, b) = nodes[0].api().request("GET", "/channels/private-sonde-host.web7", None, &[("info", "subscription_count")]).await;
+        b["subscription_count"] == 3
+    })
+    .await;
+    for seq in 6..=10 {
+        agent_c.trigger("private-sonde-host.web7", "client-sonde-sample", sample(seq)).await;
+        here.expect("client-sonde-sample").await;
+    }
+    let mut got = Vec::new();
+    while got.last() != Some(&json!(10)) {
+        got.push(there.expect("client-sonde-sample").await.data["seq"].clone());
+    }
+    assert_eq!(got, (6..=10).map(|s| json!(s)).collect::<Vec<_>>(), "the viewer on node 2 misses nothing");
+    // The tap reads the bus on its own time: wait for it to have seen the five.
+    eventually("five samples on the bus", || async { host_publishes() >= 5 }).await;
+    let crossed = host_publishes();
+    assert_eq!(crossed, 5, "each sample crossed once");
+
+    // It leaves: once node 1 knows, samples stay home again.
+    there.close().await;
+    eventually("node 1 to know node 2 has no viewer", || async {
+        let (_, b) = nodes[0].api().request("GET", "/channels/private-sonde-host.web7", None, &[("info", "subscription_count")]).await;
+        b["subscription_count"] == 2
+    })
+    .await;
+    for seq in 11..=15 {
+        agent_c.trigger("private-sonde-host.web7", "client-sonde-sample", sample(seq)).await;
+        here.expect("client-sonde-sample").await;
+    }
+    let (status, _) = nodes[0].api().trigger(&["marker"], "m", "2").await;
+    assert_eq!(status, 200);
+    eventually("the second marker on the bus", || async { tap.count(r#""channel":"marker""#) == 2 }).await;
+    assert_eq!(host_publishes(), crossed, "nothing more crossed after the remote viewer left");
+}
+
+/// A real agent streaming through node 1 to a viewer there; a viewer joining on node 2 gets
+/// the history and then the live samples with no gap between them, though node 1 sent the
+/// host's samples to the bus only from the moment it heard of node 2's viewer.
+#[tokio::test]
+async fn a_viewer_joining_on_another_node_gets_history_and_live_samples_without_a_gap() {
+    let (_redis, nodes) = cluster("t10").await;
+    let _agent = sonde_tests::cluster::NodeAgent::spawn(&nodes[0], "web8");
+    eventually("the agent online", || async {
+        let (_, b) = nodes[0].api().request("GET", "/agents", None, &[]).await;
+        b["agents"].as_array().is_some_and(|a| a.iter().any(|e| e["host"] == "web8" && e["online"] == true))
+    })
+    .await;
+    let channel = "private-sonde-host.web8";
+    let token = hs256(&viewer("1"), "secret");
+    let mut first = nodes[0].client().await;
+    first.subscribe_auth(channel, &token, None).await;
+    for _ in 0..3 {
+        first.expect("client-sonde-sample").await;
+    }
+    let mut late = nodes[1].client().await;
+    late.subscribe_auth(channel, &token, None).await;
+    let (mut history, mut live) = (Vec::new(), Vec::new());
+    let mut parts = None;
+    while parts.is_none_or(|p| history.len() < p) || live.len() < 3 {
+        let f = late.next_frame().await.expect("the late viewer stays connected");
+        match f.event.as_str() {
+            "client-sonde-backfill" => {
+                parts = f.data["parts"].as_u64().map(|p| p as usize);
+                history.push(f.data["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()).collect::<Vec<_>>());
+            }
+            "client-sonde-sample" => live.push(f.data["seq"].as_u64().unwrap()),
+            _ => {}
+        }
+    }
+    let mut seqs: Vec<u64> = history.concat().into_iter().chain(live.iter().copied()).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert!(seqs.len() >= 5, "{history:?} {live:?}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "history {history:?} and live {live:?} leave no gap");
+}

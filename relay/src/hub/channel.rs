@@ -94,6 +94,11 @@ impl State {
 }
 
 impl Channel {
+    /// Whether another node has reported subscribers of this channel.
+    pub(super) fn has_remote_subscribers(&self) -> bool {
+        !self.state.read().remote_counts.is_empty()
+    }
+
     /// Whether `socket` is subscribed here on this node.
     pub(super) fn has_subscriber(&self, socket: SocketId) -> bool {
         self.state.read().subscribers.contains_key(&socket)

@@ -255,6 +255,11 @@ impl Hub {
         }
     }
 
+    /// Whether another node has subscribers of `name` (as its `remote_count`s said).
+    pub fn has_remote_subscribers(&self, name: &ChannelName) -> bool {
+        self.channel(name).is_some_and(|c| c.has_remote_subscribers())
+    }
+
     pub fn remote_count(&self, node: &NodeId, name: &ChannelName, count: usize) {
         let ch = if count == 0 {
             match self.channel(name) {
