@@ -277,8 +277,8 @@ mod tests {
         names.iter().for_each(|h| inv.online(h, 1));
         // Hosts keep changing while the backlog drains; the first ones waiting still go first.
         let mut out = Vec::new();
-        for round in 0..50 {
-            inv.snapshot(&names[round], "{\"n\":1}", 2).unwrap();
+        for name in &names[..50] {
+            inv.snapshot(name, "{\"n\":1}", 2).unwrap();
             out.extend(inv.take_changes(1).into_iter().map(|j| serde_json::from_str::<serde_json::Value>(&j).unwrap()["host"].as_str().unwrap().to_owned()));
         }
         assert_eq!(out, names[..50], "in the order they changed, whatever changed meanwhile");
