@@ -1,24 +1,57 @@
-//! Minting tokens the way a backend would, with the fixture keys in `tests/fixtures/keys`.
+//! Minting tokens the way a backend would, with key pairs made when the tests run (by the
+//! `openssl` command, which the test command installs): nothing secret is committed.
 
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sonde_relay::config::PublicKeyConfig;
 use sonde_relay::tokens::{role_claims, Claims};
 
-pub fn fixture(name: &str) -> String {
-    let path = format!("{}/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+/// Key pairs by name (`rsa`, `ec`, `ed`, `attacker-rsa`), each `NAME.key` (PKCS#8 PEM) and
+/// `NAME.pub` (SubjectPublicKeyInfo PEM), made once per test process.
+fn keys() -> &'static HashMap<String, String> {
+    static KEYS: OnceLock<HashMap<String, String>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = crate::agent::TempDir::new("jwt-keys");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(&dir.0).output().expect("openssl must be installed (scripts/lib.sh installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let mut pairs = HashMap::new();
+        for (name, algorithm) in [("rsa", "RSA"), ("attacker-rsa", "RSA"), ("ec", "EC"), ("ed", "ED25519")] {
+            let key = format!("{name}.key");
+            let options: &[&str] = match algorithm {
+                "RSA" => &["-pkeyopt", "rsa_keygen_bits:2048"],
+                "EC" => &["-pkeyopt", "ec_paramgen_curve:P-256"],
+                _ => &[],
+            };
+            openssl(&[&["genpkey", "-algorithm", algorithm, "-out", &key][..], options].concat());
+            openssl(&["pkey", "-in", &key, "-pubout", "-out", &format!("{name}.pub")]);
+            for file in [key, format!("{name}.pub")] {
+                let text = std::fs::read_to_string(dir.0.join(&file)).expect("the key openssl wrote");
+                pairs.insert(file, text);
+            }
+        }
+        pairs
+    })
 }
 
-/// The public keys of the fixture pairs, as an app registers them.
+/// A test key's PEM: `NAME.key` or `NAME.pub`.
+pub fn test_key(name: &str) -> String {
+    keys().get(name).unwrap_or_else(|| panic!("no test key {name}")).clone()
+}
+
+/// The public keys of the test pairs, as an app registers them.
 pub fn public_keys() -> Vec<PublicKeyConfig> {
     [("rsa", "RS256"), ("ec", "ES256"), ("ed", "EdDSA")]
         .iter()
         .map(|(name, alg)| PublicKeyConfig {
             kid: Some((*name).to_owned()),
             alg: (*alg).to_owned(),
-            pem: Some(fixture(&format!("{name}.pub"))),
+            pem: Some(test_key(&format!("{name}.pub"))),
             pem_file: None,
         })
         .collect()
@@ -36,18 +69,18 @@ pub fn hs256(claims: &Claims, secret: &str) -> String {
     sonde_relay::tokens::mint_hs256(claims, secret)
 }
 
-/// Signs with a fixture private key: `rsa`, `ec`, `ed` or `attacker-rsa`.
+/// Signs with a test private key: `rsa`, `ec`, `ed` or `attacker-rsa`.
 pub fn signed_with(claims: &Claims, key: &str) -> String {
-    let pem = fixture(&format!("{key}.key"));
+    let pem = test_key(&format!("{key}.key"));
     let (alg, enc) = match key {
         "rsa" | "attacker-rsa" => (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes())),
         "ec" => (Algorithm::ES256, EncodingKey::from_ec_pem(pem.as_bytes())),
         "ed" => (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem.as_bytes())),
-        other => panic!("no fixture key {other}"),
+        other => panic!("no test key {other}"),
     };
     let mut header = Header::new(alg);
     header.kid = Some(key.trim_start_matches("attacker-").to_owned());
-    jsonwebtoken::encode(&header, claims, &enc.expect("fixture key")).expect("sign")
+    jsonwebtoken::encode(&header, claims, &enc.expect("test key")).expect("sign")
 }
 
 /// A token with an arbitrary header and signature, as an attacker would forge it.
@@ -59,7 +92,7 @@ pub fn forged(header: &str, claims: &Claims, signature: &str) -> String {
 
 /// HS256 keyed with the RSA public key's PEM: the classic algorithm-confusion forgery.
 pub fn hs256_with_public_key(claims: &Claims) -> String {
-    sonde_relay::tokens::mint_hs256(claims, &fixture("rsa.pub"))
+    sonde_relay::tokens::mint_hs256(claims, &test_key("rsa.pub"))
 }
 
 pub fn expiring_in(mut claims: Claims, secs: i64) -> Claims {
