@@ -35,6 +35,9 @@ rule "the fan-out core imports no edge, the cluster, webhooks, sessions or insig
 rule "the websocket edge (relay/src/ws) imports nothing of the HTTP edge" \
   "$(grep -E 'crate::http\b' <<<"$(code_lines relay/src/ws)")"
 
+rule "a signed API request is checked by http::Signed alone (no handler reads its body or calls auth::verify)" \
+  "$(grep -E 'BytesRejection|auth::verify' <<<"$(code_lines relay/src)" | grep -vE '^relay/src/(http/signed|reply)\.rs:')"
+
 relay=$(code_lines relay/src agent/src)
 # A close or error code written as a number: RFC 6455's (1000-1015) or Pusher's (4000-4399)
 # next to a word that makes it one. Lengths, limits and ports that happen to match are not.
