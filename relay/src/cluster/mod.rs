@@ -13,6 +13,7 @@ pub mod bus;
 mod latency;
 mod lease;
 mod node;
+mod sync;
 mod views;
 
 use std::sync::atomic::{AtomicBool, Ordering};

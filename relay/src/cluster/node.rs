@@ -17,13 +17,15 @@ use tracing::{info, warn};
 
 use super::bus::{Envelope, Msg};
 use super::lease::{Claim, Lease};
+use super::sync::SyncWait;
 use super::views::Views;
 use super::{Link, RedisConfig};
 use crate::apps::Apps;
 use crate::hub::NodeId;
 use crate::sessions::Clock;
 
-/// Longest wait for the other nodes' state before a (re)joined node calls itself ready.
+/// How long a (re)joined node waits for the other nodes to begin answering its `Hello`
+/// before it gives up on those that have not (see `sync`).
 const SYNC_WAIT: Duration = Duration::from_secs(3);
 /// Most queued messages sent to Redis in one pipeline.
 const BATCH: usize = 256;
@@ -147,9 +149,11 @@ impl Cluster {
         self.announce_state(&mut con, "*").await?;
         info!(node = %self.node, peers = expected.len(), "cluster: connected to Redis");
 
-        let mut waiting: HashSet<String> = expected;
-        // A node that has not answered within the node timeout is gone (its key outlives it).
-        let sync_deadline = tokio::time::Instant::now() + SYNC_WAIT.min(Duration::from_millis(self.config.node_timeout_ms + self.config.heartbeat_ms));
+        // A node that has not begun answering within the node timeout is gone (its key
+        // outlives it); one that has is waited for until it is done or silent.
+        let first_wait = SYNC_WAIT.min(Duration::from_millis(self.config.node_timeout_ms + self.config.heartbeat_ms));
+        let mut waiting = SyncWait::new(expected, first_wait);
+        let hello_at = tokio::time::Instant::now();
         if waiting.is_empty() {
             self.synced();
             self.claim(&mut con).await?;
@@ -176,13 +180,13 @@ impl Cluster {
                     self.publish(&mut con, &batch).await?;
                     batch.clear();
                 }
-                _ = beat.tick() => self.on_beat(&mut con, &mut waiting, sync_deadline).await?,
+                _ = beat.tick() => self.on_beat(&mut con, &mut waiting, hello_at.elapsed()).await?,
             }
         }
     }
 
     /// One message from another node; answers a `Hello` with this node's state.
-    async fn on_bus(&self, con: &mut redis::aio::MultiplexedConnection, payload: &[u8], waiting: &mut HashSet<String>) -> Res<()> {
+    async fn on_bus(&self, con: &mut redis::aio::MultiplexedConnection, payload: &[u8], waiting: &mut SyncWait) -> Res<()> {
         let Some(env) = Envelope::decode(payload) else {
             tracing::debug!(len = payload.len(), "cluster: undecodable bus message");
             return Ok(());
@@ -194,6 +198,9 @@ impl Cluster {
         if matches!(env.msg, Msg::Heartbeat) && self.leader.lock().as_deref() == Some(env.node.as_str()) {
             self.apps.iter().filter_map(|app| app.webhooks.as_ref()).for_each(|w| w.leader_beat());
         }
+        if matches!(&env.msg, Msg::SyncStart { to } if **to == *self.node) {
+            waiting.answering(&env.node);
+        }
         let hello = matches!(env.msg, Msg::Hello);
         let bye = matches!(env.msg, Msg::Bye);
         let (kind, sent_ms) = (env.msg.label(), env.sent_ms);
@@ -202,7 +209,7 @@ impl Cluster {
         if hello {
             self.announce_state(con, &env.node).await?;
         }
-        if done && waiting.remove(&env.node) && waiting.is_empty() {
+        if done && waiting.finished(&env.node) {
             self.synced();
             self.claim(con).await?;
         } else if bye && self.held.lock().is_none() {
@@ -213,17 +220,17 @@ impl Cluster {
     }
 
     /// Says this node is alive, drops nodes that stopped answering, and declares this node
-    /// ready once the others answered its `Hello` (or the sync wait passed).
-    async fn on_beat(&self, con: &mut redis::aio::MultiplexedConnection, waiting: &mut HashSet<String>, sync_deadline: tokio::time::Instant) -> Res<()> {
+    /// ready once the others answered its `Hello` (see `SyncWait` for how long it waits).
+    async fn on_beat(&self, con: &mut redis::aio::MultiplexedConnection, waiting: &mut SyncWait, since_hello: Duration) -> Res<()> {
         self.heartbeat(con).await?;
         self.publish(con, &[self.envelope("", Msg::Heartbeat)]).await?;
         let silent = self.views.lock().silent(Duration::from_millis(self.config.node_timeout_ms));
         for n in &silent {
             warn!(node = %n, "cluster: node stopped answering; dropping its state");
             self.views.lock().drop_node(n);
-            waiting.remove(&**n);
+            waiting.finished(n);
         }
-        if !self.is_ready() && (waiting.is_empty() || tokio::time::Instant::now() >= sync_deadline) {
+        if !self.is_ready() && waiting.over(since_hello) {
             self.synced();
         }
         self.claim(con).await
