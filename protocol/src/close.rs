@@ -84,6 +84,8 @@ pub mod rfc6455 {
     pub const NORMAL: u16 = 1000;
     /// A frame broke the framing rules.
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A message of a type the endpoint does not take (the relay: binary).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A close frame without a status code (never sent on the wire; reported locally).
     pub const NO_STATUS: u16 = 1005;
     /// No close frame arrived (never sent on the wire; reported locally).

@@ -85,9 +85,9 @@ pub async fn serve(wire: Wire, prefix: BytesMut, start: Start, timing: Timing, s
     let Some(mut c) = Connection::open(wire, &prefix, start, timing) else { return };
     drop(prefix);
     let Some(handler) = c.handler.as_mut() else { return };
-    let reason = run(&mut c.ws, &c.writer, &c.conn, handler, timing, &shutdown).await;
+    let reason = c.link.run(handler, timing, &shutdown).await;
     // No span per connection: entering one on every poll costs more than the fields are worth.
-    debug!(app = %c.app.id(), socket_id = %c.conn.socket_id, %reason, "connection ended");
+    debug!(app = %c.app.id(), socket_id = %c.link.conn.socket_id, %reason, "connection ended");
     c.ended = true;
     // Dropping `c` unregisters the connection, here as on every other way out of this task.
 }
@@ -96,10 +96,8 @@ pub async fn serve(wire: Wire, prefix: BytesMut, start: Start, timing: Timing, s
 /// ends: returned, cancelled by the runtime, or unwound by a panic.
 struct Connection {
     app: Arc<App>,
-    writer: Arc<Writer>,
-    conn: Arc<Conn>,
+    link: Link,
     handler: Option<Handler>,
-    ws: WsStream<Reader>,
     /// Whether its loop returned (otherwise the task panicked or was cancelled).
     ended: bool,
     /// Dropped last, after the connection is unregistered.
@@ -125,22 +123,30 @@ impl Connection {
         let handler = Some(Handler::new(app.clone(), conn.clone(), grant));
         conn.outbox.push(ServerFrame::ConnectionEstablished { socket_id, activity_timeout_s: timing.activity.as_secs() }.encode());
         let ws = WsStream::with_prefix(reader, app.config.limits.max_message_bytes, prefix);
-        Some(Self { app, writer, conn, handler, ws, ended: false, _slot: slot })
+        Some(Self { app, link: Link { ws, writer, conn }, handler, ended: false, _slot: slot })
     }
+}
+
+/// What the connection's loop works on: the websocket it reads, the writer, and the hub's side
+/// of the connection (its outbox). Apart from the `Handler`, which the loop lends each frame.
+struct Link {
+    ws: WsStream<Reader>,
+    writer: Arc<Writer>,
+    conn: Arc<Conn>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         if !self.ended {
-            debug!(app = %self.app.id(), socket_id = %self.conn.socket_id, "connection ended: its task panicked or was cancelled");
+            debug!(app = %self.app.id(), socket_id = %self.link.conn.socket_id, "connection ended: its task panicked or was cancelled");
         }
         // Publishers must not write to a socket nobody owns any more.
-        self.conn.outbox.close(CloseCode::Reconnect, "closing");
+        self.link.conn.outbox.close(CloseCode::Reconnect, "closing");
         if let Some(handler) = self.handler.take() {
             handler.finish();
         }
         self.app.metrics.connections.dec();
-        self.writer.shutdown();
+        self.link.writer.shutdown();
     }
 }
 
@@ -154,47 +160,155 @@ fn deadline_of(at: std::time::SystemTime) -> Instant {
     now.checked_add(wait).unwrap_or(now)
 }
 
-/// Stops publishers from writing (what is still queued is dropped) and writes a close frame.
-async fn write_close(writer: &Writer, conn: &Conn, code: u16, reason: &str) -> std::io::Result<()> {
-    conn.outbox.close(CloseCode::Reconnect, "closing");
-    conn.outbox.take(&mut Vec::new());
-    writer.write(&[Outgoing::Raw(close_frame(code, reason))]).await
-}
-
-/// Closes with `code` and waits briefly for the client's close frame.
-async fn close_tcp(ws: &mut WsStream<Reader>, writer: &Writer, conn: &Conn, code: u16, reason: &str) {
-    if write_close(writer, conn, code, reason).await.is_ok() {
-        await_client_close(ws).await;
+impl Link {
+    /// Stops publishers from writing (what is still queued is dropped) and writes a close frame.
+    async fn write_close(&self, code: u16, reason: &str) -> std::io::Result<()> {
+        self.conn.outbox.close(CloseCode::Reconnect, "closing");
+        self.conn.outbox.take(&mut Vec::new());
+        self.writer.write(&[Outgoing::Raw(close_frame(code, reason))]).await
     }
-}
 
-/// Writes everything queued, taking again while publishers keep adding.
-async fn flush(writer: &Writer, conn: &Conn, timing: Timing) -> Result<Option<CloseRequest>, String> {
-    let mut batch: Vec<Outgoing> = Vec::new();
-    loop {
-        let close_req = conn.outbox.take(&mut batch);
-        if !batch.is_empty() {
-            let written = tokio::select! {
-                w = timeout(timing.write, writer.write(&batch)) => w,
-                // A reader that stopped reading while its outbox overflowed: the socket is full,
-                // so not even a close frame would get through. Reset it, freeing its buffers.
-                () = overflowed(conn) => {
-                    writer.reset();
-                    return Err("closed: too slow to read its messages (its socket and outbox are full)".into());
+    /// Closes with `code` and waits briefly for the client's close frame.
+    async fn close(&mut self, code: u16, reason: &str) {
+        if self.write_close(code, reason).await.is_ok() {
+            await_client_close(&mut self.ws).await;
+        }
+    }
+
+    /// Writes everything queued, taking again while publishers keep adding.
+    async fn flush(&self, timing: Timing) -> Result<Option<CloseRequest>, String> {
+        let (writer, conn) = (&self.writer, &self.conn);
+        let mut batch: Vec<Outgoing> = Vec::new();
+        loop {
+            let close_req = conn.outbox.take(&mut batch);
+            if !batch.is_empty() {
+                let written = tokio::select! {
+                    w = timeout(timing.write, writer.write(&batch)) => w,
+                    // A reader that stopped reading while its outbox overflowed: the socket is
+                    // full, so not even a close frame would get through. Reset it, freeing its
+                    // buffers.
+                    () = overflowed(conn) => {
+                        writer.reset();
+                        return Err("closed: too slow to read its messages (its socket and outbox are full)".into());
+                    }
+                };
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(format!("write failed: {e}")),
+                    Err(_) => return Err("write timed out".into()),
                 }
-            };
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("write failed: {e}")),
-                Err(_) => return Err("write timed out".into()),
+                batch.clear();
             }
-            batch.clear();
+            if close_req.is_some() {
+                return Ok(close_req);
+            }
+            if !conn.outbox.finish_writing() {
+                return Ok(None);
+            }
         }
-        if close_req.is_some() {
-            return Ok(close_req);
+    }
+
+    /// What one message from the client does; `Err` ends the connection, with the reason.
+    async fn on_inbound(&mut self, msg: Result<Inbound, WsError>, handler: &mut Handler) -> Result<(), String> {
+        match msg {
+            Ok(Inbound::Text(bytes)) => {
+                // The codec has checked UTF-8 already.
+                let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                if let Flow::Close(code, reason) = handler.on_text(text) {
+                    self.conn.outbox.close(code, reason);
+                }
+                Ok(())
+            }
+            Ok(Inbound::Binary) => {
+                Box::pin(self.close(sonde_protocol::close::rfc6455::UNSUPPORTED_DATA, "binary frames are not supported")).await;
+                Err("binary frame".into())
+            }
+            Ok(Inbound::Ping(p)) => {
+                self.conn.outbox.push_raw(control_frame(0xA, &p));
+                Ok(())
+            }
+            Ok(Inbound::Pong) => Ok(()),
+            Ok(Inbound::Close(code)) => {
+                // RFC 6455 §5.5.1: answer with a close frame, echoing the client's code.
+                let _ = Box::pin(self.write_close(code.unwrap_or(NORMAL_CLOSURE), "")).await;
+                Err(format!("closed by client ({code:?})"))
+            }
+            Err(e @ (WsError::Eof | WsError::Io(_))) => Err(e.to_string()),
+            Err(e) => {
+                Box::pin(self.close(e.close_code(), &e.to_string())).await;
+                Err(e.to_string())
+            }
         }
-        if !conn.outbox.finish_writing() {
-            return Ok(None);
+    }
+
+    /// Reads, writes and keeps time until the connection ends; returns why it ended.
+    async fn run(&mut self, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
+        let mut pinged = false;
+        let mut shutting_down = false;
+        // Futures that live across iterations are created once: re-creating a cancellation
+        // future or a timer on every wake-up would cost a shared lock or a timer-wheel insert
+        // per delivered message.
+        let stop = shutdown.cancelled();
+        tokio::pin!(stop);
+        let activity = tokio::time::sleep(timing.activity);
+        tokio::pin!(activity);
+        let mut expiry_at = handler.expiry();
+        let expiry = sleep_until(expiry_at.map_or_else(|| Instant::now() + timing.activity, deadline_of));
+        tokio::pin!(expiry);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop, if !shutting_down => {
+                    shutting_down = true;
+                    self.conn.outbox.close(CloseCode::Reconnect, "server is shutting down, reconnect");
+                }
+                () = self.conn.outbox.ready() => {
+                    // Boxed, like every rare await here: the connection's future is as large as
+                    // its largest state for its whole life.
+                    match Box::pin(self.flush(timing)).await {
+                        Err(e) => return e,
+                        Ok(Some(c)) => {
+                            Box::pin(self.close(c.code.code(), &c.reason)).await;
+                            return format!("closed by server with {}: {}", c.code.code(), c.reason);
+                        }
+                        Ok(None) => {}
+                    }
+                }
+                msg = self.ws.recv() => {
+                    activity.as_mut().reset(Instant::now() + timing.activity);
+                    pinged = false;
+                    if let Err(reason) = self.on_inbound(msg, handler).await {
+                        return reason;
+                    }
+                    if handler.expiry() != expiry_at {
+                        expiry_at = handler.expiry();
+                        if let Some(at) = expiry_at {
+                            expiry.as_mut().reset(deadline_of(at));
+                        }
+                    }
+                }
+                () = &mut expiry, if expiry_at.is_some() => {
+                    if expiry_at.is_some_and(|at| at > std::time::SystemTime::now()) {
+                        // A timer capped short of a far expiry: wait again.
+                        expiry.as_mut().reset(expiry_at.map_or_else(Instant::now, deadline_of));
+                    } else {
+                        // 41xx: pusher-js reconnects after a backoff and asks its authorizer for
+                        // fresh tokens; the expired token is refused from now on.
+                        expiry_at = None;
+                        self.conn.outbox.close(CloseCode::TokenExpired, "token expired: reconnect with a fresh token");
+                    }
+                }
+                () = &mut activity => {
+                    if pinged {
+                        self.conn.outbox.close(CloseCode::PongNotReceived, "Pong reply not received");
+                        activity.as_mut().reset(Instant::now() + timing.pong);
+                    } else {
+                        pinged = true;
+                        activity.as_mut().reset(Instant::now() + timing.pong);
+                        self.conn.outbox.push(ServerFrame::Ping.encode());
+                    }
+                }
+            }
         }
     }
 }
@@ -203,109 +317,6 @@ async fn flush(writer: &Writer, conn: &Conn, timing: Timing) -> Result<Option<Cl
 async fn overflowed(conn: &Conn) {
     while !conn.outbox.overflowed() {
         conn.outbox.ready().await;
-    }
-}
-
-/// What one message from the client does; `Err` ends the connection, with the reason.
-async fn on_inbound(msg: Result<Inbound, WsError>, ws: &mut WsStream<Reader>, writer: &Writer, conn: &Conn, handler: &mut Handler) -> Result<(), String> {
-    match msg {
-        Ok(Inbound::Text(bytes)) => {
-            // The codec has checked UTF-8 already.
-            let text = std::str::from_utf8(&bytes).unwrap_or_default();
-            if let Flow::Close(code, reason) = handler.on_text(text) {
-                conn.outbox.close(code, reason);
-            }
-            Ok(())
-        }
-        Ok(Inbound::Binary) => {
-            Box::pin(close_tcp(ws, writer, conn, 1003, "binary frames are not supported")).await;
-            Err("binary frame".into())
-        }
-        Ok(Inbound::Ping(p)) => {
-            conn.outbox.push_raw(control_frame(0xA, &p));
-            Ok(())
-        }
-        Ok(Inbound::Pong) => Ok(()),
-        Ok(Inbound::Close(code)) => {
-            // RFC 6455 §5.5.1: answer with a close frame, echoing the client's code.
-            let _ = Box::pin(write_close(writer, conn, code.unwrap_or(NORMAL_CLOSURE), "")).await;
-            Err(format!("closed by client ({code:?})"))
-        }
-        Err(e @ (WsError::Eof | WsError::Io(_))) => Err(e.to_string()),
-        Err(e) => {
-            Box::pin(close_tcp(ws, writer, conn, e.close_code(), &e.to_string())).await;
-            Err(e.to_string())
-        }
-    }
-}
-
-async fn run(ws: &mut WsStream<Reader>, writer: &Writer, conn: &Arc<Conn>, handler: &mut Handler, timing: Timing, shutdown: &CancellationToken) -> String {
-    let mut pinged = false;
-    let mut shutting_down = false;
-    // Futures that live across iterations are created once: re-creating a cancellation
-    // future or a timer on every wake-up would cost a shared lock or a timer-wheel insert
-    // per delivered message.
-    let stop = shutdown.cancelled();
-    tokio::pin!(stop);
-    let activity = tokio::time::sleep(timing.activity);
-    tokio::pin!(activity);
-    let mut expiry_at = handler.expiry();
-    let expiry = sleep_until(expiry_at.map_or_else(|| Instant::now() + timing.activity, deadline_of));
-    tokio::pin!(expiry);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut stop, if !shutting_down => {
-                shutting_down = true;
-                conn.outbox.close(CloseCode::Reconnect, "server is shutting down, reconnect");
-            }
-            () = conn.outbox.ready() => {
-                // Boxed, like every rare await here: the connection's future is as large as
-                // its largest state for its whole life.
-                match Box::pin(flush(writer, conn, timing)).await {
-                    Err(e) => return e,
-                    Ok(Some(c)) => {
-                        Box::pin(close_tcp(ws, writer, conn, c.code.code(), &c.reason)).await;
-                        return format!("closed by server with {}: {}", c.code.code(), c.reason);
-                    }
-                    Ok(None) => {}
-                }
-            }
-            msg = ws.recv() => {
-                activity.as_mut().reset(Instant::now() + timing.activity);
-                pinged = false;
-                if let Err(reason) = on_inbound(msg, ws, writer, conn, handler).await {
-                    return reason;
-                }
-                if handler.expiry() != expiry_at {
-                    expiry_at = handler.expiry();
-                    if let Some(at) = expiry_at {
-                        expiry.as_mut().reset(deadline_of(at));
-                    }
-                }
-            }
-            () = &mut expiry, if expiry_at.is_some() => {
-                if expiry_at.is_some_and(|at| at > std::time::SystemTime::now()) {
-                    // A timer capped short of a far expiry: wait again.
-                    expiry.as_mut().reset(expiry_at.map_or_else(Instant::now, deadline_of));
-                } else {
-                    // 41xx: pusher-js reconnects after a backoff and asks its authorizer for
-                    // fresh tokens; the expired token is refused from now on.
-                    expiry_at = None;
-                    conn.outbox.close(CloseCode::TokenExpired, "token expired: reconnect with a fresh token");
-                }
-            }
-            () = &mut activity => {
-                if pinged {
-                    conn.outbox.close(CloseCode::PongNotReceived, "Pong reply not received");
-                    activity.as_mut().reset(Instant::now() + timing.pong);
-                } else {
-                    pinged = true;
-                    activity.as_mut().reset(Instant::now() + timing.pong);
-                    conn.outbox.push(ServerFrame::Ping.encode());
-                }
-            }
-        }
     }
 }
 
