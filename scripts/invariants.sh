@@ -40,12 +40,20 @@ rule "a signed API request is checked by http::Signed alone (no handler reads it
 
 relay=$(code_lines relay/src agent/src)
 # A close or error code written as a number: RFC 6455's (1000-1015) or Pusher's (4000-4399)
-# next to a word that makes it one. Lengths, limits and ports that happen to match are not.
+# after a name that makes it one (close, code, close_tcp, write_close, …). Lengths, limits and
+# ports that happen to match are not.
 rule "no close or error code is a bare number outside protocol::close" \
-  "$(grep -E '\b(close|code|Close|Code)\b[^;]*\b(10(0[0-9]|1[0-5])|4[0-3][0-9][0-9])\b' <<<"$relay" | grep -vE '\b(4[0-3][0-9][0-9]|10[01][0-9])\.\.=?|registry\.register\(')"
+  "$(grep -E '(close|code|Close|Code)[^;]*\b(10(0[0-9]|1[0-5])|4[0-3][0-9][0-9])\b' <<<"$relay" | grep -vE '\b(4[0-3][0-9][0-9]|10[01][0-9])\.\.=?|registry\.register\(')"
 rule "relay code builds no Pusher JSON by hand (only protocol does)" \
   "$(grep -E 'format!\(.*(\\"|")(event|channel|data)(\\"|")' <<<"$(code_lines relay/src)")"
 rule "no metric is labelled by channel (unbounded)" \
   "$(grep -E 'EncodeLabelSet' -A8 <<<"$(cat relay/src/metrics.rs relay/src/insight/*.rs relay/src/webhooks/*.rs)" | grep -vE '^\s*//' | grep -E '\bchannel\s*:')"
+
+# Sonde's channel and event names are written once: protocol/src/sonde.rs for Rust, and
+# web/src/names.ts (checked against it by web/test/names.test.ts) for the dashboard.
+rule "Sonde's channel and event names are written only in protocol/src/sonde.rs" \
+  "$(grep -E '"(private-sonde-|sonde:|client-sonde-)' <<<"$(code_lines relay/src agent/src bench/src)")"
+rule "the dashboard names channels, events and close codes only in web/src/names.ts" \
+  "$(grep -nE "'(private-sonde-|sonde:|client-sonde-|pusher:subscription_)|\b4[0-3][0-9][0-9]\b" web/src/*.ts | grep -v '^web/src/names\.ts:')"
 
 exit $BROKEN
