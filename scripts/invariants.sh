@@ -49,4 +49,11 @@ rule "relay code builds no Pusher JSON by hand (only protocol does)" \
 rule "no metric is labelled by channel (unbounded)" \
   "$(grep -E 'EncodeLabelSet' -A8 <<<"$(cat relay/src/metrics.rs relay/src/insight/*.rs relay/src/webhooks/*.rs)" | grep -vE '^\s*//' | grep -E '\bchannel\s*:')"
 
+# Sonde's channel and event names are written once: protocol/src/sonde.rs for Rust, and
+# web/src/names.ts (checked against it by web/test/names.test.ts) for the dashboard.
+rule "Sonde's channel and event names are written only in protocol/src/sonde.rs" \
+  "$(grep -E '"(private-sonde-|sonde:|client-sonde-)' <<<"$(code_lines relay/src agent/src bench/src)")"
+rule "the dashboard names channels, events and close codes only in web/src/names.ts" \
+  "$(grep -nE "'(private-sonde-|sonde:|client-sonde-|pusher:subscription_)|\b4[0-3][0-9][0-9]\b" web/src/*.ts | grep -v '^web/src/names\.ts:')"
+
 exit $BROKEN

@@ -14,6 +14,20 @@ use crate::{ChannelError, ChannelName};
 
 /// Prefix of a host's channel; the host name (or install id) follows.
 pub const HOST_CHANNEL_PREFIX: &str = "private-sonde-host.";
+/// Every host's channel, as a token's `subscribe` pattern names them.
+pub const HOST_CHANNEL_PATTERN: &str = "private-sonde-host.*";
+/// The channel dashboards follow the agent inventory on.
+pub const INVENTORY_CHANNEL: &str = "private-sonde-inventory";
+/// The channel the relay publishes its own state on while an operator watches.
+pub const RELAY_CHANNEL: &str = "private-sonde-relay";
+/// Relay → dashboards: a page of the inventory or the agents that changed.
+pub const EVENT_INVENTORY: &str = "sonde:inventory";
+/// Relay → operators: one node's state, once a second.
+pub const EVENT_RELAY: &str = "sonde:relay";
+/// Events only the relay sends (the HTTP API refuses them from publishers).
+pub const RELAY_EVENT_PREFIX: &str = "sonde:";
+/// The agent's client events (not reported as `client_event` webhooks).
+pub const AGENT_EVENT_PREFIX: &str = "client-sonde-";
 /// Relay → agent: a session directive ([`SessionDirective`]).
 pub const EVENT_SESSION: &str = "sonde:session";
 /// Agent → viewers: part of the 5-minute history ([`Backfill`]).

@@ -31,10 +31,10 @@ fn is_event(frame: &[u8], event: &str) -> bool {
     frame.strip_prefix(b"{\"event\":\"".as_slice()).is_some_and(|rest| rest.starts_with(event.as_bytes()) && rest.get(event.len()) == Some(&b'"'))
 }
 
-/// The event dashboards receive inventory pages as.
-pub const EVENT_INVENTORY: &str = "sonde:inventory";
 use crate::metrics::{AppMetrics, Metrics};
 use crate::tokens::Verifier;
+/// The event dashboards receive inventory pages as.
+pub use sonde_protocol::sonde::EVENT_INVENTORY;
 
 /// One app: its configuration, its fan-out core and its metric handles.
 pub struct App {

@@ -5,6 +5,7 @@
 import Pusher from 'pusher-js';
 import type { Channel } from 'pusher-js';
 import type { Credentials } from './credentials';
+import { isFinalRefusal } from './names';
 import type { Target } from './origin';
 
 export type ConnState = 'initialized' | 'connecting' | 'connected' | 'unavailable' | 'failed' | 'disconnected';
@@ -61,8 +62,7 @@ export class Relay {
       const r = refusalOf(err);
       if (!r) return;
       this.lastError = r;
-      // 4000-4099: pusher-js will not retry; the key or token must change.
-      if (r.code !== null && r.code >= 4000 && r.code < 4100) for (const l of this.refusalListeners) l(r);
+      if (isFinalRefusal(r.code)) for (const l of this.refusalListeners) l(r);
     });
   }
 

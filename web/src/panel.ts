@@ -5,6 +5,7 @@ import { Chart } from './charts';
 import { chartSpecs, specKey, type ChartSpec } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
 import { el } from './dom';
+import { EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SESSION, SUBSCRIPTION_ERROR, SUBSCRIPTION_SUCCEEDED, hostChannel } from './names';
 import { FilesystemTable } from './filesystems';
 import { CoreBars, StatsStrip, TopTable } from './tables';
 import * as fmt from './format';
@@ -121,7 +122,7 @@ export class HostPanel {
   }
 
   get channelName(): string {
-    return `private-sonde-host.${this.host}`;
+    return hostChannel(this.host);
   }
 
   /** Subscribes: the relay starts a session for the first viewer. */
@@ -135,20 +136,20 @@ export class HostPanel {
     this.subscribed = false;
     const ch = this.relay.subscribe(this.channelName);
     this.channel = ch;
-    ch.bind('pusher:subscription_succeeded', () => {
+    ch.bind(SUBSCRIPTION_SUCCEEDED, () => {
       this.subscribed = true;
       this.subscribedAt = Date.now();
       this.refused = null;
       this.sessionStopped = false;
       this.lastText = 0;
     });
-    ch.bind('pusher:subscription_error', (e: SubscriptionError) => {
+    ch.bind(SUBSCRIPTION_ERROR, (e: SubscriptionError) => {
       this.refused = describeSubscriptionError(e);
       this.lastText = 0;
     });
-    ch.bind('sonde:session', (d: Directive) => this.directive(d));
-    ch.bind('client-sonde-backfill', (b: Backfill) => this.onBackfill(b));
-    ch.bind('client-sonde-sample', (s: Sample) => this.onSample(s));
+    ch.bind(EVENT_SESSION, (d: Directive) => this.directive(d));
+    ch.bind(EVENT_BACKFILL, (b: Backfill) => this.onBackfill(b));
+    ch.bind(EVENT_SAMPLE, (s: Sample) => this.onSample(s));
     this.lastText = 0;
   }
 

@@ -6,6 +6,7 @@
 import { Chart } from './charts';
 import type { Relay } from './connection';
 import { el } from './dom';
+import { EVENT_RELAY, RELAY_CHANNEL, SUBSCRIPTION_ERROR } from './names';
 import * as origin from './origin';
 import type { Target } from './origin';
 import './relaypage.css';
@@ -14,8 +15,6 @@ import { SampleStore, WINDOW_MS, type Sample } from './store';
 import { SlowTable } from './slowtable';
 import { UsageToday, todayOf } from './usagetoday';
 
-export const RELAY_CHANNEL = 'private-sonde-relay';
-const EVENT = 'sonde:relay';
 /** Nodes drawn at most (a state from a node beyond this is dropped). */
 const MAX_NODES = 16;
 
@@ -144,8 +143,8 @@ export class RelayPage {
 
   start(): void {
     const ch = this.relay.subscribe(RELAY_CHANNEL);
-    ch.bind(EVENT, (s: RelayState) => this.apply(s));
-    ch.bind('pusher:subscription_error', () => {
+    ch.bind(EVENT_RELAY, (s: RelayState) => this.apply(s));
+    ch.bind(SUBSCRIPTION_ERROR, () => {
       this.note.textContent = 'The relay refused its channel to this token (an operator token is needed).';
       this.root.dataset.state = 'refused';
     });

@@ -235,7 +235,7 @@ impl Seen {
         if f["event"] == "pusher:ping" {
             return true;
         }
-        if f["event"] != "client-sonde-sample" {
+        if f["event"] != sonde_protocol::sonde::EVENT_SAMPLE {
             return false;
         }
         let Some(data) = f["data"].as_str() else { return false };
@@ -257,7 +257,7 @@ impl Seen {
 impl Watcher {
     async fn start(ctx: &Ctx, host: &str) -> anyhow::Result<Self> {
         let mut conn = PusherConn::connect(&ctx.target, 0).await?;
-        conn.subscribe_and_wait(&ctx.target, &format!("private-sonde-host.{host}")).await?;
+        conn.subscribe_and_wait(&ctx.target, &format!("{}{host}", sonde_protocol::sonde::HOST_CHANNEL_PREFIX)).await?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let mut seen = Seen::default();

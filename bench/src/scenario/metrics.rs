@@ -46,7 +46,7 @@ const METRICS: &[&str] = &[
 ];
 
 fn channel(host: usize) -> String {
-    format!("private-sonde-host.bench-{host}")
+    format!("{}bench-{host}", sonde_protocol::sonde::HOST_CHANNEL_PREFIX)
 }
 
 /// One sample: bench markers, then the fields of a Sonde sample, padded with custom metrics

@@ -9,6 +9,7 @@ use anyhow::bail;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use sonde_protocol::sonde::{EVENT_BACKFILL, EVENT_SAMPLE};
 use tokio::time::Instant;
 
 use crate::cli::SessionArgs;
@@ -24,7 +25,8 @@ fn viewer_token(app_id: &str, secret: &str) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({"app": app_id, "sub": "sonde-bench", "exp": now + 3600, "subscribe": ["private-sonde-host.*"], "publish": []});
+    let claims =
+        serde_json::json!({"app": app_id, "sub": "sonde-bench", "exp": now + 3600, "subscribe": [sonde_protocol::sonde::HOST_CHANNEL_PATTERN], "publish": []});
     let body = format!("{header}.{}", b64(claims.to_string().as_bytes()));
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(body.as_bytes());
@@ -39,7 +41,7 @@ fn event_of(text: &[u8]) -> Option<String> {
 pub async fn run(ctx: &Ctx, a: &SessionArgs) -> anyhow::Result<Report> {
     let params = serde_json::json!({ "agent_host": a.agent_host, "iterations": a.iterations, "watch_s": a.watch, "gap_ms": a.gap_ms });
     let token = viewer_token(&ctx.target.app_id, &ctx.target.secret);
-    let channel = format!("private-sonde-host.{}", a.agent_host);
+    let channel = format!("{}{}", sonde_protocol::sonde::HOST_CHANNEL_PREFIX, a.agent_host);
     let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": token}}).to_string();
     let (mut first_sample, mut first_backfill) = (new_histogram(), new_histogram());
     let (mut streamed, mut agent_cpu, mut agent_rss_max, mut samples) = (Duration::ZERO, 0.0, 0u64, 0u64);
@@ -59,11 +61,11 @@ pub async fn run(ctx: &Ctx, a: &SessionArgs) -> anyhow::Result<Report> {
             };
             let Message::Text(text) = msg else { bail!("the relay closed the viewer") };
             match event_of(text).as_deref() {
-                Some("client-sonde-backfill") if !got_backfill => {
+                Some(EVENT_BACKFILL) if !got_backfill => {
                     got_backfill = true;
                     first_backfill.saturating_record(t0.elapsed().as_nanos().max(1) as u64);
                 }
-                Some("client-sonde-sample") => {
+                Some(EVENT_SAMPLE) => {
                     samples += 1;
                     if !got_sample {
                         got_sample = true;

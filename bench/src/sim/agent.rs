@@ -60,7 +60,7 @@ fn now_ms() -> u64 {
 impl SimAgent {
     pub fn new(target: &Target, host: Host, n: usize, uptime: Duration, stats: Arc<Stats>) -> Self {
         let token = super::token::agent(&target.app_id, &target.secret, &host.name);
-        let channel = format!("private-sonde-host.{}", host.name);
+        let channel = format!("{}{}", sonde_protocol::sonde::HOST_CHANNEL_PREFIX, host.name);
         let path = format!("/app/{}?protocol=7&client=sonde-agent&version={}&token={token}", target.key, env!("CARGO_PKG_VERSION"));
         let epoch_ms = (now_ms() / 1000).saturating_sub(uptime.as_secs()) * 1000;
         Self { host, n, channel, path, epoch_ms, stats }

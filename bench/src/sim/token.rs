@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use sonde_protocol::sonde::{HOST_CHANNEL_PATTERN, HOST_CHANNEL_PREFIX, INVENTORY_CHANNEL};
 
 /// How long the bench's tokens are valid.
 const TTL_S: u64 = 24 * 3600;
@@ -28,7 +29,7 @@ fn sign_raw(secret: &str, claims: &str) -> String {
 /// `sonde-relay token --role agent --host HOST`.
 pub fn agent(app_id: &str, secret: &str, host: &str) -> String {
     let now = now_s();
-    let ch = format!("private-sonde-host.{host}");
+    let ch = format!("{HOST_CHANNEL_PREFIX}{host}");
     // Written by hand: serde_json's map would sort the keys.
     let claims = format!(
         r#"{{"app":{},"sub":{},"exp":{},"iat":{now},"subscribe":[{c}],"publish":[{c}],"role":"agent"}}"#,
@@ -44,7 +45,7 @@ pub fn agent(app_id: &str, secret: &str, host: &str) -> String {
 pub fn viewer(app_id: &str, secret: &str) -> String {
     let now = now_s();
     let claims = format!(
-        r#"{{"app":{},"sub":"viewer","exp":{},"iat":{now},"subscribe":["private-sonde-host.*","private-sonde-inventory"],"publish":[],"role":"viewer"}}"#,
+        r#"{{"app":{},"sub":"viewer","exp":{},"iat":{now},"subscribe":["{HOST_CHANNEL_PATTERN}","{INVENTORY_CHANNEL}"],"publish":[],"role":"viewer"}}"#,
         super::host::json_str(app_id),
         now + TTL_S
     );

@@ -43,7 +43,7 @@ fn check(app: &App, ev: EventBody) -> Result<Checked, ApiError> {
     if ev.name.is_empty() || ev.name.len() > l.max_event_name_len {
         return Err(ApiError::bad_request(format!("event name must have 1 to {} characters", l.max_event_name_len)));
     }
-    if ["pusher:", "pusher_internal:", "sonde:"].iter().any(|p| ev.name.starts_with(p)) {
+    if ["pusher:", "pusher_internal:", sonde_protocol::sonde::RELAY_EVENT_PREFIX].iter().any(|p| ev.name.starts_with(p)) {
         return Err(ApiError::bad_request("event names starting with pusher:, pusher_internal: or sonde: are reserved"));
     }
     let raw = ev.data.get();

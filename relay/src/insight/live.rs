@@ -16,7 +16,7 @@ use crate::server::AppState;
 use crate::tokens::RELAY_CHANNEL;
 
 /// The event the relay's state is published as.
-pub const EVENT_RELAY: &str = "sonde:relay";
+pub use sonde_protocol::sonde::EVENT_RELAY;
 
 /// Counters as they were at the last tick, for rates.
 #[derive(Default, Clone, Copy)]

@@ -238,21 +238,18 @@ pub fn mint_hs256(claims: &Claims, secret: &str) -> String {
 
 /// The channel every agent of `host` streams on.
 pub fn host_channel(host: &str) -> String {
-    format!("private-sonde-host.{host}")
+    format!("{HOST_CHANNEL_PREFIX}{host}")
 }
 
-/// The channel dashboards follow the agent inventory on.
-pub const INVENTORY_CHANNEL: &str = "private-sonde-inventory";
-
-/// The channel the relay publishes its own state on while an operator watches.
-pub const RELAY_CHANNEL: &str = "private-sonde-relay";
+use sonde_protocol::sonde::{HOST_CHANNEL_PATTERN, HOST_CHANNEL_PREFIX};
+pub use sonde_protocol::sonde::{INVENTORY_CHANNEL, RELAY_CHANNEL};
 
 /// Claims of a standard role: a viewer may subscribe to every host channel and the inventory
 /// and publish nothing; an agent may subscribe and publish on its own host's channel only.
 pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>, ttl: Duration) -> Result<Claims, String> {
     let now = now_s();
     let (sub, subscribe, publish) = match role {
-        "viewer" => (sub.unwrap_or("viewer").to_owned(), vec!["private-sonde-host.*".to_owned(), INVENTORY_CHANNEL.to_owned()], vec![]),
+        "viewer" => (sub.unwrap_or("viewer").to_owned(), vec![HOST_CHANNEL_PATTERN.to_owned(), INVENTORY_CHANNEL.to_owned()], vec![]),
         "agent" => {
             let host = host.ok_or("an agent token needs --host")?;
             sonde_protocol::ChannelName::parse(&host_channel(host)).map_err(|e| format!("host '{host}' makes an invalid channel name: {e}"))?;
@@ -263,7 +260,7 @@ pub fn role_claims(app: &str, role: &str, host: Option<&str>, sub: Option<&str>,
         // A viewer that also reads every app's flight recorder (`GET /debug/slow`) and watches
         // the relay itself.
         "operator" => {
-            let subscribe = vec!["private-sonde-host.*".to_owned(), INVENTORY_CHANNEL.to_owned(), RELAY_CHANNEL.to_owned()];
+            let subscribe = vec![HOST_CHANNEL_PATTERN.to_owned(), INVENTORY_CHANNEL.to_owned(), RELAY_CHANNEL.to_owned()];
             (sub.unwrap_or("operator").to_owned(), subscribe, vec![])
         }
         other => return Err(format!("unknown role '{other}' (viewer, agent, operator or custom)")),

@@ -181,7 +181,7 @@ impl Webhooks {
     /// An accepted client event. Sonde's own (`client-sonde-*`: agent samples, backfills and
     /// snapshots) are not sent: `sonde_*` events cover them.
     pub fn client_event(&self, channel: &ChannelName, event: &str, data: &str, socket: SocketId, user_id: Option<&str>) {
-        if !self.wants(EventType::ClientEvent) || event.starts_with("client-sonde-") {
+        if !self.wants(EventType::ClientEvent) || event.starts_with(sonde_protocol::sonde::AGENT_EVENT_PREFIX) {
             return;
         }
         let socket_id = socket.to_string();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sonde_protocol::frame::Incoming;
+use sonde_protocol::sonde::{EVENT_INVENTORY, INVENTORY_CHANNEL};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -71,7 +72,7 @@ impl View {
 /// Follows the inventory until `stop`, reconnecting every second when the connection fails.
 pub async fn follow(target: Target, n: usize, expected: usize, view: Arc<Mutex<View>>, mut stop: watch::Receiver<bool>) {
     let token = crate::sim::token::viewer(&target.app_id, &target.secret);
-    let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": "private-sonde-inventory", "auth": token}}).to_string();
+    let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": INVENTORY_CHANNEL, "auth": token}}).to_string();
     let mut last_error = String::new();
     while !*stop.borrow() {
         tokio::select! {
@@ -108,7 +109,7 @@ async fn once(target: &Target, n: usize, expected: usize, subscribe: &str, view:
         let bytes = text.len();
         let Ok(f) = Incoming::parse(&String::from_utf8_lossy(text)) else { continue };
         match f.event.as_str() {
-            "sonde:inventory" => {
+            EVENT_INVENTORY => {
                 let mut v = lock(view);
                 v.apply(&f.data_value(), bytes);
                 if v.counts.full_after.is_none() && v.counts.full_entries >= expected as u64 {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use rand::Rng;
 use sonde_protocol::frame::Incoming;
+use sonde_protocol::sonde::{EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SESSION};
 use tokio::time::Instant;
 
 use crate::pusher::{PusherConn, Target};
@@ -89,7 +90,7 @@ impl Viewers {
     }
 
     async fn view(&self, n: usize, h: usize, watch: Duration) -> anyhow::Result<()> {
-        let channel = format!("private-sonde-host.{}{}", self.prefix, self.first + h);
+        let channel = format!("{}{}{}", sonde_protocol::sonde::HOST_CHANNEL_PREFIX, self.prefix, self.first + h);
         let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": self.token}}).to_string();
         let mut conn = PusherConn::connect(&self.target, n).await?;
         let t0 = Instant::now();
@@ -111,9 +112,9 @@ impl Viewers {
                 }
             };
             match event.as_str() {
-                "sonde:session" => record(&mut directive, &self.directive),
-                "client-sonde-backfill" => record(&mut backfill, &self.backfill),
-                "client-sonde-sample" if !sample => {
+                EVENT_SESSION => record(&mut directive, &self.directive),
+                EVENT_BACKFILL => record(&mut backfill, &self.backfill),
+                EVENT_SAMPLE if !sample => {
                     record(&mut sample, &self.sample);
                     deadline = Instant::now() + watch;
                 }
