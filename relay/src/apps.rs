@@ -200,8 +200,14 @@ impl App {
 
     /// Tells the other nodes, when there is a cluster.
     pub fn announce(&self, msg: Msg) {
+        self.to_cluster(|send| send(msg));
+    }
+
+    /// The one place that knows whether there is a cluster: `build` runs (and its messages
+    /// are made) only when there is one, handed what sends a message to the other nodes.
+    fn to_cluster(&self, build: impl FnOnce(&mut dyn FnMut(Msg))) {
         if let Some(link) = self.cluster.get() {
-            link.send(&self.config.id, msg);
+            build(&mut |msg| link.send(&self.config.id, msg));
         }
     }
 
@@ -209,14 +215,16 @@ impl App {
     pub fn publish(&self, channel: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
         self.usage.published();
         self.stream_seen(channel, &frame, urgency);
-        if self.cluster.get().is_some() && self.wanted_elsewhere(channel) {
-            self.announce(Msg::Publish {
-                channel: channel.to_string(),
-                frame: utf8(&frame),
-                except: except.map(|s| s.to_string()),
-                sample: urgency == Urgency::Conflatable,
-            });
-        }
+        self.to_cluster(|send| {
+            if self.wanted_elsewhere(channel) {
+                send(Msg::Publish {
+                    channel: channel.to_string(),
+                    frame: utf8(&frame),
+                    except: except.map(|s| s.to_string()),
+                    sample: urgency == Urgency::Conflatable,
+                });
+            }
+        });
         self.hub.publish(channel, frame, except, urgency)
     }
 
@@ -278,20 +286,19 @@ impl App {
     }
 
     pub fn announce_change(&self, channel: &ChannelName, change: &Change) {
-        if self.cluster.get().is_none() {
-            return;
-        }
         // A member leaves before the count drops and joins after it rises, so every node sees
         // a channel's last member removed before it is vacated, and occupied before its first
         // member is added (the order webhooks report them in).
-        let name = channel.to_string();
-        if let Some(u) = &change.left {
-            self.announce(Msg::Leave { channel: name.clone(), user: u.to_string() });
-        }
-        self.announce(Msg::Count { channel: name.clone(), count: change.local_count });
-        if let Some(p) = &change.joined {
-            self.announce(Msg::Join { channel: name, user: p.user_id.to_string(), info: p.user_info.as_deref().map(str::to_owned) });
-        }
+        self.to_cluster(|send| {
+            let name = channel.to_string();
+            if let Some(u) = &change.left {
+                send(Msg::Leave { channel: name.clone(), user: u.to_string() });
+            }
+            send(Msg::Count { channel: name.clone(), count: change.local_count });
+            if let Some(p) = &change.joined {
+                send(Msg::Join { channel: name, user: p.user_id.to_string(), info: p.user_info.as_deref().map(str::to_owned) });
+            }
+        });
     }
 
     pub fn announce_user(&self, user: &str, online: bool) {
@@ -300,30 +307,27 @@ impl App {
 
     /// This node's viewers and agents of a host, for the session leader.
     pub fn announce_host(&self, host: &str) {
-        if self.cluster.get().is_none() {
-            return;
-        }
-        let (viewers, agents) = self.sessions.local_host(host);
-        self.announce(Msg::Host { host: host.to_owned(), viewers, agents: agents.iter().map(ToString::to_string).collect() });
+        self.to_cluster(|send| {
+            let (viewers, agents) = self.sessions.local_host(host);
+            send(Msg::Host { host: host.to_owned(), viewers, agents: agents.iter().map(ToString::to_string).collect() });
+        });
     }
 
     /// An agent connected here: its connection count and latest snapshot, for the inventory.
     pub fn announce_agent(&self, host: &str) {
-        if self.cluster.get().is_none() {
-            return;
-        }
-        let (connections, snapshot) = self.inventory.local(host);
-        self.announce(Msg::Agent { host: host.to_owned(), connections, snapshot: snapshot.map(|s| s.to_string()) });
+        self.to_cluster(|send| {
+            let (connections, snapshot) = self.inventory.local(host);
+            send(Msg::Agent { host: host.to_owned(), connections, snapshot: snapshot.map(|s| s.to_string()) });
+        });
     }
 
     /// The leader's session table, when it changed and is due (see `Sessions::take_changes`).
     pub fn announce_table(&self) {
-        if self.cluster.get().is_none() {
-            return;
-        }
-        if let Some(table) = self.sessions.take_changes(Clock::now()) {
-            self.announce(Msg::from(&table));
-        }
+        self.to_cluster(|send| {
+            if let Some(table) = self.sessions.take_changes(Clock::now()) {
+                send(Msg::from(&table));
+            }
+        });
     }
 
     /// Inventory pages as frames of the inventory channel.
