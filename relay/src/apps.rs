@@ -55,6 +55,8 @@ pub struct App {
     pub meter: Arc<crate::insight::AppMeter>,
     /// Usage per minute, for seven days.
     pub usage: crate::insight::usage::Usage,
+    /// This node's dashboards, whose outboxes size the inventory's update flushes.
+    pub dashboards: crate::sessions::dashboards::Dashboards,
 }
 
 /// The fan-out lanes are behind by so many deliveries: the API answers 503 (under a second of
@@ -124,6 +126,7 @@ impl App {
             first_samples,
             meter,
             usage: Default::default(),
+            dashboards: Default::default(),
         }
     }
 
@@ -348,19 +351,30 @@ impl App {
     }
 
     /// Publishes the inventory changes since the last flush to every dashboard.
+    /// Called once a second, and at every tick while changes are waiting: a flush queues no
+    /// more than the fullest dashboard's outbox has room for below half its bound (a listing
+    /// adds at most a page while that outbox is under an eighth), so a dashboard that reads
+    /// drains a backlog at the rate it reads, and one that does not is never pushed past its
+    /// bound.
     pub fn flush_inventory(&self) {
-        // Half a dashboard's outbox a second at most: with the listing's pages (a quarter),
-        // a dashboard that reads keeps up with any burst, which then takes several seconds.
-        let changes = self.inventory.take_changes(self.config.limits.max_outbox_bytes / 2);
-        self.metrics.agents_online.set(self.inventory.online_count() as i64);
+        let Ok(channel) = ChannelName::parse(INVENTORY_CHANNEL) else { return };
+        let room = self.dashboards.room(self.config.limits.max_outbox_bytes, |c| self.hub.is_subscribed(&channel, c.socket_id));
+        if room == 0 {
+            return;
+        }
+        let changes = self.inventory.take_changes(room);
         if changes.is_empty() {
             return;
         }
-        let Ok(channel) = ChannelName::parse(INVENTORY_CHANNEL) else { return };
         for frame in Self::inventory_frames(&changes, false) {
             let d = self.hub.publish(&channel, frame, None, Urgency::Always);
             self.metrics.messages_out.inc_by(d.delivered as u64);
         }
+    }
+
+    /// Agents online, for the gauge (once a second).
+    pub fn count_agents(&self) {
+        self.metrics.agents_online.set(self.inventory.online_count() as i64);
     }
 
     pub fn id(&self) -> &str {

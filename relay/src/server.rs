@@ -266,6 +266,10 @@ async fn tick_sessions(state: AppState) {
         for app in state.apps.iter() {
             app.apply(app.sessions.tick(clock));
             if n.is_multiple_of(4) {
+                app.count_agents();
+            }
+            // Once a second; sooner while a backlog drains (`App::flush_inventory` sizes it).
+            if n.is_multiple_of(4) || app.inventory.has_changes() {
                 app.flush_inventory();
             }
             if n.is_multiple_of(240) {

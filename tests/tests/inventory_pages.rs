@@ -91,4 +91,30 @@ async fn a_list_larger_than_the_outbox_arrives_whole_in_pages() {
             break;
         }
     }
+    // Every agent sends a new snapshot at once: ~2.4 MB of updates, 38 times what one flush
+    // may queue (half the outbox). A dashboard that reads gets them flush after flush as its
+    // outbox empties, not one flush a second (which would take 38 s).
+    let started = tokio::time::Instant::now();
+    let mut burst = 0;
+    for (i, a) in agents.iter_mut().enumerate() {
+        let host = format!("host-{i:03}");
+        let mut snap = snapshot(&host);
+        snap["summary"]["cpu_pct"] = json!(99.0);
+        let msg = json!({"event": "client-sonde-snapshot", "channel": format!("private-sonde-host.{host}"), "data": snap});
+        burst += msg.to_string().len();
+        a.send(msg).await;
+    }
+    let mut updated = std::collections::BTreeSet::new();
+    while updated.len() < agents.len() {
+        let f = dash.expect("sonde:inventory").await;
+        assert!(f.data.to_string().len() < OUTBOX / 2 + 10 * 1024, "an update is bounded");
+        for a in f.data["agents"].as_array().unwrap() {
+            if a["snapshot"]["summary"]["cpu_pct"] == 99.0 {
+                updated.insert(a["host"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let one_flush_a_second = Duration::from_secs((burst / (OUTBOX / 2)) as u64);
+    let took = started.elapsed();
+    assert!(took < one_flush_a_second / 2, "{burst} B of updates took {took:?} (one flush a second: {one_flush_a_second:?})");
 }

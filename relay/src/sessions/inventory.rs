@@ -199,6 +199,11 @@ impl Inventory {
         out
     }
 
+    /// Whether changes are waiting for a flush.
+    pub fn has_changes(&self) -> bool {
+        !self.state.lock().order.is_empty()
+    }
+
     /// Every host known, in name order (a dashboard's full list is paged over these).
     pub fn hosts(&self) -> Vec<Arc<str>> {
         self.state.lock().agents.keys().cloned().collect()

@@ -30,6 +30,7 @@ const PAGE_BYTES: usize = 64 * 1024;
 /// Queues the full list for `conn`: the first page at once, the rest from a task as the
 /// socket drains. Without a runtime (unit tests of the handler) every page is queued at once.
 pub fn start(app: &Arc<App>, conn: &Arc<Conn>, limit: usize) {
+    app.dashboards.add(conn);
     let hosts = app.inventory.hosts();
     // With the updates' half of the bound (`App::flush_inventory`), what is queued for a
     // dashboard stays under it: an eighth waiting, a page of a quarter, half of updates.

@@ -8,6 +8,7 @@
 //! only the node holding the leader lease runs it; the others answer from the leader's
 //! versioned table (see `role`).
 
+pub mod dashboards;
 pub mod inventory;
 pub mod listing;
 mod owed;
