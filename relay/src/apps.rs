@@ -351,14 +351,16 @@ impl App {
     }
 
     /// Publishes the inventory changes since the last flush to every dashboard.
-    /// Called once a second, and at every tick while changes are waiting: a flush queues no
-    /// more than the fullest dashboard's outbox has room for below half its bound (a listing
-    /// adds at most a page while that outbox is under an eighth), so a dashboard that reads
-    /// drains a backlog at the rate it reads, and one that does not is never pushed past its
-    /// bound.
-    pub fn flush_inventory(&self) {
+    /// Called once a second (`second`), and at every tick between while changes are waiting.
+    /// Once a second a flush queues up to half a dashboard's outbox bound, whatever is queued:
+    /// a dashboard that does not read overflows and is closed, as any slow reader is, and
+    /// never holds the others back. Between, a flush queues only what the fullest dashboard's
+    /// outbox has room for below half its bound, so dashboards that read drain a backlog at
+    /// the rate they read instead of half an outbox a second.
+    pub fn flush_inventory(&self, second: bool) {
         let Ok(channel) = ChannelName::parse(INVENTORY_CHANNEL) else { return };
-        let room = self.dashboards.room(self.config.limits.max_outbox_bytes, |c| self.hub.is_subscribed(&channel, c.socket_id));
+        let limit = self.config.limits.max_outbox_bytes;
+        let room = if second { limit / 2 } else { self.dashboards.room(limit, |c| self.hub.is_subscribed(&channel, c.socket_id)) };
         if room == 0 {
             return;
         }

@@ -1,8 +1,9 @@
-//! The dashboards following the inventory on this node, for sizing its update flushes: an
-//! update goes to every dashboard at once, so a flush takes no more than the fullest of their
-//! outboxes has room for. A dashboard that reads keeps an empty outbox and gets a backlog as
-//! fast as flushes come; one that does not read holds the others' flushes back, never its
-//! outbox past half its bound.
+//! The dashboards following the inventory on this node, for sizing the update flushes made
+//! between the once-a-second ones: an update goes to every dashboard at once, so such a flush
+//! takes no more than the fullest of their outboxes has room for. Dashboards that read keep
+//! their outboxes empty and get a backlog as fast as they read; one that does not read holds
+//! back only these extra flushes (the once-a-second flush goes out regardless, and a reader
+//! that falls too far behind is closed as any slow reader is).
 
 use std::sync::{Arc, Weak};
 
