@@ -32,6 +32,14 @@ async fn join(node: &RelayNode, ch: &str, user: &str) -> (Client, Frame) {
     (c, ok)
 }
 
+/// A viewer of `host` connected to `node`, subscribed.
+async fn viewer_on(node: &RelayNode, host: &str) -> Client {
+    let mut c = Client::connect(&node.ws_url()).await;
+    c.subscribe_auth(&format!("private-sonde-host.{host}"), &hs256(&viewer("1"), "secret"), None).await;
+    c.expect("pusher_internal:subscription_succeeded").await;
+    c
+}
+
 /// Polls until `check` holds (cluster state travels asynchronously).
 async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -159,20 +167,11 @@ async fn one_session_per_host_cluster_wide() {
     let token = hs256(&agent("1", "web1"), "secret");
     let mut agent_c = Client::connect(&format!("{}&token={token}", nodes[0].ws_url())).await;
     agent_c.subscribe("private-sonde-host.web1").await;
-    let view = |n: &RelayNode| {
-        let url = n.ws_url();
-        async move {
-            let mut c = Client::connect(&url).await;
-            c.subscribe_auth("private-sonde-host.web1", &hs256(&viewer("1"), "secret"), None).await;
-            c.expect("pusher_internal:subscription_succeeded").await;
-            c
-        }
-    };
-    let v2 = view(&nodes[1]).await;
+    let v2 = viewer_on(&nodes[1], "web1").await;
     let d = agent_c.expect("sonde:session").await;
     assert_eq!(d.data["state"], "started", "the viewer on node 2 starts the agent on node 1");
     let id = d.data["id"].clone();
-    let v3 = view(&nodes[2]).await;
+    let v3 = viewer_on(&nodes[2], "web1").await;
     for n in &nodes {
         eventually("every node lists the one session", || async {
             let (_, b) = n.api().request("GET", "/sessions", None, &[]).await;
@@ -359,20 +358,11 @@ async fn a_host_channel_crosses_the_bus_only_while_another_node_watches_it() {
     let token = hs256(&agent("1", "web7"), "secret");
     let mut agent_c = Client::connect(&format!("{}&token={token}", nodes[0].ws_url())).await;
     agent_c.subscribe("private-sonde-host.web7").await;
-    let view = |n: &RelayNode| {
-        let url = n.ws_url();
-        async move {
-            let mut c = Client::connect(&url).await;
-            c.subscribe_auth("private-sonde-host.web7", &hs256(&viewer("1"), "secret"), None).await;
-            c.expect("pusher_internal:subscription_succeeded").await;
-            c
-        }
-    };
     let sample = |seq: u64| json!({"ts": seq, "seq": seq, "metrics": {"cpu.user_pct": 1.0}});
     let host_publishes = || tap.count(r#""t":"publish","channel":"private-sonde-host.web7""#);
 
     // A viewer on the agent's own node: samples reach it, none crosses the bus.
-    let mut here = view(&nodes[0]).await;
+    let mut here = viewer_on(&nodes[0], "web7").await;
     assert_eq!(agent_c.expect("sonde:session").await.data["state"], "started");
     for seq in 1..=5 {
         agent_c.trigger("private-sonde-host.web7", "client-sonde-sample", sample(seq)).await;
@@ -387,7 +377,7 @@ async fn a_host_channel_crosses_the_bus_only_while_another_node_watches_it() {
     // A viewer on another node: once node 1 has heard of it, every sample reaches it. (What
     // the agent sends in the moment before is in the history it sends the newcomer: see the
     // next test.)
-    let mut there = view(&nodes[1]).await;
+    let mut there = viewer_on(&nodes[1], "web7").await;
     eventually("node 1 to know node 2's viewer", || async {
         let (_, b) = nodes[0].api().request("GET", "/channels/private-sonde-host.web7", None, &[("info", "subscription_count")]).await;
         b["subscription_count"] == 3
