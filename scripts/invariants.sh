@@ -29,6 +29,8 @@ rule "the fan-out core (relay/src/hub) never imports axum, hyper or serde" \
   "$(grep -E '\b(axum|hyper|serde|serde_json)::' <<<"$hub")"
 rule "the fan-out core never awaits" \
   "$(grep -E '\.await\b|\basync (fn|move|\{)' <<<"$hub")"
+rule "the fan-out core keeps no process-wide state (its lanes belong to their relay)" \
+  "$(grep -E '\bstatic [A-Z_]+: *(Atomic|Mutex|RwLock)' <<<"$hub")"
 rule "the fan-out core imports no edge, the cluster, webhooks, sessions or insight" \
   "$(grep -E 'crate::(ws|http|server|tls|cluster|webhooks|sessions|insight|apps)\b' <<<"$hub")"
 

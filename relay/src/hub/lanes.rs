@@ -81,7 +81,6 @@ impl Lanes {
             std::thread::Builder::new().name(format!("sonde-fanout-{i}")).spawn(move || run(&lane, rx))?;
             senders.push(tx);
         }
-        LAST_COUNT.store(n, Ordering::Relaxed);
         Ok(Arc::new(Self { senders, backlog, next: AtomicUsize::new(0) }))
     }
 
@@ -221,23 +220,4 @@ impl Lane {
         let (bytes, lanes, accepted) = (job.frame.len(), self.count, *accepted);
         meter.pass(&PassReport { pass: Pass::Lanes, channel: &job.channel, subscribers, bytes, frames, backlog, lanes, accepted, elapsed });
     }
-}
-
-/// How many lanes the relay started last has. Only `insight` reads it, once per app for its
-/// flight-recorder events, and only until it takes the count from `PassReport::lanes`: the
-/// lanes themselves belong to their relay.
-static LAST_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// See `LAST_COUNT`.
-pub struct LastStarted;
-
-impl LastStarted {
-    pub fn count(&self) -> usize {
-        LAST_COUNT.load(Ordering::Relaxed)
-    }
-}
-
-/// See `LAST_COUNT`.
-pub fn lanes() -> LastStarted {
-    LastStarted
 }

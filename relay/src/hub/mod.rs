@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use sonde_protocol::{ChannelName, CloseCode, ServerFrame, SocketId};
 
 pub use channel::{Change, ChannelInfo, SubscribeError};
-pub use lanes::{lanes, Lanes};
+pub use lanes::Lanes;
 pub use meter::{mark_ms, since_mark, Meter, Overflow, Pass, PassReport};
 pub use outbox::{CloseRequest, DirectWrite, Outbox, Outgoing, Pushed, Written};
 pub use users::SigninError;

@@ -17,7 +17,6 @@ pub struct AppMeter {
     pub(super) slow_consumers: Counter,
     pub(super) conflated: Counter,
     pub(super) recorder: Arc<Recorder>,
-    pub(super) lane_count: usize,
     /// The last second's passes, for the live relay page.
     pub(super) window: super::window::Window,
 }
@@ -50,7 +49,7 @@ impl Meter for AppMeter {
                     subscribers: r.subscribers,
                     bytes: r.bytes,
                     frames: r.frames,
-                    lanes: self.lane_count,
+                    lanes: r.lanes,
                     lane_backlog: r.backlog,
                     write_us: micros(r.elapsed),
                 },

@@ -132,7 +132,6 @@ impl Insight {
             slow_consumers: self.slow_consumers.get_or_create(&l).clone(),
             conflated,
             recorder: self.recorder.clone(),
-            lane_count: crate::hub::lanes().count(),
             window: window::Window::default(),
         })
     }
