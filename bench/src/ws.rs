@@ -14,12 +14,10 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::tls::{Stream, TlsClient};
 
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
+use sonde_protocol::wsframe::opcode::{
+    BINARY as OP_BINARY, CLOSE as OP_CLOSE, CONTINUATION as OP_CONTINUATION, PING as OP_PING, PONG as OP_PONG, TEXT as OP_TEXT,
+};
+use sonde_protocol::wsframe::{self, HeadError};
 
 /// Refuse server messages above this size rather than grow a buffer without bound.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -43,44 +41,25 @@ pub struct Header {
 
 /// Parses one server frame header; `Ok(None)` when more bytes are needed.
 pub fn parse_header(buf: &[u8]) -> io::Result<Option<Header>> {
-    if buf.len() < 2 {
-        return Ok(None);
-    }
-    if buf[1] & 0x80 != 0 {
+    if buf.get(1).is_some_and(|b1| b1 & 0x80 != 0) {
         return Err(invalid("server frames must not be masked"));
     }
-    let (header_len, payload_len) = match buf[1] & 0x7f {
-        126 if buf.len() < 4 => return Ok(None),
-        126 => (4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))),
-        127 if buf.len() < 10 => return Ok(None),
-        127 => {
-            let len = u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"));
-            (10, usize::try_from(len).unwrap_or(usize::MAX))
-        }
-        n => (2, usize::from(n)),
+    let head = match wsframe::parse_head(buf) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(None),
+        Err(HeadError::LengthTopBit) => return Err(invalid("server message too large")),
     };
-    if payload_len > MAX_MESSAGE {
-        return Err(invalid("server message too large"));
-    }
-    Ok(Some(Header { fin: buf[0] & 0x80 != 0, opcode: buf[0] & 0x0f, header_len, payload_len }))
+    let payload_len = usize::try_from(head.payload_len).ok().filter(|&n| n <= MAX_MESSAGE).ok_or_else(|| invalid("server message too large"))?;
+    Ok(Some(Header { fin: head.fin, opcode: head.opcode, header_len: head.head_len, payload_len }))
 }
 
 /// Appends one masked client frame (FIN set) to `out`.
 pub fn encode_frame(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    let (h, n) = wsframe::client_head(opcode, payload.len(), mask);
+    out.extend_from_slice(&h[..n]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    wsframe::apply_mask(&mut out[start..], mask);
 }
 
 fn invalid(msg: &'static str) -> io::Error {

@@ -11,6 +11,7 @@ pub mod sign;
 pub mod socket_id;
 pub mod sonde;
 pub mod webhook;
+pub mod wsframe;
 
 pub use channel::{ChannelError, ChannelKind, ChannelName};
 pub use close::CloseCode;

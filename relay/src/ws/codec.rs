@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use sonde_protocol::close::rfc6455;
+use sonde_protocol::wsframe::{self, HeadError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Bytes the read buffer grows by while a message arrives.
@@ -147,59 +148,39 @@ impl Decoder {
 
     fn parse_frame(&mut self) -> Result<Option<Frame>, WsError> {
         let b = &self.rbuf[..];
-        if b.len() < 2 {
-            return Ok(None);
-        }
-        let fin = b[0] & 0x80 != 0;
-        if b[0] & 0x70 != 0 {
-            return Err(WsError::Protocol("reserved bits set"));
-        }
-        let opcode = b[0] & 0x0f;
-        if b[1] & 0x80 == 0 {
-            return Err(WsError::Protocol("client frames must be masked"));
-        }
-        let (len, mut at) = match b[1] & 0x7f {
-            126 => {
-                if b.len() < 4 {
-                    return Ok(None);
-                }
-                (u64::from(u16::from_be_bytes([b[2], b[3]])), 4)
+        // The first two bytes say whether the frame is acceptable at all: refused before its
+        // length and mask have arrived.
+        if let [b0, b1, ..] = b {
+            if b0 & 0x70 != 0 {
+                return Err(WsError::Protocol("reserved bits set"));
             }
-            127 => {
-                if b.len() < 10 {
-                    return Ok(None);
-                }
-                let len = u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]);
-                // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
-                if len >> 63 != 0 {
-                    return Err(WsError::Protocol("64-bit payload length with the top bit set"));
-                }
-                (len, 10)
+            if b1 & 0x80 == 0 {
+                return Err(WsError::Protocol("client frames must be masked"));
             }
-            n => (u64::from(n), 2),
+        }
+        let head = match wsframe::parse_head(b) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(HeadError::LengthTopBit) => return Err(WsError::Protocol("64-bit payload length with the top bit set")),
         };
-        let is_control = opcode >= 8;
-        if is_control && (len > 125 || !fin) {
+        let Some(mask) = head.mask else { return Err(WsError::Protocol("client frames must be masked")) };
+        if head.is_control() && (head.payload_len > 125 || !head.fin) {
             return Err(WsError::Protocol("control frames must be short and unfragmented"));
         }
         // Control frames may arrive between fragments: only data frames add to the message.
-        let partial_len = if is_control { 0 } else { self.partial.as_ref().map_or(0, |(_, p)| p.len()) };
-        let len = usize::try_from(len).ok().filter(|&n| n.checked_add(partial_len).is_some_and(|total| total <= self.max_message));
+        let partial_len = if head.is_control() { 0 } else { self.partial.as_ref().map_or(0, |(_, p)| p.len()) };
+        let len = usize::try_from(head.payload_len).ok().filter(|&n| n.checked_add(partial_len).is_some_and(|total| total <= self.max_message));
         let Some(len) = len else { return Err(WsError::TooBig(self.max_message)) };
         // `len` is at most `max_message`, so the frame's size cannot overflow.
-        let frame_len = at + 4 + len;
+        let frame_len = head.head_len + len;
         if b.len() < frame_len {
             self.rbuf.reserve(frame_len - b.len());
             return Ok(None);
         }
-        let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        at += 4;
-        self.rbuf.advance(at);
+        self.rbuf.advance(head.head_len);
         let mut payload = self.rbuf.split_to(len);
-        for (i, byte) in payload.iter_mut().enumerate() {
-            *byte ^= mask[i & 3];
-        }
-        Ok(Some(Frame { fin, opcode, payload }))
+        wsframe::apply_mask(&mut payload, mask);
+        Ok(Some(Frame { fin: head.fin, opcode: head.opcode, payload }))
     }
 
     fn assemble(&mut self, f: Frame) -> Result<Option<Inbound>, WsError> {
@@ -292,22 +273,7 @@ fn finish(opcode: u8, payload: BytesMut) -> Result<Inbound, WsError> {
 }
 
 /// A frame header, written into a small array.
-pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
-    let mut h = [0u8; 10];
-    h[0] = 0x80 | opcode;
-    if len < 126 {
-        h[1] = len as u8;
-        (h, 2)
-    } else if len <= usize::from(u16::MAX) {
-        h[1] = 126;
-        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        (h, 4)
-    } else {
-        h[1] = 127;
-        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        (h, 10)
-    }
-}
+pub use sonde_protocol::wsframe::server_head as header;
 
 /// A whole control or close frame, as bytes.
 pub fn control_frame(opcode: u8, payload: &[u8]) -> bytes::Bytes {
@@ -327,16 +293,8 @@ pub fn close_frame(code: u16, reason: &str) -> bytes::Bytes {
 }
 
 fn put_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    let (h, n) = header(opcode, len);
+    out.extend_from_slice(&h[..n]);
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
