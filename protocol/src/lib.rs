@@ -1,7 +1,8 @@
 //! Wire types shared by every Sonde component.
 //!
 //! This crate does no I/O. It knows the Pusher Channels protocol v7 (frames, channel names,
-//! close codes, signatures) and the Sonde events that ride on it. Only this crate derives
+//! close codes, signatures), RFC 6455 frame heads, and the Sonde events that ride on it.
+//! Only this crate derives
 //! `Serialize` for wire frames.
 
 pub mod channel;
