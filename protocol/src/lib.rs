@@ -2,8 +2,7 @@
 //!
 //! This crate does no I/O. It knows the Pusher Channels protocol v7 (frames, channel names,
 //! close codes, signatures), RFC 6455 frame heads, and the Sonde events that ride on it.
-//! Only this crate derives
-//! `Serialize` for wire frames.
+//! Only this crate derives `Serialize` for wire frames.
 
 pub mod channel;
 pub mod close;
