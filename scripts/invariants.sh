@@ -37,6 +37,9 @@ rule "the fan-out core imports no edge, the cluster, webhooks, sessions or insig
 rule "the websocket edge (relay/src/ws) imports nothing of the HTTP edge" \
   "$(grep -E 'crate::http\b' <<<"$(code_lines relay/src/ws)")"
 
+rule "tokens (relay/src/tokens) import nothing of the config (the config builds their KeySettings)" \
+  "$(grep -E 'crate::config\b' <<<"$(code_lines relay/src/tokens)")"
+
 rule "a signed API request is checked by http::Signed alone (no handler reads its body or calls auth::verify)" \
   "$(grep -E 'BytesRejection|auth::verify' <<<"$(code_lines relay/src)" | grep -vE '^relay/src/(http/signed|reply)\.rs:')"
 

@@ -104,7 +104,7 @@ impl App {
         hub.measure(meter.clone());
         let first_samples = crate::insight::FirstSamples::new(metrics.insight.session_start(&config.id));
         // Keys were checked by `Config::validate`.
-        let tokens = Verifier::new(&config).expect("validated config");
+        let tokens = config.verifier().expect("validated config");
         let limiters = Limiters::new(&config.limits);
         let inventory = Inventory::default();
         let webhooks = Webhooks::new(&config, hooks, metrics);

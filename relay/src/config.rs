@@ -252,6 +252,19 @@ impl PublicKeyConfig {
     }
 }
 
+impl AppConfig {
+    /// This app's token verifier (the config knows tokens' settings type, never the reverse).
+    pub fn verifier(&self) -> Result<crate::tokens::Verifier, String> {
+        let mut public_keys = Vec::with_capacity(self.public_keys.len());
+        for k in &self.public_keys {
+            let pem = k.pem_text().map_err(|e| format!("app {}: {e}", self.id))?;
+            public_keys.push(crate::tokens::PublicKeyPem { kid: k.kid.clone(), alg: k.alg.clone(), pem });
+        }
+        let settings = crate::tokens::KeySettings { app_id: &self.id, secret: &self.secret, public_keys, leeway_s: self.token_leeway_s };
+        crate::tokens::Verifier::new(&settings)
+    }
+}
+
 impl std::fmt::Debug for AppConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppConfig")
@@ -383,7 +396,7 @@ impl Config {
             if !keys.insert(app.key.clone()) {
                 return Err(ConfigError::DuplicateKey(app.key.clone()));
             }
-            crate::tokens::Verifier::new(app).map_err(ConfigError::Invalid)?;
+            app.verifier().map_err(ConfigError::Invalid)?;
             crate::webhooks::config::validate_app(&app.id, &app.webhooks, app.webhook_batch_ms).map_err(ConfigError::Invalid)?;
             let l = &app.limits;
             if l.max_message_bytes < l.max_payload_bytes {

@@ -17,8 +17,6 @@ use serde::{Deserialize, Serialize};
 
 pub use pattern::{covers, ChannelPattern};
 
-use crate::config::AppConfig;
-
 /// The claims of a Sonde token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -128,21 +126,39 @@ pub fn looks_like_jwt(auth: &str) -> bool {
     auth.bytes().filter(|b| *b == b'.').count() == 2 && !auth.contains(':')
 }
 
+/// What a `Verifier` is built from: its app's id, secret, registered public keys and clock
+/// leeway. The config builds it (`AppConfig::verifier`); tokens know nothing of the config.
+pub struct KeySettings<'a> {
+    pub app_id: &'a str,
+    pub secret: &'a str,
+    pub public_keys: Vec<PublicKeyPem>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_s: u64,
+}
+
+/// A registered public key as text: `alg` is `RS256`, `ES256` or `EdDSA`.
+pub struct PublicKeyPem {
+    pub kid: Option<String>,
+    pub alg: String,
+    pub pem: String,
+}
+
 impl Verifier {
-    pub fn new(config: &AppConfig) -> Result<Self, String> {
+    pub fn new(settings: &KeySettings<'_>) -> Result<Self, String> {
+        let app = settings.app_id;
         let mut keys = Vec::new();
-        for k in &config.public_keys {
-            let pem = k.pem_text().map_err(|e| format!("app {}: {e}", config.id))?;
+        for k in &settings.public_keys {
+            let pem = k.pem.as_bytes();
             let (alg, key) = match k.alg.as_str() {
-                "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem.as_bytes())),
-                "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(pem.as_bytes())),
-                "EdDSA" => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem.as_bytes())),
-                other => return Err(format!("app {}: key algorithm must be RS256, ES256 or EdDSA, not {other}", config.id)),
+                "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem)),
+                "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(pem)),
+                "EdDSA" => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem)),
+                other => return Err(format!("app {app}: key algorithm must be RS256, ES256 or EdDSA, not {other}")),
             };
-            let key = key.map_err(|e| format!("app {}: public key {}: {e}", config.id, k.kid.as_deref().unwrap_or("")))?;
+            let key = key.map_err(|e| format!("app {app}: public key {}: {e}", k.kid.as_deref().unwrap_or("")))?;
             keys.push(PublicKey { kid: k.kid.clone(), alg, key });
         }
-        Ok(Self { app_id: config.id.clone(), secret: DecodingKey::from_secret(config.secret.as_bytes()), keys, leeway_s: config.token_leeway_s })
+        Ok(Self { app_id: app.to_owned(), secret: DecodingKey::from_secret(settings.secret.as_bytes()), keys, leeway_s: settings.leeway_s })
     }
 
     pub fn verify(&self, token: &str) -> Result<Grant, TokenError> {

@@ -1,8 +1,6 @@
 use super::*;
-use crate::config::AppConfig;
-
-fn app() -> AppConfig {
-    AppConfig::from_flag("1:key:secret").unwrap()
+fn app() -> KeySettings<'static> {
+    KeySettings { app_id: "1", secret: "secret", public_keys: Vec::new(), leeway_s: 30 }
 }
 
 fn claims(exp_in: i64) -> Claims {
