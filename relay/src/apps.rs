@@ -13,7 +13,7 @@ use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
 use crate::cluster::bus::Msg;
 use crate::cluster::Link;
-use crate::hub::{Change, Delivery, Urgency};
+use crate::hub::{Change, Delivery, Publish, Urgency};
 use crate::limits::Limiters;
 use crate::sessions::inventory::{page, pages, Inventory};
 use crate::sessions::Clock;
@@ -147,7 +147,7 @@ impl App {
             match to.map(|s| (s, self.hub.connection(s))) {
                 None => {
                     self.announce(remote(None));
-                    let d = self.hub.publish(&channel, frame.clone(), None, Urgency::Always);
+                    let d = self.hub.publish(&channel, Publish::to_all(frame.clone()));
                     self.metrics.messages_out.inc_by(d.delivered as u64);
                 }
                 Some((_, Some(conn))) => {
@@ -186,7 +186,7 @@ impl App {
         for ch in &ev.channels {
             let frame = ServerFrame::Event { event: &ev.name, channel: Some(ch.as_str()), data_json: &ev.data_json, user_id: None }.encode();
             let len = frame.len() as u64;
-            let d = self.publish(ch, frame, ev.except, Urgency::Always);
+            let d = self.publish(ch, Publish { frame, except: ev.except, urgency: Urgency::Always });
             self.metrics.messages_out.inc_by(d.delivered as u64);
             self.metrics.bytes_out.inc_by(len * d.delivered as u64);
         }
@@ -215,20 +215,20 @@ impl App {
     }
 
     /// Fans a frame out here and on every other node.
-    pub fn publish(&self, channel: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
+    pub fn publish(&self, channel: &ChannelName, p: Publish) -> Delivery {
         self.usage.published();
-        self.stream_seen(channel, &frame, urgency);
+        self.stream_seen(channel, &p);
         self.to_cluster(|send| {
             if self.wanted_elsewhere(channel) {
                 send(Msg::Publish {
                     channel: channel.to_string(),
-                    frame: utf8(&frame),
-                    except: except.map(|s| s.to_string()),
-                    sample: urgency == Urgency::Conflatable,
+                    frame: utf8(&p.frame),
+                    except: p.except.map(|s| s.to_string()),
+                    sample: p.urgency == Urgency::Conflatable,
                 });
             }
         });
-        self.hub.publish(channel, frame, except, urgency)
+        self.hub.publish(channel, p)
     }
 
     /// Whether a publish on `channel` must go to the other nodes. A host channel's events (a
@@ -259,17 +259,17 @@ impl App {
 
     /// A frame on its way to this node's subscribers of a channel: a host's samples or
     /// backfill settle the backfills owed to viewers that joined while its agent was away.
-    pub fn stream_seen(&self, channel: &ChannelName, frame: &Bytes, urgency: Urgency) {
-        if urgency == Urgency::Conflatable {
+    pub fn stream_seen(&self, channel: &ChannelName, p: &Publish) {
+        if p.urgency == Urgency::Conflatable {
             self.first_samples.sample_seen(channel, std::time::Instant::now());
         }
         if !self.sessions.owes() {
             return;
         }
         let Some(host) = host_of(channel.as_str()) else { return };
-        let seen = match urgency {
+        let seen = match p.urgency {
             Urgency::Conflatable => Stream::Sample,
-            Urgency::Always if is_event(frame, EVENT_BACKFILL) => Stream::Backfill,
+            Urgency::Always if is_event(&p.frame, EVENT_BACKFILL) => Stream::Backfill,
             Urgency::Always => return,
         };
         self.apply(self.sessions.stream_seen(host, seen, Clock::now(), |s| self.hub.connection(s).is_some()));
@@ -369,7 +369,7 @@ impl App {
             return;
         }
         for frame in Self::inventory_frames(&changes, false) {
-            let d = self.hub.publish(&channel, frame, None, Urgency::Always);
+            let d = self.hub.publish(&channel, Publish::to_all(frame));
             self.metrics.messages_out.inc_by(d.delivered as u64);
         }
     }

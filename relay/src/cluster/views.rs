@@ -9,7 +9,7 @@ use sonde_protocol::{ChannelName, SocketId};
 
 use super::bus::Msg;
 use crate::apps::{App, Apps};
-use crate::hub::{NodeId, Urgency};
+use crate::hub::{NodeId, Publish, Urgency};
 use crate::sessions::{Clock, SessionInfo, Table};
 
 /// Entries a node reported, by app.
@@ -92,9 +92,9 @@ impl Views {
             Msg::Publish { channel: ch, frame, except, sample } => {
                 if let Some(ch) = channel(&ch) {
                     let urgency = if sample { Urgency::Conflatable } else { Urgency::Always };
-                    let frame = Bytes::from(frame);
-                    app.stream_seen(&ch, &frame, urgency);
-                    let d = app.hub.publish(&ch, frame, except.as_deref().and_then(socket), urgency);
+                    let p = Publish { frame: Bytes::from(frame), except: except.as_deref().and_then(socket), urgency };
+                    app.stream_seen(&ch, &p);
+                    let d = app.hub.publish(&ch, p);
                     app.metrics.messages_out.inc_by(d.delivered as u64);
                 }
             }
@@ -299,7 +299,7 @@ fn apply_directive(app: &App, term: u64, host: &str, to: Option<&str>, frame: St
     let Ok(channel) = sonde_protocol::sonde::host_channel(host) else { return };
     match to {
         None => {
-            let d = app.hub.publish(&channel, Bytes::from(frame), None, Urgency::Always);
+            let d = app.hub.publish(&channel, Publish::to_all(Bytes::from(frame)));
             app.metrics.messages_out.inc_by(d.delivered as u64);
         }
         Some(s) => {

@@ -12,7 +12,7 @@ use sonde_protocol::frame::Member;
 use sonde_protocol::{ChannelKind, ChannelName, ServerFrame, SocketId};
 
 use super::lanes::{Lanes, Shares};
-use super::{Conn, Delivery, HubOptions, Meter, NodeId, Observer, Pass, PassReport, PresenceUser, Pushed, Transition, Urgency};
+use super::{Conn, Delivery, HubOptions, Meter, NodeId, Observer, Pass, PassReport, PresenceUser, Publish, Pushed, Transition, Urgency};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -317,22 +317,15 @@ impl Channel {
         (st.subscribers.len(), members)
     }
 
-    pub(super) fn publish(
-        &self,
-        frame: Bytes,
-        except: Option<SocketId>,
-        urgency: Urgency,
-        cache_until: Option<Instant>,
-        meter: Option<&Arc<dyn Meter>>,
-    ) -> Delivery {
+    pub(super) fn publish(&self, p: Publish, cache_until: Option<Instant>, meter: Option<&Arc<dyn Meter>>) -> Delivery {
         let mut d = Delivery::default();
         if let Some(until) = cache_until {
             let mut st = self.state.write();
-            st.cached = Some((frame.clone(), until));
-            self.fan_out(&st, &frame, except, urgency, &mut d, meter);
+            st.cached = Some((p.frame.clone(), until));
+            self.fan_out(&st, &p, &mut d, meter);
         } else {
             let st = self.state.read();
-            self.fan_out(&st, &frame, except, urgency, &mut d, meter);
+            self.fan_out(&st, &p, &mut d, meter);
         }
         d
     }
@@ -341,24 +334,24 @@ impl Channel {
     /// beyond, the lanes do (see `lanes`), on every core and without waking each connection.
     /// With a meter, the clock is read once when the publish comes in and once when the
     /// publisher's own pass ends (the lanes time theirs).
-    fn fan_out(&self, st: &State, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, d: &mut Delivery, meter: Option<&Arc<dyn Meter>>) {
-        let reached = st.subscribers.len() - usize::from(except.is_some_and(|e| st.subscribers.contains_key(&e)));
+    fn fan_out(&self, st: &State, p: &Publish, d: &mut Delivery, meter: Option<&Arc<dyn Meter>>) {
+        let reached = st.subscribers.len() - usize::from(p.except.is_some_and(|e| st.subscribers.contains_key(&e)));
         let accepted = meter.filter(|_| reached > 0).map(|_| Instant::now());
         if st.subscribers.len() > DIRECT_FANOUT_MAX || self.in_flight.load(Ordering::Acquire) > 0 {
             let share = self.shares.lock().get_or_insert_with(|| Arc::new(Shares::new(&self.lanes, st.subscribers.values().map(|s| &s.conn)))).clone();
             let timed = meter.zip(accepted).map(|(m, at)| (m.clone(), at));
-            self.lanes.dispatch(&share, &self.name, frame, except, urgency, &self.in_flight, timed);
+            self.lanes.dispatch(&share, &self.name, p, &self.in_flight, timed);
             d.delivered += reached;
             return;
         }
-        self.write_each(st, frame, except, urgency, d);
+        self.write_each(st, p, d);
         if let (Some(m), Some(accepted)) = (meter, accepted) {
             let elapsed = accepted.elapsed();
             m.pass(&PassReport {
                 pass: Pass::Direct,
                 channel: &self.name,
                 subscribers: reached,
-                bytes: frame.len(),
+                bytes: p.frame.len(),
                 frames: 1,
                 backlog: self.lanes.backlog(),
                 lanes: self.lanes.count(),
@@ -372,14 +365,14 @@ impl Channel {
     }
 
     /// The publisher's own pass: each subscriber's copy written or queued in turn.
-    fn write_each(&self, st: &State, frame: &Bytes, except: Option<SocketId>, urgency: Urgency, d: &mut Delivery) {
+    fn write_each(&self, st: &State, p: &Publish, d: &mut Delivery) {
         for (id, s) in &st.subscribers {
-            if Some(*id) == except {
+            if Some(*id) == p.except {
                 continue;
             }
-            let pushed = match urgency {
-                Urgency::Always => s.conn.outbox.push(frame.clone()),
-                Urgency::Conflatable => s.conn.outbox.push_sample(&self.name, frame.clone()),
+            let pushed = match p.urgency {
+                Urgency::Always => s.conn.outbox.push(p.frame.clone()),
+                Urgency::Conflatable => s.conn.outbox.push_sample(&self.name, p.frame.clone()),
             };
             match pushed {
                 Pushed::Queued => d.delivered += 1,

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sonde_protocol::{ChannelName, SocketId};
+use sonde_protocol::ChannelName;
 
-use super::{Conn, Meter, Pass, PassReport, Urgency};
+use super::{Conn, Meter, Pass, PassReport, Publish};
 
 /// Frames going round one share at most, when a lane is behind.
 const RUN_MAX: usize = 64;
@@ -47,9 +47,7 @@ impl Shares {
 struct Job {
     share: Arc<Shares>,
     channel: ChannelName,
-    frame: Bytes,
-    except: Option<SocketId>,
-    urgency: Urgency,
+    publish: Publish,
     /// The channel's count of jobs not yet written.
     in_flight: Arc<AtomicUsize>,
     /// Who times this publish, and when it was accepted.
@@ -100,32 +98,14 @@ impl Lanes {
 
     /// Hands a frame for every subscriber in `share` to their lanes; `in_flight` counts the
     /// channel's jobs until they are written.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch(
-        &self,
-        share: &Arc<Shares>,
-        channel: &ChannelName,
-        frame: &Bytes,
-        except: Option<SocketId>,
-        urgency: Urgency,
-        in_flight: &Arc<AtomicUsize>,
-        timed: Option<(Arc<dyn Meter>, Instant)>,
-    ) {
+    pub fn dispatch(&self, share: &Arc<Shares>, channel: &ChannelName, p: &Publish, in_flight: &Arc<AtomicUsize>, timed: Option<(Arc<dyn Meter>, Instant)>) {
         for (lane, conns) in share.by_lane.iter().enumerate() {
             if conns.is_empty() {
                 continue;
             }
             self.backlog.fetch_add(conns.len(), Ordering::Relaxed);
             in_flight.fetch_add(1, Ordering::AcqRel);
-            let job = Job {
-                share: share.clone(),
-                channel: channel.clone(),
-                frame: frame.clone(),
-                except,
-                urgency,
-                in_flight: in_flight.clone(),
-                timed: timed.clone(),
-            };
+            let job = Job { share: share.clone(), channel: channel.clone(), publish: p.clone(), in_flight: in_flight.clone(), timed: timed.clone() };
             // A lane thread ends only when these senders are dropped, so the receiver is there.
             let _ = self.senders[lane].send(job);
         }
@@ -167,30 +147,30 @@ fn run(lane: &Lane, rx: Receiver<Job>) {
             },
         };
         let share = first.share.clone();
-        let (channel, urgency) = (first.channel.clone(), first.urgency);
+        let (channel, urgency) = (first.channel.clone(), first.publish.urgency);
         let conns = &share.by_lane[lane.index];
         let n = conns.len() as u64;
         let mut step = 0u64;
         let meter: AnyMeter = first.timed.as_ref().map(|(m, _)| m.clone());
         let mut conflated = 0usize;
         // `frames` is the frames of `going`, in order, for the connections no job excludes.
-        frames.push(first.frame.clone());
+        frames.push(first.publish.frame.clone());
         going.push_back(InFlight { job: first, end: n });
         while !going.is_empty() {
             if step.is_multiple_of(POLL_EVERY) {
                 // New jobs queue behind the waiting ones; those at the front that are for the
                 // same subscribers join the circle (they came after everything in it).
                 waiting.extend(rx.try_iter());
-                while going.len() < RUN_MAX && waiting.front().is_some_and(|j| Arc::ptr_eq(&j.share, &share) && j.urgency == urgency) {
+                while going.len() < RUN_MAX && waiting.front().is_some_and(|j| Arc::ptr_eq(&j.share, &share) && j.publish.urgency == urgency) {
                     let job = waiting.pop_front().expect("front exists");
-                    frames.push(job.frame.clone());
+                    frames.push(job.publish.frame.clone());
                     going.push_back(InFlight { job, end: step + n });
                 }
             }
             let conn = &conns[(step % n) as usize];
-            if going.iter().any(|f| f.job.except == Some(conn.socket_id)) {
+            if going.iter().any(|f| f.job.publish.except == Some(conn.socket_id)) {
                 // The publisher of a client event gets the others' frames only.
-                let own: Vec<Bytes> = going.iter().filter(|f| f.job.except != Some(conn.socket_id)).map(|f| f.job.frame.clone()).collect();
+                let own: Vec<Bytes> = going.iter().filter(|f| f.job.publish.except != Some(conn.socket_id)).map(|f| f.job.publish.frame.clone()).collect();
                 if !own.is_empty() {
                     conflated += conn.outbox.push_run(&channel, &own, urgency).conflated;
                 }
@@ -217,7 +197,7 @@ impl Lane {
     fn report(&self, job: &Job, subscribers: usize, frames: usize, backlog: usize) {
         let Some((meter, accepted)) = &job.timed else { return };
         let elapsed = accepted.elapsed();
-        let (bytes, lanes, accepted) = (job.frame.len(), self.count, *accepted);
+        let (bytes, lanes, accepted) = (job.publish.frame.len(), self.count, *accepted);
         meter.pass(&PassReport { pass: Pass::Lanes, channel: &job.channel, subscribers, bytes, frames, backlog, lanes, accepted, elapsed });
     }
 }

@@ -111,6 +111,24 @@ pub enum Urgency {
     Conflatable,
 }
 
+/// One publish on its way to a channel's subscribers, built once by whoever publishes and
+/// handed along unchanged (app, hub, channel, lanes).
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// The encoded frame, shared by every copy.
+    pub frame: Bytes,
+    /// The connection that does not get it (a client event's sender).
+    pub except: Option<SocketId>,
+    pub urgency: Urgency,
+}
+
+impl Publish {
+    /// A frame every subscriber must get.
+    pub fn to_all(frame: Bytes) -> Self {
+        Self { frame, except: None, urgency: Urgency::Always }
+    }
+}
+
 pub struct Hub {
     options: HubOptions,
     channels: RwLock<HashMap<ChannelName, Arc<Channel>>>,
@@ -304,14 +322,14 @@ impl Hub {
     }
 
     /// Fans a frame out to every subscriber of a channel but `except`. Cache channels keep it.
-    pub fn publish(&self, name: &ChannelName, frame: Bytes, except: Option<SocketId>, urgency: Urgency) -> Delivery {
+    pub fn publish(&self, name: &ChannelName, p: Publish) -> Delivery {
         if name.is_cache() {
             let ch = self.channel_or_create(name);
-            let d = ch.publish(frame, except, urgency, Some(Instant::now() + self.options.cache_ttl), self.meter.get());
+            let d = ch.publish(p, Some(Instant::now() + self.options.cache_ttl), self.meter.get());
             return d;
         }
         match self.channel(name) {
-            Some(ch) => ch.publish(frame, except, urgency, None, self.meter.get()),
+            Some(ch) => ch.publish(p, None, self.meter.get()),
             None => Delivery::default(),
         }
     }

@@ -69,14 +69,14 @@ fn publish_skips_the_excluded_socket_and_empty_channels_vanish() {
     h.subscribe(&b, &ch, None).unwrap();
     events(&a);
     events(&b);
-    let d = h.publish(&ch, Bytes::from_static(b"{\"event\":\"x\",\"data\":\"1\"}"), Some(a.socket_id), Urgency::Always);
+    let d = h.publish(&ch, Publish { frame: Bytes::from_static(b"{\"event\":\"x\",\"data\":\"1\"}"), except: Some(a.socket_id), urgency: Urgency::Always });
     assert_eq!(d.delivered, 1);
     assert_eq!(names(&a), Vec::<String>::new());
     assert_eq!(names(&b), ["x"]);
     h.unsubscribe(&a, &ch);
     h.unsubscribe(&b, &ch);
     assert!(h.channels("").is_empty());
-    assert_eq!(h.publish(&ch, Bytes::from_static(b"{}"), None, Urgency::Always), Delivery::default());
+    assert_eq!(h.publish(&ch, Publish::to_all(Bytes::from_static(b"{}"))), Delivery::default());
 }
 
 #[test]
@@ -86,8 +86,8 @@ fn cache_channels_replay_the_last_event() {
     let a = conn(1);
     h.subscribe(&a, &ch, None).unwrap();
     assert_eq!(names(&a), ["pusher_internal:subscription_succeeded", "pusher:cache_miss"]);
-    h.publish(&ch, ServerFrame::Event { event: "p", channel: Some("cache-price"), data_json: "\"1\"", user_id: None }.encode(), None, Urgency::Always);
-    h.publish(&ch, ServerFrame::Event { event: "p", channel: Some("cache-price"), data_json: "\"2\"", user_id: None }.encode(), None, Urgency::Always);
+    h.publish(&ch, Publish::to_all(ServerFrame::Event { event: "p", channel: Some("cache-price"), data_json: "\"1\"", user_id: None }.encode()));
+    h.publish(&ch, Publish::to_all(ServerFrame::Event { event: "p", channel: Some("cache-price"), data_json: "\"2\"", user_id: None }.encode()));
     h.unsubscribe(&a, &ch);
     let b = conn(2);
     h.subscribe(&b, &ch, None).unwrap();
@@ -184,7 +184,7 @@ fn large_fan_outs_keep_every_connections_order_through_the_lanes() {
     for i in 0..300u64 {
         let frame = Bytes::from(format!("[{i}]"));
         let except = (i % 7 == 0).then(|| conns[(i % 40) as usize].socket_id);
-        let d = h.publish(&ch, frame.clone(), except, Urgency::Always);
+        let d = h.publish(&ch, Publish { frame: frame.clone(), except, urgency: Urgency::Always });
         let present = if i <= 150 { 40 } else { 16 };
         let excluded = usize::from(i % 7 == 0 && ((i % 40) as usize) < present);
         assert_eq!(d.delivered, present - excluded);

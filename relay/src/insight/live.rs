@@ -11,7 +11,7 @@ use sonde_protocol::frame::json_string;
 use sonde_protocol::{ChannelName, ServerFrame};
 
 use super::window::Taken;
-use crate::hub::Urgency;
+use crate::hub::Publish;
 use crate::server::AppState;
 use crate::tokens::RELAY_CHANNEL;
 
@@ -90,7 +90,7 @@ pub fn tick(state: &AppState) {
     let data = json_string(&serde_json::to_string(&s).unwrap_or_default());
     let frame = ServerFrame::Event { event: EVENT_RELAY, channel: Some(RELAY_CHANNEL), data_json: &data, user_id: None }.encode();
     for app in watched {
-        let d = app.publish(&channel, frame.clone(), None, Urgency::Always);
+        let d = app.publish(&channel, Publish::to_all(frame.clone()));
         app.metrics.messages_out.inc_by(d.delivered as u64);
         state.metrics.insight.live.published.inc();
     }

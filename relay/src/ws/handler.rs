@@ -12,7 +12,7 @@ use sonde_protocol::{ChannelKind, ChannelName, ClientFrame, CloseCode, ServerFra
 
 use super::payloads::{backfill_for, parse_channel_data, parse_user_data};
 use crate::apps::App;
-use crate::hub::{Conn, PresenceUser, SubscribeError, Urgency};
+use crate::hub::{Conn, PresenceUser, Publish, SubscribeError, Urgency};
 use crate::limits::TokenBucket;
 use crate::sessions::Clock;
 use crate::tokens::{looks_like_jwt, Grant, INVENTORY_CHANNEL};
@@ -368,7 +368,7 @@ impl Handler {
         }
         let len = frame.len() as u64;
         // Conflation is counted by the hub's meter, for the lanes' deliveries too.
-        let d = self.app.publish(&name, frame, Some(self.conn.socket_id), urgency);
+        let d = self.app.publish(&name, Publish { frame, except: Some(self.conn.socket_id), urgency });
         self.app.metrics.messages_out.inc_by(d.delivered as u64);
         self.app.metrics.bytes_out.inc_by(len * d.delivered as u64);
     }
