@@ -82,23 +82,34 @@ fn own_lanes() -> Arc<Lanes> {
     Lanes::start(None).expect("start the fan-out threads")
 }
 
+/// What every app of one relay shares: its metrics, session timing, webhook settings and
+/// fan-out lanes.
+#[derive(Clone, Copy)]
+pub struct Shared<'a> {
+    pub metrics: &'a Metrics,
+    pub timing: SessionTiming,
+    pub hooks: &'a WebhookSettings,
+    pub lanes: &'a Arc<Lanes>,
+}
+
 impl App {
     pub fn new(config: AppConfig, metrics: &Metrics) -> Self {
         Self::with_timing(config, metrics, SessionTiming::default())
     }
 
     pub fn with_timing(config: AppConfig, metrics: &Metrics, timing: SessionTiming) -> Self {
-        Self::build(config, metrics, timing, &WebhookSettings::default(), own_lanes())
+        Self::build(config, Shared { metrics, timing, hooks: &WebhookSettings::default(), lanes: &own_lanes() })
     }
 
-    /// One app of a relay, fanning out through the relay's `lanes`.
-    pub fn build(config: AppConfig, metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings, lanes: Arc<Lanes>) -> Self {
+    /// One app of a relay, fanning out through the relay's lanes.
+    pub fn build(config: AppConfig, shared: Shared<'_>) -> Self {
+        let Shared { metrics, timing, hooks, lanes } = shared;
         let options = HubOptions {
             subscription_count: config.subscription_count,
             max_presence_members: config.limits.max_presence_members,
             cache_ttl: Duration::from_secs(config.limits.cache_ttl_s),
         };
-        let hub = Hub::new(options, lanes);
+        let hub = Hub::new(options, lanes.clone());
         let app_metrics = metrics.for_app(&config.id);
         let meter = metrics.insight.meter_for(&config.id, app_metrics.conflated.clone());
         hub.measure(meter.clone());
@@ -396,14 +407,14 @@ impl Apps {
     }
 
     pub fn with_timing(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming) -> Self {
-        Self::build(configs, metrics, timing, &WebhookSettings::default(), &own_lanes())
+        Self::build(configs, Shared { metrics, timing, hooks: &WebhookSettings::default(), lanes: &own_lanes() })
     }
 
     /// A relay's apps; every app's hub fans out through the relay's `lanes`.
-    pub fn build(configs: &[AppConfig], metrics: &Metrics, timing: SessionTiming, hooks: &WebhookSettings, lanes: &Arc<Lanes>) -> Self {
+    pub fn build(configs: &[AppConfig], shared: Shared<'_>) -> Self {
         let mut apps = Self::default();
         for c in configs {
-            let app = Arc::new(App::build(c.clone(), metrics, timing, hooks, lanes.clone()));
+            let app = Arc::new(App::build(c.clone(), shared));
             apps.by_key.insert(c.key.clone(), app.clone());
             apps.by_id.insert(c.id.clone(), app);
         }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::apps::Apps;
+use crate::apps::{Apps, Shared};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::dashboard;
@@ -124,7 +124,8 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         metrics.insight.recorder.configure(&config.recorder);
         let lanes = crate::hub::Lanes::start(config.fanout_threads)?;
-        let apps = Arc::new(Apps::build(&config.apps, &metrics, config.sessions.timing(), &config.webhooks, &lanes));
+        let shared = Shared { metrics: &metrics, timing: config.sessions.timing(), hooks: &config.webhooks, lanes: &lanes };
+        let apps = Arc::new(Apps::build(&config.apps, shared));
         let webhook_client = apps.iter().any(|a| a.webhooks.is_some()).then(|| crate::webhooks::client(&config.webhooks));
         let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
         let cap = crate::edge::socket_cap(config.edge.max_sockets, config.edge.reserved_descriptors);
