@@ -67,6 +67,13 @@ impl axum::extract::FromRef<AppState> for Arc<Apps> {
     }
 }
 
+/// The metrics endpoint's part of the state (the registry alone).
+impl axum::extract::FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(s: &AppState) -> Self {
+        s.metrics.clone()
+    }
+}
+
 /// Where connections are served: the I/O threads' runtimes, in turn.
 pub struct IoRuntimes {
     handles: Vec<tokio::runtime::Handle>,

@@ -7,6 +7,7 @@ mod info;
 mod sessions;
 mod signed;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -19,7 +20,7 @@ use axum::Router;
 pub use crate::reply::ApiError;
 pub use signed::Signed;
 
-use crate::metrics::{EndpointLabel, HttpLabel};
+use crate::metrics::{EndpointLabel, HttpLabel, Metrics};
 use crate::server::{AppState, ClientIp};
 
 /// Bodies larger than this are refused with 413 before they are read whole.
@@ -56,8 +57,8 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     "ready".into_response()
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.encode()).into_response()
+pub async fn metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], metrics.encode()).into_response()
 }
 
 pub async fn method_not_allowed() -> ApiError {
