@@ -10,7 +10,7 @@ use sonde_relay::tokens::{mint_hs256, role_claims, Verifier};
 
 fn verifier() -> &'static Verifier {
     static V: OnceLock<Verifier> = OnceLock::new();
-    V.get_or_init(|| Verifier::new(&AppConfig::from_flag("1:key:secret").unwrap()).unwrap())
+    V.get_or_init(|| AppConfig::from_flag("1:key:secret").unwrap().verifier().unwrap())
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -151,7 +151,7 @@ fn token_command_reads_the_secret_from_env_or_file() {
         let token = String::from_utf8(out.stdout.clone()).unwrap();
         let mut app = sonde_relay::config::AppConfig::from_flag("1:key:s3cret").unwrap();
         app.token_leeway_s = 0;
-        let grant = sonde_relay::tokens::Verifier::new(&app).unwrap().verify(token.trim()).unwrap();
+        let grant = app.verifier().unwrap().verify(token.trim()).unwrap();
         assert!(grant.may_publish("private-sonde-host.web1") && !grant.may_publish("private-sonde-host.web2"));
     }
     let no_secret = Command::new(workspace_bin("sonde-relay")).args(["token", "--app", "1"]).env_remove("SONDE_APP_SECRET").output().unwrap();
