@@ -362,16 +362,16 @@ impl App {
     }
 
     /// Publishes the inventory changes since the last flush to every dashboard.
-    /// Called once a second (`second`), and at every tick between while changes are waiting.
-    /// Once a second a flush queues up to half a dashboard's outbox bound, whatever is queued:
-    /// a dashboard that does not read overflows and is closed, as any slow reader is, and
-    /// never holds the others back. Between, a flush queues only what the fullest dashboard's
-    /// outbox has room for below half its bound, so dashboards that read drain a backlog at
-    /// the rate they read instead of half an outbox a second.
-    pub fn flush_inventory(&self, second: bool) {
+    /// Called once a second, and at every tick while changes are waiting. A flush queues only
+    /// what the fullest dashboard's outbox has room for below half its bound (a listing adds
+    /// a page only below an eighth, its first a quarter at most: three quarters in all), so
+    /// dashboards that read drain a backlog at the rate they read; one that stopped reading
+    /// stops counting after a while and is closed when its outbox overflows
+    /// (`sessions::dashboards`).
+    pub fn flush_inventory(&self) {
         let Ok(channel) = ChannelName::parse(INVENTORY_CHANNEL) else { return };
         let limit = self.config.limits.max_outbox_bytes;
-        let room = if second { limit / 2 } else { self.dashboards.room(limit, |c| self.hub.is_subscribed(&channel, c.socket_id)) };
+        let room = self.dashboards.room(limit, std::time::Instant::now(), |c| self.hub.is_subscribed(&channel, c.socket_id));
         if room == 0 {
             return;
         }

@@ -278,7 +278,7 @@ async fn tick_sessions(state: AppState) {
             }
             // Once a second; sooner while a backlog drains (`App::flush_inventory` sizes it).
             if n.is_multiple_of(4) || app.inventory.has_changes() {
-                app.flush_inventory(n.is_multiple_of(4));
+                app.flush_inventory();
             }
             if n.is_multiple_of(240) {
                 app.inventory.prune(clock.now_ms);
