@@ -40,6 +40,15 @@ async fn viewer_on(node: &RelayNode, host: &str) -> Client {
     c
 }
 
+/// Waits until `node` counts `n` subscribers of `channel`, its own and other nodes'.
+async fn subscribers_seen(node: &RelayNode, channel: &str, n: u64, what: &str) {
+    eventually(what, || async {
+        let (_, b) = node.api().request("GET", &format!("/channels/{channel}"), None, &[("info", "subscription_count")]).await;
+        b["subscription_count"] == n
+    })
+    .await;
+}
+
 /// Polls until `check` holds (cluster state travels asynchronously).
 async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -378,11 +387,7 @@ async fn a_host_channel_crosses_the_bus_only_while_another_node_watches_it() {
     // the agent sends in the moment before is in the history it sends the newcomer: see the
     // next test.)
     let mut there = viewer_on(&nodes[1], "web7").await;
-    eventually("node 1 to know node 2's viewer", || async {
-        let (_, b) = nodes[0].api().request("GET", "/channels/private-sonde-host.web7", None, &[("info", "subscription_count")]).await;
-        b["subscription_count"] == 3
-    })
-    .await;
+    subscribers_seen(&nodes[0], "private-sonde-host.web7", 3, "node 1 to know node 2's viewer").await;
     for seq in 6..=10 {
         agent_c.trigger("private-sonde-host.web7", "client-sonde-sample", sample(seq)).await;
         here.expect("client-sonde-sample").await;
@@ -399,11 +404,7 @@ async fn a_host_channel_crosses_the_bus_only_while_another_node_watches_it() {
 
     // It leaves: once node 1 knows, samples stay home again.
     there.close().await;
-    eventually("node 1 to know node 2 has no viewer", || async {
-        let (_, b) = nodes[0].api().request("GET", "/channels/private-sonde-host.web7", None, &[("info", "subscription_count")]).await;
-        b["subscription_count"] == 2
-    })
-    .await;
+    subscribers_seen(&nodes[0], "private-sonde-host.web7", 2, "node 1 to know node 2 has no viewer").await;
     for seq in 11..=15 {
         agent_c.trigger("private-sonde-host.web7", "client-sonde-sample", sample(seq)).await;
         here.expect("client-sonde-sample").await;
