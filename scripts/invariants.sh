@@ -34,6 +34,13 @@ rule "the fan-out core keeps no process-wide state (its lanes belong to their re
 rule "the fan-out core imports no edge, the cluster, webhooks, sessions or insight" \
   "$(grep -E 'crate::(ws|http|server|tls|cluster|webhooks|sessions|insight|apps)\b' <<<"$hub")"
 
+rule "only the wiring holds the relay's whole state: nothing but main.rs names crate::server (edges take their part)" \
+  "$(grep -E 'crate::server\b|\bAppState\b' <<<"$(code_lines relay/src)" | grep -vE '^relay/src/(server|main)\.rs:')"
+rule "the accept path's layers point down: ws, http and tls import nothing of accept, and tls imports neither edge" \
+  "$(grep -E 'crate::accept\b' <<<"$(code_lines relay/src/ws relay/src/http relay/src/tls)"; grep -E 'crate::(ws|http)\b' <<<"$(code_lines relay/src/tls)")"
+rule "seeing inside the relay (relay/src/insight) imports nothing of the HTTP edge (its endpoints live in http/)" \
+  "$(grep -E 'crate::http\b' <<<"$(code_lines relay/src/insight)")"
+
 rule "the websocket edge (relay/src/ws) imports nothing of the HTTP edge" \
   "$(grep -E 'crate::http\b' <<<"$(code_lines relay/src/ws)")"
 

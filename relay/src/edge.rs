@@ -18,9 +18,29 @@ use futures_util::FutureExt;
 use ipnet::IpNet;
 use parking_lot::Mutex;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::config::EdgeConfig;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
+
+/// What every way in shares (the public listener's websocket and HTTP doors, TLS, the PROXY
+/// header, the `metrics_bind` listener): the gate, the relay's counters and its lifetime.
+/// Each edge takes this, or a part of the relay's state built on it, never the whole state.
+#[derive(Clone)]
+pub struct Door {
+    pub gate: Arc<Gate>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the relay stops: connections close with 4200.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// The client's address as the router sees it (the forwarded one behind a trusted proxy).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
 
 /// Addresses tracked for failed authentications at most; past it, forgiven ones go first.
 const MAX_TRACKED_FAILURES: usize = 100_000;

@@ -6,45 +6,53 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::cluster::Cluster;
+use crate::edge::Door;
 use crate::http::{self, ApiError};
-use crate::server::AppState;
+use crate::metrics::Metrics;
 
 /// Sockets served at once on this listener; beyond them a socket is closed at once.
 const MAX_SOCKETS: usize = 64;
 /// A scrape that has not sent its request head by then is dropped.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn routes(state: AppState) -> Router {
+/// This listener's routes, for any state `/readyz` and `/metrics` can take their parts from.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Door: FromRef<S>,
+    Option<Arc<Cluster>>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
+{
     Router::new()
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
         .fallback(|| async { ApiError::not_found("this listener serves /healthz, /readyz and /metrics only") })
-        .with_state(state)
 }
 
-/// Serves until the relay shuts down.
-pub async fn serve(listener: TcpListener, state: AppState) {
-    let routes = routes(state.clone());
+/// Serves `routes` until the relay shuts down.
+pub async fn serve(listener: TcpListener, routes: Router, door: Door) {
     let permits = Arc::new(Semaphore::new(MAX_SOCKETS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
-                    state.tracker.spawn(serve_one(tcp, routes.clone(), permit, state.shutdown.clone()));
+                    door.tracker.spawn(serve_one(tcp, routes.clone(), permit, door.shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics listener: accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = state.shutdown.cancelled() => return,
+            () = door.shutdown.cancelled() => return,
         }
     }
 }

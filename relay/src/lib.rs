@@ -3,6 +3,7 @@
 //! `server::run` takes an already-bound listener and a shutdown future, so tests bind
 //! port 0 and drive the real server.
 
+pub mod accept;
 pub mod apps;
 pub mod cli;
 pub mod cluster;

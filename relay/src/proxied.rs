@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::edge::Door;
 use crate::proxy_header::{self, Parsed, MAX_V1_BYTES, MAX_V2_BYTES};
-use crate::server::AppState;
 
 /// The longest wait between two looks at a header that arrives a few bytes at a time.
 const MAX_PAUSE: Duration = Duration::from_millis(100);
@@ -22,14 +22,14 @@ const MAX_PAUSE: Duration = Duration::from_millis(100);
 /// The address to serve `tcp` as: the peer's own, or behind a trusted proxy speaking the PROXY
 /// protocol the client its header names. `None` when the socket must be closed (no header, a
 /// broken one, or none by the head deadline); the refusal is counted.
-pub async fn client(tcp: &TcpStream, peer: SocketAddr, state: &AppState, deadline: Instant) -> Option<SocketAddr> {
-    if !state.gate.proxy_protocol || !state.gate.is_trusted(peer.ip()) {
+pub async fn client(tcp: &TcpStream, peer: SocketAddr, door: &Door, deadline: Instant) -> Option<SocketAddr> {
+    if !door.gate.proxy_protocol || !door.gate.is_trusted(peer.ip()) {
         return Some(peer);
     }
     match read_header(tcp, deadline).await {
         Ok(client) => Some(client.unwrap_or(peer)),
         Err(reason) => {
-            state.metrics.edge_refused(reason);
+            door.metrics.edge_refused(reason);
             None
         }
     }

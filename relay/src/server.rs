@@ -2,30 +2,29 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::get;
 use axum::Router;
 use sonde_protocol::CloseCode;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::accept::{Accepting, IoRuntimes, IoThreads};
 use crate::apps::{Apps, Shared};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::dashboard;
-use crate::edge::{Admission, Gate, Slot};
+use crate::edge::{Door, Gate};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::sessions::Clock;
 use crate::ws::conn::Timing;
-use crate::ws::upgrade;
+use crate::ws::{self, upgrade};
 
 /// How often expired cache entries are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -38,90 +37,56 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for queued webhooks to go out (once each, no retries).
 const WEBHOOK_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The state every handler shares: one `Clone` struct of `Arc`s.
+/// The relay's state, which only this wiring holds whole: every edge and handler takes its
+/// own part (axum's `FromRef` below, or a part built here such as `ws::Endpoint`).
 #[derive(Clone)]
 pub struct AppState {
     pub apps: Arc<Apps>,
-    pub metrics: Arc<Metrics>,
+    /// The gate, the counters and the relay's lifetime, which every door shares.
+    pub door: Door,
     pub timing: Timing,
-    /// Cancelled when the relay stops: connections close with 4200.
-    pub shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
     /// The cluster adapter, when running with Redis.
     pub cluster: Option<Arc<Cluster>>,
     /// The runtimes that serve connections; without them, the caller's runtime does.
     pub io: Option<Arc<IoRuntimes>>,
-    /// Socket caps, per-address limits and deadlines of the edge.
-    pub gate: Arc<Gate>,
     /// The HTTP client of webhooks, when an app has targets.
     pub webhook_client: Option<reqwest::Client>,
     /// TLS on the public listener, when configured.
     pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
-/// The HTTP API's part of the state (what `http::Signed` checks a request against).
-impl axum::extract::FromRef<AppState> for Arc<Apps> {
+/// The HTTP API's part (what `http::Signed` checks a request against).
+impl FromRef<AppState> for Arc<Apps> {
     fn from_ref(s: &AppState) -> Self {
         s.apps.clone()
     }
 }
 
-/// The metrics endpoint's part of the state (the registry alone).
-impl axum::extract::FromRef<AppState> for Arc<Metrics> {
+/// The metrics endpoint's part (the registry alone).
+impl FromRef<AppState> for Arc<Metrics> {
     fn from_ref(s: &AppState) -> Self {
-        s.metrics.clone()
+        s.door.metrics.clone()
     }
 }
 
-/// Where connections are served: the I/O threads' runtimes, in turn.
-pub struct IoRuntimes {
-    handles: Vec<tokio::runtime::Handle>,
-    next: AtomicUsize,
-}
-
-impl IoRuntimes {
-    /// The runtime for the next connection (they take turns).
-    fn pick(&self) -> &tokio::runtime::Handle {
-        &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len()]
+/// The middleware's and `/readyz`'s part: the gate, the counters, whether the relay stops.
+impl FromRef<AppState> for Door {
+    fn from_ref(s: &AppState) -> Self {
+        s.door.clone()
     }
 }
 
-/// One single-threaded runtime per core, each serving its share of the connections.
-///
-/// A work-stealing runtime wakes a second worker whenever a task is scheduled while it runs
-/// (in case that one could help), which on a relay serving a request at a time costs a thread
-/// wake-up and two context switches per request. Here a connection lives on one thread for
-/// its whole life; threads meet only through the hub (and the fan-out lanes).
-pub struct IoThreads {
-    pub runtimes: Arc<IoRuntimes>,
-    stop: CancellationToken,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl IoThreads {
-    pub fn start(count: usize) -> std::io::Result<Self> {
-        let stop = CancellationToken::new();
-        let mut handles = Vec::new();
-        let mut threads = Vec::new();
-        for i in 0..count.max(1) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            handles.push(rt.handle().clone());
-            let stop = stop.clone();
-            threads.push(std::thread::Builder::new().name(format!("sonde-io-{i}")).spawn(move || rt.block_on(stop.cancelled()))?);
-        }
-        Ok(Self { runtimes: Arc::new(IoRuntimes { handles, next: AtomicUsize::new(0) }), stop, threads })
+/// `/readyz`'s other part: whether this node is a full member of its cluster.
+impl FromRef<AppState> for Option<Arc<Cluster>> {
+    fn from_ref(s: &AppState) -> Self {
+        s.cluster.clone()
     }
 }
 
-/// Stops the threads (and drops what is left on them). Owned by `run` alone, so it never
-/// runs on one of these threads.
-impl Drop for IoThreads {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+/// A websocket upgrade through hyper spawns its connection on the relay's tracker.
+impl FromRef<AppState> for TaskTracker {
+    fn from_ref(s: &AppState) -> Self {
+        s.door.tracker.clone()
     }
 }
 
@@ -138,21 +103,27 @@ impl AppState {
         let cap = crate::edge::socket_cap(config.edge.max_sockets, config.edge.reserved_descriptors);
         let gate = Arc::new(Gate::new(&config.edge, &config.trusted_proxies, cap, metrics.clone()));
         Ok(Self {
-            gate,
+            door: Door { gate, metrics, shutdown: CancellationToken::new(), tracker: TaskTracker::new() },
             apps,
             cluster,
-            metrics,
             timing: Timing {
                 activity: Duration::from_secs(config.activity_timeout_s),
                 pong: Duration::from_secs(config.pong_timeout_s),
                 write: Duration::from_secs(30),
             },
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
             io: None,
             webhook_client,
             tls: None,
         })
+    }
+
+    /// The websocket edge's part.
+    pub fn endpoint(&self) -> ws::Endpoint {
+        ws::Endpoint { door: self.door.clone(), apps: self.apps.clone(), timing: self.timing, tls: self.tls.is_some() }
+    }
+
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.door.metrics
     }
 }
 
@@ -182,17 +153,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         n => Some(IoThreads::start(n)?),
     };
     state.io = io.as_ref().map(|t| t.runtimes.clone());
+    let door = state.door.clone();
     if let Some(files) = &config.tls {
         let tls = crate::tls::Tls::load(files).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        state.tracker.spawn(tls.watch(state.metrics.clone(), state.shutdown.clone()));
+        door.tracker.spawn(tls.watch(door.metrics.clone(), door.shutdown.clone()));
         state.tls = Some(tls);
-    } else if let Some(hup) = crate::tls::hangup_without_tls(state.shutdown.clone()) {
+    } else if let Some(hup) = crate::tls::hangup_without_tls(door.shutdown.clone()) {
         // `systemctl reload` (SIGHUP) must never end a relay that has nothing to reload.
-        state.tracker.spawn(hup);
+        door.tracker.spawn(hup);
     }
     if let Some(addr) = config.metrics_bind {
         // Up before the cluster is joined: /readyz says when this node is.
-        state.tracker.spawn(crate::health::serve(bind(addr)?, state.clone()));
+        let routes = crate::health::routes().with_state(state.clone());
+        door.tracker.spawn(crate::health::serve(bind(addr)?, routes, door.clone()));
     }
     let served = run_with_state(listener, state, shutdown).await;
     drop(io);
@@ -200,7 +173,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let cancel = state.shutdown.clone();
+    let cancel = state.door.shutdown.clone();
     let cluster_task = state.cluster.clone().map(|c| {
         let task = tokio::spawn(c.clone().run(cancel.child_token()));
         (c, task)
@@ -218,17 +191,17 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     };
     let sweeper = tokio::spawn(sweep(state.clone()));
     let ticker = tokio::spawn(tick_sessions(state.clone()));
-    if let Some(dump) = crate::insight::signal::dump_on_sigusr1(state.metrics.insight.recorder.clone(), cancel.clone()) {
+    if let Some(dump) = crate::insight::signal::dump_on_sigusr1(state.metrics().insight.recorder.clone(), cancel.clone()) {
         tokio::spawn(dump);
     }
-    let routes = router(state.clone());
+    let accepting = Arc::new(Accepting { ws: state.endpoint(), tls: state.tls.clone(), routes: router(state.clone()), io: state.io.clone() });
     let stop = cancel.clone();
     // Polled on its own task from the start, so signal handlers are installed at once.
     let mut shutdown = tokio::spawn(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => admit(tcp, peer, &state, &routes),
+                Ok((tcp, peer)) => crate::accept::admit(tcp, peer, &accepting),
                 Err(e) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -250,8 +223,8 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     for app in state.apps.iter() {
         app.hub.close_all(CloseCode::Reconnect, "server is shutting down, reconnect");
     }
-    state.tracker.close();
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, state.tracker.wait()).await;
+    state.door.tracker.close();
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, state.door.tracker.wait()).await;
     hooks_stop.cancel();
     let _ = tokio::time::timeout(WEBHOOK_DRAIN_TIMEOUT, futures_util::future::join_all(hooks)).await;
     sweeper.abort();
@@ -285,155 +258,11 @@ async fn tick_sessions(state: AppState) {
             }
         }
         if n.is_multiple_of(4) {
-            crate::insight::usage_api::tick(&state);
-            crate::insight::live::tick(&state);
+            crate::insight::usage_feed::tick(&state.apps);
+            let sources = crate::insight::live::Sources { apps: &state.apps, metrics: state.metrics(), cluster: state.cluster.as_deref() };
+            crate::insight::live::tick(&sources);
         }
     }
-}
-
-/// Takes a just-accepted socket through the door: refused at once, served for health checks
-/// only, or handed to an I/O thread. Its deadline for a whole request head starts now.
-fn admit(mut tcp: TcpStream, peer: SocketAddr, state: &AppState, routes: &Router) {
-    let slot = match state.gate.admit(peer.ip()) {
-        Admission::Refused(r) => {
-            // Best effort and without waiting: the socket is closed either way.
-            let _ = tcp.try_write(r.reply().as_bytes());
-            return;
-        }
-        Admission::HealthOnly(slot) => {
-            let task = serve_health(tcp, peer, state.clone(), routes.clone(), slot);
-            state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
-            return;
-        }
-        Admission::Client(slot) => slot,
-    };
-    tune_socket(&mut tcp);
-    let deadline = Instant::now() + state.gate.head_timeout;
-    match &state.io {
-        // Handed over unregistered: it registers with the runtime it runs on.
-        Some(io) => match tcp.into_std() {
-            Ok(std) => {
-                let task = crate::edge::guarded(serve_std(std, peer, state.clone(), routes.clone(), slot, deadline), state.metrics.clone());
-                io.pick().spawn(state.tracker.track_future(task));
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
-        },
-        None => {
-            let task = serve_tcp(tcp, peer, state.clone(), routes.clone(), slot, deadline);
-            state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
-        }
-    }
-}
-
-async fn serve_std(std: std::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant) {
-    if let Ok(tcp) = TcpStream::from_std(std) {
-        serve_tcp(tcp, peer, state, routes, slot, deadline).await;
-    }
-}
-
-/// One accepted connection: the websocket endpoint handles its own handshake (so it owns its
-/// socket); everything else is served by hyper with the router.
-///
-/// A connection's task is as large as the largest state its future can be in, for its whole
-/// life; each path is boxed, so an idle websocket does not carry the room of a hyper
-/// connection (or the reverse).
-async fn serve_tcp(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant) {
-    // Behind a load balancer speaking the PROXY protocol, its header names the client.
-    let peer = match state.gate.proxy_protocol {
-        true => match Box::pin(crate::proxied::client(&tcp, peer, &state, deadline)).await {
-            Some(client) => client,
-            None => return,
-        },
-        false => peer,
-    };
-    if let Some(tls) = state.tls.clone() {
-        return Box::pin(crate::tls::accept::serve(tcp, peer, state, routes, slot, deadline, tls)).await;
-    }
-    let sniff = Box::pin(async {
-        tokio::select! {
-            app = crate::ws::accept::is_app_socket(&tcp, deadline) => Some(app),
-            () = state.shutdown.cancelled() => None,
-        }
-    });
-    let Some(sniff) = sniff.await else { return };
-    match sniff {
-        Some(true) => Box::pin(crate::ws::accept::serve(tcp, peer, state, slot, deadline)).await,
-        Some(false) => Box::pin(serve_plain_http(tcp, peer, state, routes, slot, true)).await,
-        // Nothing said before the deadline: an idle socket holds no place.
-        None => state.metrics.edge_refused("head_timeout"),
-    }
-}
-
-/// Paths still served when the relay is at its socket cap.
-const HEALTH_PATHS: [&[u8]; 3] = [b"GET /healthz ", b"GET /readyz ", b"GET /metrics "];
-/// How long a socket beyond the cap may take to show it asks for a health path.
-const HEALTH_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A socket beyond the cap: served if it asks for a health path, refused otherwise.
-async fn serve_health(tcp: TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot) {
-    let health = tokio::time::timeout(HEALTH_HEAD_TIMEOUT, crate::ws::accept::starts_with(&tcp, &HEALTH_PATHS));
-    if health.await.is_ok_and(|found| found.is_some()) {
-        serve_plain_http(tcp, peer, state, routes, slot, false).await;
-    } else {
-        let refused = crate::edge::Refused::Cap;
-        state.metrics.edge_refused(refused.label());
-        let _ = tcp.try_write(refused.reply().as_bytes());
-    }
-}
-
-/// The client's address as the router sees it (the forwarded one behind a trusted proxy).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub std::net::IpAddr);
-
-async fn serve_plain_http(tcp: tokio::net::TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, keep_alive: bool) {
-    let Ok(socket) = crate::net::Socket::new(tcp) else { return };
-    serve_http(crate::net::SocketStream::new(socket), peer, state, routes, slot, keep_alive).await;
-}
-
-/// Serves HTTP requests with the router on one connection (plain or TLS) until it closes.
-pub async fn serve_http<S>(io: S, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, keep_alive: bool)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let gate = state.gate.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        slot.handshake_done();
-        let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        let client = gate.client_ip(peer.ip(), forwarded);
-        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-        req.extensions_mut().insert(ClientIp(client));
-        tower::ServiceExt::oneshot(routes.clone(), req)
-    });
-    let io = hyper_util::rt::TokioIo::new(io);
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        // Covers a first request that never comes and a kept-alive connection left idle.
-        .header_read_timeout(state.gate.head_timeout)
-        .max_buf_size(MAX_HTTP_BUFFER)
-        .keep_alive(keep_alive)
-        .serve_connection(io, service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = state.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-/// Most bytes hyper buffers per connection (request heads and pipelined requests).
-const MAX_HTTP_BUFFER: usize = 64 * 1024;
-
-/// Kernel send buffer per connection: a client that stops reading holds at most this much
-/// kernel memory (plus its bounded outbox) instead of several MiB of autotuned buffer.
-pub const SEND_BUFFER_BYTES: usize = 256 * 1024;
-
-fn tune_socket(tcp: &mut TcpStream) {
-    // Frames are already batched per write; waiting for more (Nagle) only adds latency.
-    let _ = tcp.set_nodelay(true);
-    let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
 }
 
 /// Binds with a listen backlog that absorbs bursts of new connections (the default of 128
@@ -453,7 +282,7 @@ async fn sweep(state: AppState) {
             app.hub.sweep();
             app.limiters.sweep(std::time::Instant::now());
         }
-        state.gate.sweep(std::time::Instant::now());
+        state.door.gate.sweep(std::time::Instant::now());
     }
 }
 

@@ -2,15 +2,18 @@
 
 pub mod auth;
 mod channels;
+mod debug;
 pub mod events;
 mod info;
+mod serve;
 mod sessions;
 mod signed;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,15 +21,24 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use crate::reply::ApiError;
+pub use serve::serve;
 pub use signed::Signed;
 
+use crate::apps::Apps;
+use crate::cluster::Cluster;
+use crate::edge::{ClientIp, Door};
 use crate::metrics::{EndpointLabel, HttpLabel, Metrics};
-use crate::server::{AppState, ClientIp};
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-pub fn api_routes() -> Router<AppState> {
+/// The HTTP API's routes, for any state the handlers can take their parts from.
+pub fn api_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Apps>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
+{
     Router::new()
         .route("/apps/{app_id}/events", post(events::events))
         .route("/apps/{app_id}/batch_events", post(events::batch_events))
@@ -38,20 +50,20 @@ pub fn api_routes() -> Router<AppState> {
         .route("/apps/{app_id}/sessions", get(sessions::list).post(sessions::start))
         .route("/apps/{app_id}/sessions/{host}", axum::routing::delete(sessions::stop))
         .route("/apps/{app_id}/agents", get(sessions::agents))
-        .route("/apps/{app_id}/debug/slow", get(crate::insight::http::app_events))
-        .route("/debug/slow", get(crate::insight::http::all_events))
-        .route("/apps/{app_id}/usage", get(crate::insight::usage_api::usage))
+        .route("/apps/{app_id}/debug/slow", get(debug::app_events))
+        .route("/debug/slow", get(debug::all_events))
+        .route("/apps/{app_id}/usage", get(usage::usage))
 }
 
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn readyz(State(s): State<AppState>) -> Response {
-    if s.shutdown.is_cancelled() {
+pub async fn readyz(State(door): State<Door>, State(cluster): State<Option<Arc<Cluster>>>) -> Response {
+    if door.shutdown.is_cancelled() {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    if s.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+    if cluster.as_ref().is_some_and(|c| !c.is_ready()) {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not yet a full member of the cluster (Redis unreachable or syncing)").into_response();
     }
     "ready".into_response()
@@ -67,13 +79,13 @@ pub async fn method_not_allowed() -> ApiError {
 
 /// Bounds a request's whole life, body included: a client that promises a body and never
 /// sends it gets 408 instead of holding the connection.
-pub async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(s.gate.request_timeout, next.run(req)).await {
+pub async fn deadline(State(door): State<Door>, req: Request, next: Next) -> Response {
+    let limit = door.gate.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
-            s.metrics.edge_refused("request_timeout");
-            let mut resp =
-                ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request not completed within {} ms", s.gate.request_timeout.as_millis())).into_response();
+            door.metrics.edge_refused("request_timeout");
+            let mut resp = ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("request not completed within {} ms", limit.as_millis())).into_response();
             resp.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
             resp
         }
@@ -82,7 +94,8 @@ pub async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Re
 
 /// Counts API requests by app, endpoint and status, and times them. An address that failed to
 /// authenticate too often lately gets 429 before its request is looked at.
-pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(door): State<Door>, State(apps): State<Arc<Apps>>, req: Request, next: Next) -> Response {
+    let (gate, metrics) = (&door.gate, &door.metrics);
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return next.run(req).await;
     };
@@ -90,21 +103,21 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     }
     let client = req.extensions().get::<ClientIp>().map(|c| c.0);
-    if client.is_some_and(|ip| !s.gate.may_authenticate(ip, Instant::now())) {
-        s.metrics.edge_refused("auth_failures_per_ip");
+    if client.is_some_and(|ip| !gate.may_authenticate(ip, Instant::now())) {
+        metrics.edge_refused("auth_failures_per_ip");
         return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many failed authentications from this address; retry later").into_response();
     }
-    let app = req.uri().path().split('/').nth(2).filter(|id| s.apps.by_id(id).is_some()).unwrap_or("unknown").to_owned();
+    let app = req.uri().path().split('/').nth(2).filter(|id| apps.by_id(id).is_some()).unwrap_or("unknown").to_owned();
     let endpoint = endpoint_name(&path);
     let started = Instant::now();
     let resp = next.run(req).await;
     if let (Some(ip), StatusCode::UNAUTHORIZED) = (client, resp.status()) {
-        s.gate.failed_authentication(ip, Instant::now());
+        gate.failed_authentication(ip, Instant::now());
     }
     let took = started.elapsed();
-    s.metrics.http_duration.get_or_create(&EndpointLabel { endpoint }).observe(took.as_secs_f64());
-    s.metrics.insight.recorder.slow_http(&app, endpoint, resp.status().as_u16(), took);
-    s.metrics.http_requests.get_or_create(&HttpLabel { app, endpoint, status: resp.status().as_u16() }).inc();
+    metrics.http_duration.get_or_create(&EndpointLabel { endpoint }).observe(took.as_secs_f64());
+    metrics.insight.recorder.slow_http(&app, endpoint, resp.status().as_u16(), took);
+    metrics.http_requests.get_or_create(&HttpLabel { app, endpoint, status: resp.status().as_u16() }).inc();
     resp
 }
 

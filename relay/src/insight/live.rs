@@ -11,8 +11,10 @@ use sonde_protocol::frame::json_string;
 use sonde_protocol::{ChannelName, ServerFrame};
 
 use super::window::Taken;
+use crate::apps::Apps;
+use crate::cluster::Cluster;
 use crate::hub::Publish;
-use crate::server::AppState;
+use crate::metrics::Metrics;
 use crate::tokens::RELAY_CHANNEL;
 
 /// The event the relay's state is published as.
@@ -66,8 +68,15 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
     now.saturating_sub(before) as f64 / secs
 }
 
+/// What the relay's state is read from: its apps, its counters and the cluster, when there is one.
+pub struct Sources<'a> {
+    pub apps: &'a Apps,
+    pub metrics: &'a Metrics,
+    pub cluster: Option<&'a Cluster>,
+}
+
 /// Once a second: measures, and publishes where watched.
-pub fn tick(state: &AppState) {
+pub fn tick(state: &Sources) {
     let Ok(channel) = ChannelName::parse(RELAY_CHANNEL) else { return };
     // The window is emptied every second, watched or not, so a page that opens sees only the
     // second just gone.
@@ -96,9 +105,9 @@ pub fn tick(state: &AppState) {
     }
 }
 
-fn measure(state: &AppState, window: &Taken, totals: Totals, before: Totals, secs: f64) -> RelayState {
+fn measure(state: &Sources, window: &Taken, totals: Totals, before: Totals, secs: f64) -> RelayState {
     let apps = || state.apps.iter();
-    let (node, cluster_nodes) = match &state.cluster {
+    let (node, cluster_nodes) = match state.cluster {
         Some(c) => (c.node().to_string(), c.peers() + 1),
         None => ("local".to_owned(), 1),
     };
@@ -119,6 +128,6 @@ fn measure(state: &AppState, window: &Taken, totals: Totals, before: Totals, sec
         webhook_queue: apps().filter_map(|a| a.webhooks.as_ref()).map(|w| w.queued()).sum(),
         cluster_nodes,
         recorded: state.metrics.insight.recorder.len(),
-        today: super::usage_api::today(state),
+        today: super::usage_feed::today(state.apps),
     }
 }

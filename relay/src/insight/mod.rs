@@ -1,16 +1,15 @@
 //! Seeing inside the relay: latency histograms (by app and a fixed set of causes, never by
-//! channel or host), the flight recorder of slow and failed events, and the endpoints that
-//! read it.
+//! channel or host), the flight recorder of slow and failed events, the relay's own live
+//! state and usage counts. The HTTP endpoints that read them are in `http` (`debug`, `usage`).
 
 pub mod config;
 mod first;
-pub mod http;
 pub mod live;
 mod meter;
 pub mod recorder;
 pub mod signal;
 pub mod usage;
-pub mod usage_api;
+pub mod usage_feed;
 mod window;
 
 use std::sync::Arc;

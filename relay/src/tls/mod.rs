@@ -7,10 +7,9 @@
 //! [`TlsWriter`], keeping the plaintext path's contracts (direct writes from publishers, no
 //! read buffer between messages).
 
-pub mod accept;
 mod certs;
 pub mod config;
-mod handshake;
+pub mod handshake;
 mod socket;
 mod state;
 #[cfg(test)]

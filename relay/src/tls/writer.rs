@@ -12,10 +12,10 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sonde_protocol::wsframe::{opcode, server_head};
 
 use super::socket::TlsSocket;
 use crate::hub::{DirectWrite, Outgoing, Written};
-use crate::ws::codec::header;
 
 thread_local! {
     /// Frames gathered before they are encrypted (one buffer per thread).
@@ -29,7 +29,7 @@ fn gathered<'a, R>(frames: impl Iterator<Item = (bool, &'a Bytes)>, f: impl FnOn
         plain.clear();
         for (raw, frame) in frames {
             if !raw {
-                let (h, n) = header(0x1, frame.len());
+                let (h, n) = server_head(opcode::TEXT, frame.len());
                 plain.extend_from_slice(&h[..n]);
             }
             plain.extend_from_slice(frame);

@@ -16,9 +16,9 @@ use super::conn::{self, Refusal, Start};
 use super::handshake::{self, accept_key};
 use super::upgrade::check;
 use super::wire::Wire;
+use super::Endpoint;
 use crate::apps::App;
 use crate::edge::{json_reply, Slot};
-use crate::server::AppState;
 use crate::tokens::Grant;
 
 /// Longest request head accepted on the websocket endpoint.
@@ -90,20 +90,21 @@ impl HandshakeIo for crate::tls::TlsStream {
 /// Reads the request head, answers 101 (or an HTTP error) and runs the connection. The
 /// handshake runs in a future of its own, freed once done: the connection's lifelong state
 /// need not have room for it.
-pub async fn serve<S: HandshakeIo + 'static>(tcp: S, peer: SocketAddr, state: AppState, mut slot: Slot, deadline: Instant) {
+pub async fn serve<S: HandshakeIo + 'static>(tcp: S, peer: SocketAddr, ws: Endpoint, mut slot: Slot, deadline: Instant) {
+    let door = &ws.door;
     // Accepted when the head deadline started: the figure is what a client waits, any TLS
     // handshake included.
-    let accepted = deadline.checked_sub(state.gate.head_timeout).unwrap_or_else(Instant::now);
-    let handshake = tokio::time::timeout_at(deadline, Box::pin(handshake(tcp, peer, &state, &mut slot)));
+    let accepted = deadline.checked_sub(door.gate.head_timeout).unwrap_or_else(Instant::now);
+    let handshake = tokio::time::timeout_at(deadline, Box::pin(handshake(tcp, peer, &ws, &mut slot)));
     let Ok(done) = handshake.await else {
-        state.metrics.edge_refused("head_timeout");
+        door.metrics.edge_refused("head_timeout");
         return;
     };
     let Some((tcp, mut rest, verdict)) = done else { return };
     slot.handshake_done();
     let took = accepted.elapsed();
-    state.metrics.ws_handshake_seconds.observe(took.as_secs_f64());
-    state.metrics.insight.recorder.slow_handshake(state.tls.is_some(), peer.ip(), took);
+    door.metrics.ws_handshake_seconds.observe(took.as_secs_f64());
+    door.metrics.insight.recorder.slow_handshake(ws.tls, peer.ip(), took);
     match verdict {
         Err(r) => conn::refuse(tcp, r).await,
         Ok((app, grant)) => {
@@ -112,8 +113,8 @@ pub async fn serve<S: HandshakeIo + 'static>(tcp: S, peer: SocketAddr, state: Ap
             // connection, not the sniffing and handshake that led to it.
             let (wire, ahead) = tcp.into_wire();
             rest.extend_from_slice(&ahead);
-            let task = conn::serve(wire, rest, Start { app, socket_id, grant, slot }, state.timing, state.shutdown.clone());
-            state.tracker.spawn(crate::edge::guarded(task, state.metrics.clone()));
+            let task = conn::serve(wire, rest, Start { app, socket_id, grant, slot }, ws.timing, door.shutdown.clone());
+            door.tracker.spawn(crate::edge::guarded(task, door.metrics.clone()));
         }
     }
 }
@@ -134,7 +135,7 @@ async fn write_reply<S: AsyncWrite + Unpin>(io: &mut S, reply: &[u8]) -> bool {
 /// Reads the request head and answers 101 (or an HTTP error, then `None`). Returns what was
 /// read past the head and the verdict of the app's checks. The caller bounds it by the
 /// socket's head deadline.
-async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, state: &AppState, slot: &mut Slot) -> Option<(S, BytesMut, Verdict)> {
+async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, ws: &Endpoint, slot: &mut Slot) -> Option<(S, BytesMut, Verdict)> {
     let mut buf = BytesMut::with_capacity(1024);
     let head_len = loop {
         match tcp.read_buf(&mut buf).await {
@@ -180,12 +181,12 @@ async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, state: &AppStat
             return None;
         }
     };
-    let client = state.gate.client_ip(peer.ip(), header(&req, "x-forwarded-for"));
+    let client = ws.door.gate.client_ip(peer.ip(), header(&req, "x-forwarded-for"));
     if let Err(r) = slot.rebind(client) {
         write_reply(&mut tcp, r.reply().as_bytes()).await;
         return None;
     }
-    let verdict = check(state, key, query, header(&req, "origin"), client);
+    let verdict = check(&ws.apps, key, query, header(&req, "origin"), client);
     let accept = accept_key(ws_key.as_bytes());
     let response = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n");
     if !write_reply(&mut tcp, response.as_bytes()).await {

@@ -15,9 +15,10 @@ use sonde_protocol::CloseCode;
 
 use super::conn::{self, Refusal};
 use super::handshake::{self, accept_key, has_token};
-use crate::apps::App;
+use tokio_util::task::TaskTracker;
+
+use crate::apps::{App, Apps};
 use crate::reply::ApiError;
-use crate::server::AppState;
 use crate::tokens::Grant;
 
 /// Every value of a header, as text.
@@ -30,7 +31,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// A websocket request on any other path: upgraded and closed with 4005.
-pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response {
+pub async fn wrong_path(State(tracker): State<TaskTracker>, req: Request) -> Response {
     if !is_upgrade(req.headers()) {
         return ApiError::not_found("no such endpoint").into_response();
     }
@@ -40,13 +41,13 @@ pub async fn wrong_path(State(state): State<AppState>, req: Request) -> Response
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
         return r;
     }
-    upgrade(req, |io| conn::refuse(io, Refusal { code: CloseCode::PathNotFound, message: "websocket path must be /app/{key}".into() }), &state)
+    upgrade(req, |io| conn::refuse(io, Refusal { code: CloseCode::PathNotFound, message: "websocket path must be /app/{key}".into() }), &tracker)
 }
 
 pub(super) type Accepted = (Arc<App>, Option<Arc<Grant>>);
 
-pub(super) fn check(state: &AppState, key: &str, query: Option<&str>, origin: Option<&str>, ip: IpAddr) -> Result<Accepted, Refusal> {
-    let app = state.apps.by_key(key).ok_or_else(|| Refusal { code: CloseCode::UnknownApp, message: format!("App key {key} not in this cluster") })?;
+pub(super) fn check(apps: &Apps, key: &str, query: Option<&str>, origin: Option<&str>, ip: IpAddr) -> Result<Accepted, Refusal> {
+    let app = apps.by_key(key).ok_or_else(|| Refusal { code: CloseCode::UnknownApp, message: format!("App key {key} not in this cluster") })?;
     let params: Vec<(String, String)> = query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let refuse = |code: CloseCode, message: String| {
@@ -101,7 +102,7 @@ fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     })
 }
 
-fn upgrade<F, Fut>(mut req: Request, run: F, state: &AppState) -> Response
+fn upgrade<F, Fut>(mut req: Request, run: F, tracker: &TaskTracker) -> Response
 where
     F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -119,7 +120,7 @@ where
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return ApiError::new(StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
     };
-    state.tracker.spawn(async move {
+    tracker.spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
             run(TokioIo::new(upgraded)).await;
         }

@@ -8,8 +8,11 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{ApiError, Signed};
-use crate::server::AppState;
+use std::sync::Arc;
+
+use super::{ApiError, Signed};
+use crate::apps::Apps;
+use crate::metrics::Metrics;
 
 /// Events returned when the request names no `limit`, and the most it may name.
 const DEFAULT_LIMIT: usize = 100;
@@ -28,15 +31,15 @@ fn limit(query: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-fn events(s: &AppState, app: Option<&str>, limit: usize) -> Json<Value> {
-    let rec = &s.metrics.insight.recorder;
+fn events(metrics: &Metrics, app: Option<&str>, limit: usize) -> Json<Value> {
+    let rec = &metrics.insight.recorder;
     Json(json!({ "recording": rec.enabled(), "events": rec.latest(app, limit) }))
 }
 
 /// `GET /apps/{id}/debug/slow`
-pub async fn app_events(State(s): State<AppState>, uri: Uri, signed: Signed) -> Result<Json<Value>, ApiError> {
+pub async fn app_events(State(metrics): State<Arc<Metrics>>, uri: Uri, signed: Signed) -> Result<Json<Value>, ApiError> {
     let n = limit(uri.query())?;
-    Ok(events(&s, Some(signed.app.id()), n))
+    Ok(events(&metrics, Some(signed.app.id()), n))
 }
 
 #[derive(Deserialize)]
@@ -56,11 +59,11 @@ fn claims_of(token: &str) -> Option<RoleClaims> {
 
 /// Checks `Authorization: Bearer <token>`: a valid token of one of the relay's apps whose
 /// role is `operator`.
-pub fn operator(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn operator(apps: &Apps, headers: &HeaderMap) -> Result<(), ApiError> {
     let value = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = value.strip_prefix("Bearer ").ok_or_else(|| ApiError::unauthorized("an operator token is required (Authorization: Bearer …)"))?;
     let claims = claims_of(token).ok_or_else(|| ApiError::unauthorized("malformed token"))?;
-    let app = s.apps.by_id(&claims.app).ok_or_else(|| ApiError::unauthorized("the token names no app of this relay"))?;
+    let app = apps.by_id(&claims.app).ok_or_else(|| ApiError::unauthorized("the token names no app of this relay"))?;
     app.tokens.verify(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
     // The signature covers the claims read above, so the role is the signer's word.
     if claims.role.as_deref() != Some(OPERATOR_ROLE) {
@@ -70,10 +73,10 @@ pub fn operator(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `GET /debug/slow`
-pub async fn all_events(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Json<Value>, ApiError> {
-    operator(&s, &headers)?;
+pub async fn all_events(State(apps): State<Arc<Apps>>, State(metrics): State<Arc<Metrics>>, headers: HeaderMap, uri: Uri) -> Result<Json<Value>, ApiError> {
+    operator(&apps, &headers)?;
     let n = limit(uri.query())?;
-    Ok(events(&s, None, n))
+    Ok(events(&metrics, None, n))
 }
 
 #[cfg(test)]

@@ -1,56 +1,16 @@
-//! Usage counts at the edges: the relay's counters read once a second into each app's
-//! minutes (a closed minute announced to the other nodes), `GET /apps/{id}/usage` (signed),
-//! and today's totals for the relay page.
+//! `GET /apps/{app_id}/usage` (signed): an app's usage minutes, their totals and today's.
 
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::usage::{Minute, Reading, Totals, MINUTES_KEPT};
-use crate::apps::App;
-use crate::cluster::bus::Msg;
-use crate::http::{ApiError, Signed};
-use crate::server::AppState;
+use super::{ApiError, Signed};
+use crate::insight::usage::{Minute, Totals, MINUTES_KEPT};
+use crate::insight::usage_feed::{reading, DAY_MS};
 use crate::sessions::Clock;
 
 /// The span returned when the request names none: the last hour.
 const DEFAULT_SPAN_S: u64 = 3_600;
-const DAY_MS: u64 = 86_400_000;
-
-/// What `app`'s counters and tables say now.
-pub fn reading(app: &App, unix_ms: u64) -> Reading {
-    let gauge = |v: i64| u64::try_from(v).unwrap_or(0);
-    Reading {
-        unix_ms,
-        connections: gauge(app.metrics.connections.get()),
-        messages_in: app.metrics.messages_in.get(),
-        deliveries: app.metrics.messages_out.get(),
-        agents_online: gauge(app.metrics.agents_online.get()),
-        sessions: gauge(app.metrics.sessions.get()),
-    }
-}
-
-/// Once a second: every app's counters into its open minute; a minute just closed goes to
-/// the other nodes (unless nothing at all happened in it).
-pub fn tick(state: &AppState) {
-    let now_ms = Clock::now().now_ms;
-    for app in state.apps.iter() {
-        if let Some(m) = app.usage.sample(reading(app, now_ms)) {
-            if m != (Minute { minute: m.minute, ..Minute::default() }) {
-                app.announce(Msg::Usage { usage: m });
-            }
-        }
-    }
-}
-
-/// Every app's totals since midnight (UTC), for the relay page.
-pub fn today(state: &AppState) -> Totals {
-    let now_ms = Clock::now().now_ms;
-    let (from, to) = ((now_ms - now_ms % DAY_MS) / 60_000, now_ms / 60_000);
-    let mut all = Totals::default();
-    state.apps.iter().for_each(|a| all.add_app(&a.usage.totals(from, to, reading(a, now_ms))));
-    all
-}
 
 /// One minute as the API shows it.
 #[derive(Serialize)]

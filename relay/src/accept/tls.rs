@@ -11,10 +11,11 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::handshake::HandshakeError;
-use super::{Tls, TlsSocket, TlsStream};
 use crate::edge::{json_reply, Slot};
-use crate::server::AppState;
+use crate::metrics::Metrics;
+use crate::tls::handshake::HandshakeError;
+use crate::tls::{Tls, TlsSocket, TlsStream};
+use crate::ws::Endpoint;
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -90,26 +91,25 @@ fn refuse_plaintext(tcp: &TcpStream) {
 
 /// Serves one accepted socket of a TLS listener until it closes. `deadline` is the socket's
 /// head deadline, which the handshake and the request head share.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: AppState, routes: Router, slot: Slot, deadline: Instant, tls: Arc<Tls>) {
-    let Some(stream) = Box::pin(handshake(tcp, &state, deadline, &tls)).await else { return };
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ws: Endpoint, routes: Router, slot: Slot, deadline: Instant, tls: Arc<Tls>) {
+    let Some(stream) = Box::pin(handshake(tcp, &ws.door.metrics, deadline, &tls)).await else { return };
     let mut stream = TlsStream::new(stream, BytesMut::new());
     let sniff = tokio::select! {
         s = tokio::time::timeout_at(deadline, sniff(&mut stream)) => s,
-        () = state.shutdown.cancelled() => return,
+        () = ws.door.shutdown.cancelled() => return,
     };
     match sniff {
-        Ok(Ok(true)) => Box::pin(crate::ws::accept::serve(stream, peer, state, slot, deadline)).await,
-        Ok(Ok(false)) => Box::pin(crate::server::serve_http(stream, peer, state, routes, slot, true)).await,
+        Ok(Ok(true)) => Box::pin(crate::ws::accept::serve(stream, peer, ws, slot, deadline)).await,
+        Ok(Ok(false)) => Box::pin(crate::http::serve(stream, peer, ws.door, routes, slot, true)).await,
         Ok(Err(_)) => {}
         // Nothing said before the deadline: an idle socket holds no place.
-        Err(_) => state.metrics.edge_refused("head_timeout"),
+        Err(_) => ws.door.metrics.edge_refused("head_timeout"),
     }
 }
 
 /// The TLS handshake, bounded by the head deadline; the connection on success (counted and
 /// timed either way).
-async fn handshake(tcp: TcpStream, state: &AppState, deadline: Instant, tls: &Tls) -> Option<Arc<TlsSocket>> {
-    let metrics = &state.metrics;
+async fn handshake(tcp: TcpStream, metrics: &Metrics, deadline: Instant, tls: &Tls) -> Option<Arc<TlsSocket>> {
     let fail = |f: Failure| {
         metrics.tls_handshake_failed(f.label());
         if f == Failure::Timeout {
@@ -128,7 +128,7 @@ async fn handshake(tcp: TcpStream, state: &AppState, deadline: Instant, tls: &Tl
         Ok(Ok(_)) => {}
     }
     let started = Instant::now();
-    let done = match tokio::time::timeout_at(deadline, super::handshake::handshake(tcp, tls.server.clone())).await {
+    let done = match tokio::time::timeout_at(deadline, crate::tls::handshake::handshake(tcp, tls.server.clone())).await {
         Err(_) => return fail(Failure::Timeout),
         Ok(Err(e)) => {
             // What rustls says is about the protocol, never the key or the traffic.
