@@ -11,9 +11,11 @@ pub mod raw;
 pub mod relay;
 pub mod tls;
 pub mod tokens;
+pub mod wait;
 
 pub use client::{Client, Frame};
 pub use relay::{Api, TestRelay};
+pub use wait::eventually;
 
 /// How long any single expectation waits before failing the test.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(5);

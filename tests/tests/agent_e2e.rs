@@ -1,13 +1,22 @@
 //! The real agent process against a real relay: the directive starts the stream, no viewer
 //! no stream.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use sonde_relay::config::{AppConfig, Config, SessionsConfig};
 use sonde_tests::agent::AgentProcess;
 use sonde_tests::tokens::{hs256, viewer};
-use sonde_tests::{Client, Frame, TestRelay};
+use sonde_tests::{eventually, Client, Frame, TestRelay};
+
+/// How long a wait for something that must happen may take: generous, since the agent, the
+/// relay and the test share two busy cores, and the wait ends as soon as it happens.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A session streams a sample every second (`interval_ms` 1000), so this long without a
+/// message from the agent shows that it is not streaming: a whole interval, and half of one
+/// for the sample to land. Checking that nothing happens can only wait; no longer than this.
+const QUIET: Duration = Duration::from_millis(1500);
 
 fn quick_sessions() -> SessionsConfig {
     SessionsConfig { grace_ms: 1000, lease_ms: 4000, renew_ms: 1000, interval_ms: 1000 }
@@ -58,12 +67,42 @@ async fn sessions(relay: &TestRelay) -> serde_json::Value {
     relay.api().request("GET", "/sessions", None, &[]).await.1["sessions"].clone()
 }
 
+/// Waits until the relay holds no session.
+async fn no_session_left(relay: &TestRelay, why: &str) {
+    eventually(&format!("the session to end ({why})"), PATIENCE, || async { sessions(relay).await == json!([]) }).await;
+}
+
+/// Asserts that no message reaches the relay for [`QUIET`]; returns the unchanged count.
+async fn stays_quiet(relay: &TestRelay, what: &str) -> u64 {
+    let before = messages_in(relay).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(messages_in(relay).await, before, "{what}");
+    before
+}
+
+/// Waits until the agent's ring holds at least two ticks, for a session's backfill to carry.
+/// The ring is seen only once a session starts (what the test checks), so this follows the
+/// sampler's schedule: it runs before the agent connects and records a tick on each whole
+/// second of the wall clock. Once the third whole second from now begins, the ticks of the
+/// first two are in the ring (a tick takes well under a second).
+async fn two_ticks_in_the_ring() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let third = (now / 1000 + 3) * 1000;
+    tokio::time::sleep(Duration::from_millis(third - now)).await;
+}
+
+/// Whether `f` is a live sample numbered `seq` or later (numbers count the agent's ticks from
+/// 1, and the ring keeps the last 300: a sample numbered n means n ticks in the ring).
+fn sample_from(f: &Frame, seq: u64) -> bool {
+    f.event == "client-sonde-sample" && f.data["seq"].as_u64().is_some_and(|s| s >= seq)
+}
+
 #[tokio::test]
 async fn backfill_first_then_a_sample_every_second() {
     let relay = TestRelay::with_config(config()).await;
     let agent = AgentProcess::spawn(&relay, "web1", &[]);
     wait_online(&relay, "web1").await;
-    tokio::time::sleep(Duration::from_millis(3500)).await; // a few samples in the ring
+    two_ticks_in_the_ring().await;
     let mut v = viewer_of(&relay, &agent.channel()).await;
     let first = next_data(&mut v).await;
     assert_eq!(first.event, "client-sonde-backfill", "the backfill comes first");
@@ -106,11 +145,8 @@ async fn two_viewers_one_leaves_the_stream_goes_on_the_last_leaves_it_stops() {
     }
     a.close().await;
     // After the grace (1 s) the relay stops the session and the agent stops sending.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(sessions(&relay).await, json!([]));
-    let before = messages_in(&relay).await;
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(messages_in(&relay).await, before, "no viewer, no stream");
+    no_session_left(&relay, "the last viewer left").await;
+    stays_quiet(&relay, "no viewer, no stream").await;
 }
 
 #[tokio::test]
@@ -118,20 +154,13 @@ async fn a_server_side_directive_streams_with_no_viewer_for_its_duration() {
     let relay = TestRelay::with_config(config()).await;
     let _agent = AgentProcess::spawn(&relay, "db1", &["--disable-usage-statistics"]);
     wait_online(&relay, "db1").await;
-    let idle = messages_in(&relay).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(messages_in(&relay).await, idle, "nothing flows before the directive");
+    let idle = stays_quiet(&relay, "nothing flows before the directive").await;
     let (status, body) = relay.api().request("POST", "/sessions", Some(&json!({"host":"db1","duration_s":3})), &[]).await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let streaming = messages_in(&relay).await;
-    assert!(streaming >= idle + 2, "backfill and samples flow with no viewer: {idle} → {streaming}");
+    eventually("backfill and samples to flow with no viewer", PATIENCE, || async { messages_in(&relay).await >= idle + 2 }).await;
     // Duration 3 s + grace 1 s, then silence.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(sessions(&relay).await, json!([]));
-    let stopped = messages_in(&relay).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(messages_in(&relay).await, stopped, "the session ended with its duration");
+    no_session_left(&relay, "its duration passed").await;
+    stays_quiet(&relay, "the session ended with its duration").await;
 }
 
 #[tokio::test]
@@ -144,13 +173,14 @@ async fn relay_restart_the_agent_honours_its_lease_and_comes_back() {
     while next_data(&mut v).await.event != "client-sonde-sample" {}
     relay.stop().await;
     v.expect_close(4200).await;
-    // The lease (4 s) runs out while the relay is away: the agent must stop by itself.
+    // The lease runs out while the relay is away: the agent must stop by itself. Its last
+    // renewal came before the stop, and the agent holds a lease 5 s from a renewal's arrival
+    // at most (the relay's 4 s, or its own floor of 5 s). Nothing shows the agent's lease from
+    // outside while the relay is away, so the relay stays away that long and a margin.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let relay = TestRelay::on(config(), addr).await;
     wait_online(&relay, "web3").await;
-    let settled = messages_in(&relay).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(messages_in(&relay).await, settled, "after its lease passed the agent streams nothing without a viewer");
+    stays_quiet(&relay, "after its lease passed the agent streams nothing without a viewer").await;
     // A viewer resubscribes: the session resumes.
     let mut v = viewer_of(&relay, &agent.channel()).await;
     let mut got_sample = false;
@@ -203,10 +233,9 @@ async fn a_viewer_joining_a_running_session_gets_the_history_alone() {
     let relay = TestRelay::with_config(config()).await;
     let agent = AgentProcess::spawn(&relay, "web5", &["--disable-usage-statistics"]);
     wait_online(&relay, "web5").await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut first = viewer_of(&relay, &agent.channel()).await;
-    while next_data(&mut first).await.event != "client-sonde-sample" {}
-    next_data(&mut first).await;
+    // Three ticks in the ring before the late viewer joins.
+    while !sample_from(&next_data(&mut first).await, 3) {}
     let mut late = viewer_of(&relay, &agent.channel()).await;
     let f = next_data(&mut late).await;
     assert_eq!(f.event, "client-sonde-backfill", "the late viewer's history comes first");
