@@ -1,8 +1,8 @@
 // One host being watched: its channel subscription, session state, samples and charts.
 
 import type { Channel } from 'pusher-js';
-import { Chart } from './charts';
-import { chartSpecs, specKey, type ChartSpec } from './specs';
+import { ChartGroup } from './chartgroup';
+import { chartSpecs } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
 import { el } from './dom';
 import { EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SESSION, SUBSCRIPTION_ERROR, SUBSCRIPTION_SUCCEEDED, hostChannel } from './names';
@@ -10,7 +10,7 @@ import { FilesystemTable } from './filesystems';
 import { CoreBars, StatsStrip, TopTable } from './tables';
 import * as fmt from './format';
 import type { Agent } from './inventory';
-import { SampleStore, WINDOW_MS, type Sample } from './store';
+import type { SampleStore, Sample } from './store';
 
 interface Directive {
   // 'backfill' asks the agent for the history of one viewer that joined; for the others it is
@@ -37,10 +37,9 @@ export interface PanelHooks {
 
 export class HostPanel {
   readonly root: HTMLElement;
-  readonly store = new SampleStore();
+  readonly store: SampleStore;
   private channel: Channel | null = null;
-  private charts = new Map<string, Chart>();
-  private chartsEl: HTMLElement;
+  private charts: ChartGroup;
   private chartsNote: HTMLElement;
   private stateEl: HTMLElement;
   private metaEl: HTMLElement;
@@ -50,7 +49,6 @@ export class HostPanel {
   private cores = new CoreBars();
   private top: TopTable;
   private filesystems: FilesystemTable;
-  private resizer: ResizeObserver;
   private offState: () => void;
 
   private watching = false;
@@ -63,7 +61,6 @@ export class HostPanel {
   private lastSampleAt = 0;
   private offsets: number[] = [];
   private frozenEnd = 0;
-  private dataDirty = false;
   private specsRev = -1;
   private specsAt = 0;
   private lastText = 0;
@@ -91,7 +88,8 @@ export class HostPanel {
     closeBtn.addEventListener('click', () => this.close());
 
     this.stats = new StatsStrip();
-    this.chartsEl = el('div', { class: 'charts' });
+    this.charts = new ChartGroup(`sonde-${host}`, 480);
+    this.store = this.charts.store;
     this.chartsNote = el('p', { class: 'charts-note' }, 'Waiting for the first samples…');
     this.top = new TopTable(host);
     this.filesystems = new FilesystemTable(host);
@@ -109,12 +107,9 @@ export class HostPanel {
       this.stats.root,
       this.cores.root,
       this.chartsNote,
-      this.chartsEl,
+      this.charts.root,
       el('div', { class: 'tables' }, this.top.root, this.filesystems.root),
     );
-    this.resizer = new ResizeObserver(() => {
-      for (const c of this.charts.values()) c.resize(c.root.clientWidth);
-    });
     this.offState = relay.onState((s) => {
       if (s !== 'connected') this.subscribed = false;
       this.lastText = 0;
@@ -186,9 +181,7 @@ export class HostPanel {
   close(): void {
     this.stop();
     this.offState();
-    this.resizer.disconnect();
-    for (const c of this.charts.values()) c.destroy();
-    this.charts.clear();
+    this.charts.destroy();
     this.root.remove();
     this.hooks.closed(this.host);
   }
@@ -202,11 +195,11 @@ export class HostPanel {
   }
 
   chartPoints(id: string): number {
-    return this.charts.get(id)?.points ?? 0;
+    return this.charts.points(id);
   }
 
   chartIds(): string[] {
-    return [...this.charts.keys()];
+    return this.charts.ids();
   }
 
   private directive(d: Directive): void {
@@ -228,13 +221,13 @@ export class HostPanel {
   private onBackfill(b: Backfill): void {
     if (!b || !Array.isArray(b.samples)) return;
     this.backfill = { session: b.session, part: b.part, parts: b.parts, at: Date.now() };
-    if (this.store.add(b.samples) > 0) this.dataDirty = true;
+    this.charts.add(b.samples);
     this.lastText = 0;
   }
 
   private onSample(s: Sample): void {
     const now = Date.now();
-    if (this.store.add([s]) > 0) this.dataDirty = true;
+    this.charts.add([s]);
     this.lastSampleAt = now;
     // Clock offset to the agent: the quickest delivery seen lately is the best estimate.
     this.offsets.push(s.ts - now);
@@ -286,13 +279,8 @@ export class HostPanel {
       this.lastText = now;
       this.updateText(now);
     }
-    if (this.dataDirty && !this.backfillPending(now)) {
-      this.dataDirty = false;
-      this.redraw(now);
-    } else if (slide && this.watching && !this.sessionStopped && this.store.length > 0) {
-      const w = this.window();
-      for (const c of this.charts.values()) c.slide(w);
-    }
+    if (this.charts.stale && !this.backfillPending(now)) this.redraw(now);
+    else if (slide && this.watching && !this.sessionStopped && this.store.length > 0) this.charts.slide(this.windowEnd());
   }
 
   /** While a backfill's parts are still coming, the history is drawn once, when complete. */
@@ -301,17 +289,10 @@ export class HostPanel {
     return !!b && b.part + 1 < b.parts && now - b.at < 2000;
   }
 
-  private window(): [number, number] {
-    const end = this.windowEnd();
-    return [(end - WINDOW_MS) / 1000, end / 1000];
-  }
-
   private redraw(now: number): void {
     this.syncCharts(now);
     this.chartsNote.hidden = this.charts.size > 0;
-    const w = this.window();
-    const [xs, rows] = this.rows(w[0] * 1000 - 2000);
-    for (const c of this.charts.values()) c.setData(xs, rows, w);
+    this.charts.draw(this.windowEnd(), this.interval());
     const newest = this.store.newest();
     if (newest) {
       this.stats.update(newest.metrics);
@@ -322,47 +303,12 @@ export class HostPanel {
     this.root.dataset.points = String(this.store.length);
   }
 
-  /** The samples in the window, with a null row where seconds are missing (a gap, not a line). */
-  private rows(from: number): [number[], (Sample | null)[]] {
-    const xs: number[] = [];
-    const rows: (Sample | null)[] = [];
-    const gap = this.interval() * 2.5;
-    let prev: Sample | null = null;
-    for (const s of this.store.samples) {
-      if (s.ts < from) continue;
-      if (prev && s.ts - prev.ts > gap) {
-        xs.push((prev.ts + this.interval()) / 1000);
-        rows.push(null);
-      }
-      xs.push(s.ts / 1000);
-      rows.push(s);
-      prev = s;
-    }
-    return [xs, rows];
-  }
-
   /** Builds or rebuilds charts when new metrics appear (or the busiest interfaces change). */
   private syncCharts(now: number): void {
     if (this.specsRev === this.store.namesRev && now - this.specsAt < 30_000) return;
     this.specsRev = this.store.namesRev;
     this.specsAt = now;
-    const specs = chartSpecs(this.store, { cores: this.hooks.agent(this.host)?.snapshot?.facts.cores });
-    const keep = new Map<string, Chart>();
-    for (const spec of specs) {
-      const old = this.charts.get(spec.id);
-      keep.set(spec.id, old && sameSpec(old, spec) ? old : this.makeChart(spec, old));
-    }
-    for (const [id, c] of this.charts) if (keep.get(id) !== c) c.destroy();
-    this.charts = keep;
-    // Keep DOM order equal to spec order.
-    for (const c of this.charts.values()) this.chartsEl.append(c.root);
-  }
-
-  private makeChart(spec: ChartSpec, old: Chart | undefined): Chart {
-    const width = old?.root.clientWidth || this.chartsEl.clientWidth || 480;
-    const c = new Chart(spec, Math.min(width, this.chartsEl.clientWidth || width), `sonde-${this.host}`);
-    this.resizer.observe(c.root);
-    return c;
+    this.charts.sync(chartSpecs(this.store, { cores: this.hooks.agent(this.host)?.snapshot?.facts.cores }));
   }
 
   private updateText(now: number): void {
@@ -396,11 +342,6 @@ export class HostPanel {
     if (this.metaEl.textContent !== meta) this.metaEl.textContent = meta;
   }
 }
-
-function sameSpec(c: Chart, spec: ChartSpec): boolean {
-  return c.key === specKey(spec);
-}
-
 
 function cssId(host: string): string {
   return host.replace(/[^A-Za-z0-9_-]/g, '_');

@@ -3,7 +3,7 @@
 // viewer does), drawn with the same charts as a host, one column per node, and the flight
 // recorder's latest slow events as a table.
 
-import { Chart } from './charts';
+import { ChartGroup } from './chartgroup';
 import type { Relay } from './connection';
 import { el } from './dom';
 import { EVENT_RELAY, RELAY_CHANNEL, SUBSCRIPTION_ERROR } from './names';
@@ -11,7 +11,7 @@ import * as origin from './origin';
 import type { Target } from './origin';
 import './relaypage.css';
 import type { ChartSpec } from './specs';
-import { SampleStore, WINDOW_MS, type Sample } from './store';
+import type { Sample } from './store';
 import { SlowTable } from './slowtable';
 import { UsageToday, todayOf } from './usagetoday';
 
@@ -77,44 +77,30 @@ function toSample(s: RelayState): Sample {
   return { ts: s.ts_ms, seq: 0, metrics };
 }
 
-/** One node's column: its name, latest figures and charts. */
+/** One node's column: its name and charts. */
 class NodeColumn {
   readonly root: HTMLElement;
-  readonly store = new SampleStore();
-  private charts: Chart[];
-  private dirty = false;
-  // Charts follow their column's width, as a host panel's do.
-  private resizer = new ResizeObserver((entries) => {
-    for (const e of entries) this.charts.find((c) => c.root === e.target)?.resize(e.contentRect.width);
-  });
+  readonly charts = new ChartGroup('sonde-relay', 420);
 
   constructor(readonly node: string) {
-    const chartsEl = el('div', { class: 'charts' });
-    this.charts = SPECS.map((spec) => new Chart(spec, 420, 'sonde-relay'));
-    for (const c of this.charts) {
-      chartsEl.append(c.root);
-      this.resizer.observe(c.root);
-    }
-    this.root = el('section', { class: 'relay-node', 'data-node': node }, el('h3', { class: 'relay-node-name' }, node), chartsEl);
+    this.charts.sync(SPECS);
+    this.root = el('section', { class: 'relay-node', 'data-node': node }, el('h3', { class: 'relay-node-name' }, node), this.charts.root);
   }
 
   add(s: Sample): void {
-    if (this.store.add([s]) > 0) this.dirty = true;
-    this.root.dataset.points = String(this.store.length);
+    this.charts.add([s]);
+    this.root.dataset.points = String(this.charts.store.length);
   }
 
+  /** Once per animation frame: redraws after a new state, otherwise slides the window to end now. */
   frame(now: number, slide: boolean): void {
-    const w: [number, number] = [(now - WINDOW_MS) / 1000, now / 1000];
-    if (this.dirty) {
-      this.dirty = false;
-      const rows = this.store.samples.filter((s) => s.ts >= now - WINDOW_MS - 2000);
-      for (const c of this.charts) c.setData(rows.map((s) => s.ts / 1000), rows, w);
-    } else if (slide) for (const c of this.charts) c.slide(w);
+    // No interval: a line joins across a missed state rather than breaking.
+    if (this.charts.stale) this.charts.draw(now, null);
+    else if (slide) this.charts.slide(now);
   }
 
   destroy(): void {
-    this.resizer.disconnect();
-    for (const c of this.charts) c.destroy();
+    this.charts.destroy();
     this.root.remove();
   }
 }
@@ -176,7 +162,7 @@ export class RelayPage {
   /** What a browser test reads: each node's newest figures and point count. */
   info(): Record<string, { points: number; latest: Record<string, number> | null }> {
     const out: Record<string, { points: number; latest: Record<string, number> | null }> = {};
-    for (const [n, c] of this.nodes) out[n] = { points: c.store.length, latest: c.store.newest()?.metrics ?? null };
+    for (const [n, c] of this.nodes) out[n] = { points: c.charts.store.length, latest: c.charts.store.newest()?.metrics ?? null };
     return out;
   }
 

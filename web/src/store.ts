@@ -53,6 +53,28 @@ export class SampleStore {
     return added;
   }
 
+  /**
+   * The samples from `from` (ms) on as a chart's x values (seconds) and rows. With an
+   * `interval`, samples more than 2.5 intervals apart get a null row between them (a gap, not a
+   * line); without one, lines join across missing samples.
+   */
+  rows(from: number, interval: number | null): [number[], (Sample | null)[]] {
+    const xs: number[] = [];
+    const rows: (Sample | null)[] = [];
+    let prev: Sample | null = null;
+    for (const s of this.samples) {
+      if (s.ts < from) continue;
+      if (prev && interval !== null && s.ts - prev.ts > interval * 2.5) {
+        xs.push((prev.ts + interval) / 1000);
+        rows.push(null);
+      }
+      xs.push(s.ts / 1000);
+      rows.push(s);
+      prev = s;
+    }
+    return [xs, rows];
+  }
+
   private insert(s: Sample): boolean {
     const a = this.samples;
     const last = a[a.length - 1];

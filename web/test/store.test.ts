@@ -67,3 +67,15 @@ test('chart specs follow the metrics seen', () => {
   assert.equal(ifaces.size, 4);
   assert.ok(ifaces.has('eth4'), 'the busiest interface is kept');
 });
+
+test('chart rows start at `from` and, given an interval, break the line where samples are missing', () => {
+  const store = new SampleStore();
+  store.add([1, 2, 3, 4, 8, 9].map((x) => s(x)));
+  const [xs, rows] = store.rows(2000, 1000);
+  assert.deepEqual(xs, [2, 3, 4, 5, 8, 9]);
+  assert.deepEqual(rows.map((r) => r?.seq ?? null), [2, 3, 4, null, 8, 9]);
+  // Two missing seconds (2.5 intervals not exceeded) stay one line; without an interval, so does any gap.
+  store.add([s(11)]);
+  assert.deepEqual(store.rows(8000, 1000)[1].map((r) => r?.seq ?? null), [8, 9, 11]);
+  assert.deepEqual(store.rows(0, null)[0], [1, 2, 3, 4, 8, 9, 11]);
+});
