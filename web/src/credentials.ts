@@ -86,15 +86,26 @@ export function clear(): void {
   }
 }
 
-/** The `exp` claim of a JWT, in ms, if it has one (the signature is the relay's business). */
-export function tokenExpiry(token: string): number | null {
+/** The claims of a JWT when its payload is a JSON object (the signature is the relay's business). */
+function claims(token: string): Record<string, unknown> | null {
   const part = token.split('.')[1];
   if (!part) return null;
   try {
-    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/'));
-    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
-    return typeof exp === 'number' ? exp * 1000 : null;
+    const parsed: unknown = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/')));
+    return parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : null;
   } catch {
     return null;
   }
+}
+
+/** The `exp` claim of a JWT, in ms, if it has one. */
+export function tokenExpiry(token: string): number | null {
+  const exp = claims(token)?.exp;
+  return typeof exp === 'number' ? exp * 1000 : null;
+}
+
+/** The `role` claim of a JWT: it only picks the view, the relay decides what the token may do. */
+export function tokenRole(token: string): string | null {
+  const role = claims(token)?.role;
+  return typeof role === 'string' ? role : null;
 }

@@ -5,6 +5,7 @@
 
 import { ChartGroup } from './chartgroup';
 import type { Relay } from './connection';
+import { tokenRole } from './credentials';
 import { el } from './dom';
 import { EVENT_RELAY, RELAY_CHANNEL, SUBSCRIPTION_ERROR } from './names';
 import * as origin from './origin';
@@ -177,18 +178,6 @@ export class RelayPage {
     for (const c of this.nodes.values()) c.destroy();
     this.nodes.clear();
     this.root.remove();
-  }
-}
-
-/** The `role` claim of a JWT (the relay checks the signature; this only picks the view). */
-export function tokenRole(token: string): string | null {
-  const part = token.split('.')[1];
-  if (!part) return null;
-  try {
-    const role = (JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/'))) as { role?: unknown }).role;
-    return typeof role === 'string' ? role : null;
-  } catch {
-    return null;
   }
 }
 

@@ -53,3 +53,15 @@ test('credentials stored by an older page with a ws field lose it', () => {
   storage.set('sonde.credentials', JSON.stringify({ key: 'k', token: 'ey.t', ws: 'evil.example:443' }));
   assert.deepEqual(credentials.load(), { creds: { key: 'k', token: 'ey.t' }, requestedRelay: undefined });
 });
+
+test('a token’s expiry and role are read from its claims; anything unreadable gives none', () => {
+  const jwt = (claims: unknown) => `h.${btoa(JSON.stringify(claims)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}.s`;
+  assert.equal(credentials.tokenExpiry(jwt({ exp: 1700000000, role: 'operator' })), 1700000000_000);
+  assert.equal(credentials.tokenRole(jwt({ exp: 1700000000, role: 'operator' })), 'operator');
+  assert.equal(credentials.tokenRole(jwt({ role: 7 })), null);
+  assert.equal(credentials.tokenExpiry(jwt({ exp: '1700000000' })), null);
+  for (const bad of ['', 'no-dots', 'h.%%%.s', jwt(null), jwt(5)]) {
+    assert.equal(credentials.tokenExpiry(bad), null, bad);
+    assert.equal(credentials.tokenRole(bad), null, bad);
+  }
+});
