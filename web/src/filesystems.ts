@@ -1,6 +1,6 @@
 // The filesystems of a host (`fs.{mount}.*`): how full each one is, fullest first.
 
-import { el } from './dom';
+import { el, setBar, setText } from './dom';
 import * as fmt from './format';
 
 interface Row {
@@ -63,13 +63,10 @@ export class FilesystemTable {
     }
     for (const [mount, f] of sorted) {
       const row = this.row(mount);
-      const pct = f.used_pct;
-      set(row.used, fmt.pct(pct));
-      row.bar.style.width = `${Math.max(0, Math.min(100, pct ?? 0))}%`;
-      row.bar.classList.toggle('warm', pct >= 80 && pct < 90);
-      row.bar.classList.toggle('hot', pct >= 90);
-      set(row.avail, fmt.bytes(f.avail_bytes));
-      set(row.size, fmt.bytes(f.size_bytes));
+      setText(row.used, fmt.pct(f.used_pct));
+      setBar(row.bar, f.used_pct, 80);
+      setText(row.avail, fmt.bytes(f.avail_bytes));
+      setText(row.size, fmt.bytes(f.size_bytes));
     }
   }
 
@@ -86,8 +83,4 @@ export class FilesystemTable {
     }
     return row;
   }
-}
-
-function set(node: HTMLElement, text: string): void {
-  if (node.textContent !== text) node.textContent = text;
 }

@@ -4,7 +4,7 @@
 
 import * as fmt from './format';
 import type { Agent, Change, Inventory } from './inventory';
-import { el } from './dom';
+import { el, setBar, setText } from './dom';
 
 const ROW_H = 48;
 const OVERSCAN = 8;
@@ -209,7 +209,7 @@ export class HostList {
     const total = inv.agents.size;
     const shown = this.view.length;
     const countText = `${total} host${total === 1 ? '' : 's'} · ${inv.online} online${shown !== total ? ` · ${shown} shown` : ''}`;
-    if (this.count.textContent !== countText) this.count.textContent = countText;
+    setText(this.count, countText);
     this.empty.hidden = shown > 0;
     if (shown === 0) {
       this.empty.textContent = this.blocked ?? (total === 0 ? 'No agents have connected yet.' : 'No host matches the filter.');
@@ -250,7 +250,7 @@ export class HostList {
       row.li.setAttribute('aria-setsize', String(shown));
       const open = this.hooks.isOpen(a.host);
       if (row.rev !== a.rev || row.open !== open) this.fill(row, a, open);
-      if (this.forceRows || row.rev !== a.rev) set(row.seen, statusText(a, now));
+      if (this.forceRows || row.rev !== a.rev) setText(row.seen, statusText(a, now));
       row.rev = a.rev;
     }
     this.forceRows = false;
@@ -286,29 +286,18 @@ export class HostList {
     row.li.classList.toggle('offline', !a.online);
     row.li.classList.toggle('open', open);
     row.dot.title = a.online ? 'online' : 'offline';
-    set(row.name, a.host);
+    setText(row.name, a.host);
     const s = a.snapshot;
-    set(row.meta, s ? `${shortOs(s.facts.os)} · ${s.facts.cores} cores · ${fmt.bytes(s.facts.mem_total_bytes)}` : a.online ? 'waiting for first snapshot' : '');
-    set(row.cpu, s ? fmt.pct(s.summary.cpu_pct) : '–');
-    set(row.load, s ? fmt.num(s.summary.load1) : '–');
-    set(row.mem, s ? fmt.pct(s.summary.mem_used_pct) : '–');
-    bar(row.cpuBar, s?.summary.cpu_pct);
-    bar(row.memBar, s?.summary.mem_used_pct);
-    set(row.button, open ? 'Watching' : 'Realtime');
+    setText(row.meta, s ? `${shortOs(s.facts.os)} · ${s.facts.cores} cores · ${fmt.bytes(s.facts.mem_total_bytes)}` : a.online ? 'waiting for first snapshot' : '');
+    setText(row.cpu, s ? fmt.pct(s.summary.cpu_pct) : '–');
+    setText(row.load, s ? fmt.num(s.summary.load1) : '–');
+    setText(row.mem, s ? fmt.pct(s.summary.mem_used_pct) : '–');
+    setBar(row.cpuBar, s?.summary.cpu_pct, 70);
+    setBar(row.memBar, s?.summary.mem_used_pct, 70);
+    setText(row.button, open ? 'Watching' : 'Realtime');
     row.button.setAttribute('aria-pressed', String(open));
     row.button.setAttribute('aria-label', `${open ? 'Show' : 'Watch'} ${a.host} in realtime`);
   }
-}
-
-function set(node: HTMLElement, text: string): void {
-  if (node.textContent !== text) node.textContent = text;
-}
-
-function bar(node: HTMLElement, v: number | undefined): void {
-  const w = v == null ? 0 : Math.max(0, Math.min(100, v));
-  node.style.width = `${w}%`;
-  node.classList.toggle('hot', w >= 90);
-  node.classList.toggle('warm', w >= 70 && w < 90);
 }
 
 function statusText(a: Agent, now: number): string {

@@ -4,7 +4,7 @@ import type { Channel } from 'pusher-js';
 import { ChartGroup } from './chartgroup';
 import { chartSpecs } from './specs';
 import { describeSubscriptionError, type Relay, type SubscriptionError } from './connection';
-import { el } from './dom';
+import { el, setText } from './dom';
 import { EVENT_BACKFILL, EVENT_SAMPLE, EVENT_SESSION, SUBSCRIPTION_ERROR, SUBSCRIPTION_SUCCEEDED, hostChannel } from './names';
 import { FilesystemTable } from './filesystems';
 import { CoreBars, StatsStrip, TopTable } from './tables';
@@ -162,7 +162,7 @@ export class HostPanel {
     this.stopBtn.hidden = !this.watching;
     this.resumeBtn.hidden = this.watching && !restart;
     const label = this.watching ? 'Restart' : 'Resume';
-    if (this.resumeBtn.textContent !== label) this.resumeBtn.textContent = label;
+    setText(this.resumeBtn, label);
     this.resumeBtn.setAttribute('aria-label', `${label} watching ${this.host}`);
   }
 
@@ -318,10 +318,10 @@ export class HostPanel {
     if (this.charts.size === 0) {
       const b = this.backfill;
       const note = b && b.part + 1 < b.parts ? `Loading the last 5 minutes… part ${b.part + 1} of ${b.parts}` : text === 'Live' ? 'Drawing…' : `${text}`;
-      if (this.chartsNote.textContent !== note) this.chartsNote.textContent = note;
+      setText(this.chartsNote, note);
     }
     this.root.dataset.state = state;
-    if (this.stateEl.textContent !== text) this.stateEl.textContent = text;
+    setText(this.stateEl, text);
     this.stateEl.className = `session-state s-${state}`;
     this.syncButtons();
     const parts: string[] = [];
@@ -339,7 +339,7 @@ export class HostPanel {
     const facts = this.hooks.agent(this.host)?.snapshot?.facts;
     if (facts) parts.push(`${facts.cores} cores · ${fmt.bytes(facts.mem_total_bytes)}`);
     const meta = parts.join(' · ');
-    if (this.metaEl.textContent !== meta) this.metaEl.textContent = meta;
+    setText(this.metaEl, meta);
   }
 }
 

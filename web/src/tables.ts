@@ -1,14 +1,10 @@
 // The numbers at the top of a host panel, and its top-processes table.
 
-import { el } from './dom';
+import { el, setText } from './dom';
 import * as fmt from './format';
 import type { TopProcess } from './store';
 
 const TOP_ROWS = 10;
-
-function set(node: HTMLElement, text: string): void {
-  if (node.textContent !== text) node.textContent = text;
-}
 
 /** The newest values at a glance: CPU, load, memory, network, disks. */
 export class StatsStrip {
@@ -47,8 +43,8 @@ export class StatsStrip {
 
   private cell(id: string, value: string, sub: string): void {
     const [v, s] = this.cells[id];
-    set(v, value);
-    set(s, sub);
+    setText(v, value);
+    setText(s, sub);
   }
 }
 
@@ -103,10 +99,10 @@ export class TopTable {
       const p = procs[i];
       tr.hidden = !p;
       if (!p) continue;
-      set(pid, String(p.pid));
-      set(name, p.name);
-      set(cpu, fmt.pct(p.cpu_pct));
-      set(mem, fmt.bytes(p.mem_bytes));
+      setText(pid, String(p.pid));
+      setText(name, p.name);
+      setText(cpu, fmt.pct(p.cpu_pct));
+      setText(mem, fmt.bytes(p.mem_bytes));
     }
   }
 }

@@ -2,7 +2,7 @@
 // expiry, the connection's state with a retry, the host-list toggle and "Change token".
 
 import type { ConnState } from './connection';
-import { el } from './dom';
+import { el, setText } from './dom';
 import * as fmt from './format';
 
 const STATE_TEXT: Record<ConnState, string> = {
@@ -72,7 +72,7 @@ export class TopBar {
     const left = this.opts.expiry - Date.now();
     this.expiryNote.hidden = left > 15 * 60_000;
     const text = left > 0 ? `token expires in ${fmt.duration(left)}` : 'token expired';
-    if (this.expiryNote.textContent !== text) this.expiryNote.textContent = text;
+    setText(this.expiryNote, text);
   }
 
   /** The connection's state, with the close code of the last refusal while not connected. */
