@@ -1,5 +1,5 @@
-// A tiny element builder and the two writes views share: enough to write views without a
-// framework.
+// A tiny element builder, and the two updates several views make alike (a text, a percentage
+// bar): enough to write views without a framework.
 
 type Child = Node | string | null | undefined | false;
 
