@@ -80,15 +80,20 @@ async fn stays_quiet(relay: &TestRelay, what: &str) -> u64 {
     before
 }
 
-/// Waits until the agent's ring holds at least two ticks, for a session's backfill to carry.
-/// The ring is seen only once a session starts (what the test checks), so this follows the
-/// sampler's schedule: it runs before the agent connects and records a tick on each whole
-/// second of the wall clock. Once the third whole second from now begins, the ticks of the
-/// first two are in the ring (a tick takes well under a second).
-async fn two_ticks_in_the_ring() {
+/// Waits until the agent's ring holds three ticks: a session's backfill carries all but the
+/// newest (which goes at once as the first live sample), and the test wants two. The ring is
+/// seen only once a session starts, which is what the test checks, so: the agent sends its
+/// first snapshot once it is online with two ticks in its ring (rates need two), and the
+/// sampler records a tick on each whole second of the wall clock, in well under a second.
+/// Once the second whole second after the snapshot begins, the first one's tick is in too.
+async fn three_ticks_in_the_ring(relay: &TestRelay, host: &str) {
+    eventually(&format!("the first snapshot of {host}"), PATIENCE, || async {
+        let (_, body) = relay.api().request("GET", "/agents", None, &[]).await;
+        body["agents"].as_array().is_some_and(|a| a.iter().any(|e| e["host"] == host && e["snapshot"].is_object()))
+    })
+    .await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64;
-    let third = (now / 1000 + 3) * 1000;
-    tokio::time::sleep(Duration::from_millis(third - now)).await;
+    tokio::time::sleep(Duration::from_millis((now / 1000 + 2) * 1000 - now)).await;
 }
 
 /// Whether `f` is a live sample numbered `seq` or later (numbers count the agent's ticks from
@@ -102,7 +107,7 @@ async fn backfill_first_then_a_sample_every_second() {
     let relay = TestRelay::with_config(config()).await;
     let agent = AgentProcess::spawn(&relay, "web1", &[]);
     wait_online(&relay, "web1").await;
-    two_ticks_in_the_ring().await;
+    three_ticks_in_the_ring(&relay, "web1").await;
     let mut v = viewer_of(&relay, &agent.channel()).await;
     let first = next_data(&mut v).await;
     assert_eq!(first.event, "client-sonde-backfill", "the backfill comes first");
