@@ -24,6 +24,9 @@ rule() {
   fi
 }
 
+rule "the relay's modules import each other in layers, never in a circle (scripts/layers.py)" \
+  "$(out=$(python3 scripts/layers.py 2>&1) || echo "$out")"
+
 hub=$(code_lines relay/src/hub)
 rule "the fan-out core (relay/src/hub) never imports axum, hyper or serde" \
   "$(grep -E '\b(axum|hyper|serde|serde_json)::' <<<"$hub")"
@@ -46,6 +49,9 @@ rule "the websocket edge (relay/src/ws) imports nothing of the HTTP edge" \
 
 rule "tokens (relay/src/tokens) import nothing of the config (the config builds their KeySettings)" \
   "$(grep -E 'crate::config\b' <<<"$(code_lines relay/src/tokens)")"
+
+rule "every setting is declared in relay/src/config, which imports nothing of the relay but tokens (a verifier) and redact" \
+  "$(grep -E 'crate::[a-z_]+' <<<"$(code_lines relay/src/config)" | grep -vE 'crate::(tokens|redact|config)\b'; grep -E 'struct [A-Za-z]+(Config|Settings) *[{(;]' <<<"$(code_lines relay/src)" | grep -v '^relay/src/config/')"
 
 rule "a signed API request is checked by http::Signed alone (no handler reads its body or calls auth::verify)" \
   "$(grep -E 'BytesRejection|auth::verify' <<<"$(code_lines relay/src)" | grep -vE '^relay/src/(http/signed|reply)\.rs:')"

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::EdgeConfig;
+use crate::config::{parse_net, EdgeConfig};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 
@@ -44,12 +44,6 @@ pub struct ClientIp(pub IpAddr);
 
 /// Addresses tracked for failed authentications at most; past it, forgiven ones go first.
 const MAX_TRACKED_FAILURES: usize = 100_000;
-
-/// An IP address or a CIDR block, as written in `trusted_proxies`.
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| format!("'{s}' is neither an IP address nor a CIDR block"))
-}
 
 /// Why a socket is refused at the door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod apps;
+pub mod bus;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod redact;
 pub mod reply;
 pub mod server;
 pub mod sessions;
+pub mod ticks;
 pub mod tls;
 pub mod tokens;
 pub mod webhooks;

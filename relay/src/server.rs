@@ -22,16 +22,11 @@ use crate::dashboard;
 use crate::edge::{Door, Gate};
 use crate::http;
 use crate::metrics::Metrics;
-use crate::sessions::Clock;
 use crate::ws::conn::Timing;
 use crate::ws::{self, upgrade};
 
-/// How often expired cache entries are dropped.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait at start for the cluster before serving local clients anyway.
 const CLUSTER_START_WAIT: Duration = Duration::from_secs(5);
-/// Resolution of session timers (renewals, grace periods).
-const SESSION_TICK: Duration = Duration::from_millis(250);
 /// How long shutdown waits for connections to say goodbye.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for queued webhooks to go out (once each, no retries).
@@ -96,7 +91,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         metrics.insight.recorder.configure(&config.recorder);
         let lanes = crate::hub::Lanes::start(config.fanout_threads)?;
-        let shared = Shared { metrics: &metrics, timing: config.sessions.timing(), hooks: &config.webhooks, lanes: &lanes };
+        let shared = Shared { metrics: &metrics, timing: (&config.sessions).into(), hooks: &config.webhooks, lanes: &lanes };
         let apps = Arc::new(Apps::build(&config.apps, shared));
         let webhook_client = apps.iter().any(|a| a.webhooks.is_some()).then(|| crate::webhooks::client(&config.webhooks));
         let cluster = config.redis.clone().map(|r| Cluster::new(r, apps.clone(), &metrics));
@@ -189,8 +184,8 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
         Some(client) => state.apps.iter().filter_map(|a| a.webhooks.as_ref()).flat_map(|w| w.start(client, &hooks_stop)).collect(),
         None => Vec::new(),
     };
-    let sweeper = tokio::spawn(sweep(state.clone()));
-    let ticker = tokio::spawn(tick_sessions(state.clone()));
+    let sweeper = tokio::spawn(crate::ticks::sweep(state.apps.clone(), state.door.gate.clone()));
+    let ticker = tokio::spawn(crate::ticks::run(state.apps.clone(), state.door.metrics.clone(), state.cluster.clone()));
     if let Some(dump) = crate::insight::signal::dump_on_sigusr1(state.metrics().insight.recorder.clone(), cancel.clone()) {
         tokio::spawn(dump);
     }
@@ -235,36 +230,6 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     served
 }
 
-/// Drives session leases and grace periods, and flushes inventory changes once a second.
-async fn tick_sessions(state: AppState) {
-    let mut tick = tokio::time::interval(SESSION_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut n: u64 = 0;
-    loop {
-        tick.tick().await;
-        n += 1;
-        let clock = Clock::now();
-        for app in state.apps.iter() {
-            app.apply(app.sessions.tick(clock));
-            if n.is_multiple_of(4) {
-                app.count_agents();
-            }
-            // Once a second; sooner while a backlog drains (`App::flush_inventory` sizes it).
-            if n.is_multiple_of(4) || app.inventory.has_changes() {
-                app.flush_inventory();
-            }
-            if n.is_multiple_of(240) {
-                app.inventory.prune(clock.now_ms);
-            }
-        }
-        if n.is_multiple_of(4) {
-            crate::insight::usage_feed::tick(&state.apps);
-            let sources = crate::insight::live::Sources { apps: &state.apps, metrics: state.metrics(), cluster: state.cluster.as_deref() };
-            crate::insight::live::tick(&sources);
-        }
-    }
-}
-
 /// Binds with a listen backlog that absorbs bursts of new connections (the default of 128
 /// drops SYNs, costing clients a second each).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -272,18 +237,6 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-async fn sweep(state: AppState) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        tick.tick().await;
-        for app in state.apps.iter() {
-            app.hub.sweep();
-            app.limiters.sweep(std::time::Instant::now());
-        }
-        state.door.gate.sweep(std::time::Instant::now());
-    }
 }
 
 #[cfg(test)]

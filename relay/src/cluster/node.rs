@@ -15,12 +15,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::bus::{Envelope, Msg};
 use super::lease::{Claim, Lease};
 use super::sync::SyncWait;
 use super::views::Views;
-use super::{Link, RedisConfig};
+use super::RedisConfig;
 use crate::apps::Apps;
+use crate::bus::Link;
+use crate::bus::{Envelope, Msg};
 use crate::hub::NodeId;
 use crate::sessions::Clock;
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sonde_protocol::{ChannelName, SocketId};
 
-use super::bus::Msg;
 use crate::apps::{App, Apps};
+use crate::bus::Msg;
 use crate::hub::{NodeId, Publish, Urgency};
 use crate::sessions::{Clock, SessionInfo, Table};
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sonde_protocol::sonde::host_channel;
 
 use super::{ApiError, Signed};
-use crate::cluster::bus::Msg;
+use crate::bus::Msg;
 use crate::sessions::{Clock, SessionInfo};
 
 /// Duration of a server-side session when the request gives none.

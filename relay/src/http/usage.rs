@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::{ApiError, Signed};
 use crate::insight::usage::{Minute, Totals, MINUTES_KEPT};
-use crate::insight::usage_feed::{reading, DAY_MS};
 use crate::sessions::Clock;
+use crate::ticks::usage::{reading, DAY_MS};
 
 /// The span returned when the request names none: the last hour.
 const DEFAULT_SPAN_S: u64 = 3_600;

@@ -2,15 +2,13 @@
 //! channel or host), the flight recorder of slow and failed events, the relay's own live
 //! state and usage counts. The HTTP endpoints that read them are in `http` (`debug`, `usage`).
 
-pub mod config;
 mod first;
 pub mod live;
 mod meter;
 pub mod recorder;
 pub mod signal;
 pub mod usage;
-pub mod usage_feed;
-mod window;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -20,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub use config::RecorderConfig;
+pub use crate::config::RecorderConfig;
 pub use first::FirstSamples;
 pub use meter::AppMeter;
 pub use recorder::{Event, Recorder};

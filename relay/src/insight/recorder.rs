@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
-use super::config::RecorderConfig;
+use crate::config::recorder::{RecorderConfig, MAX_SIZE};
 
 /// What happened, with everything known about it at the time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -158,7 +158,7 @@ impl Recorder {
     /// Applies a (validated) `[recorder]` section; the rings shrink at their next event.
     pub fn configure(&self, c: &RecorderConfig) {
         self.enabled.store(c.enabled, Ordering::Relaxed);
-        self.size.store(c.size.clamp(1, super::config::MAX_SIZE), Ordering::Relaxed);
+        self.size.store(c.size.clamp(1, MAX_SIZE), Ordering::Relaxed);
         self.slow_publish_us.store(c.slow_publish_ms.saturating_mul(1000), Ordering::Relaxed);
         self.slow_http_us.store(c.slow_http_ms.saturating_mul(1000), Ordering::Relaxed);
         self.slow_bus_us.store(c.slow_bus_ms.saturating_mul(1000), Ordering::Relaxed);

@@ -10,7 +10,6 @@
 
 pub mod dashboards;
 pub mod inventory;
-pub mod listing;
 mod owed;
 mod role;
 
@@ -44,6 +43,18 @@ pub struct SessionTiming {
 impl Default for SessionTiming {
     fn default() -> Self {
         Self { grace: Duration::from_secs(10), lease: Duration::from_secs(30), renew_every: Duration::from_secs(10), interval_ms: 1000 }
+    }
+}
+
+/// The timing `[sessions]` configures.
+impl From<&crate::config::SessionsConfig> for SessionTiming {
+    fn from(c: &crate::config::SessionsConfig) -> Self {
+        Self {
+            grace: Duration::from_millis(c.grace_ms),
+            lease: Duration::from_millis(c.lease_ms),
+            renew_every: Duration::from_millis(c.renew_ms),
+            interval_ms: c.interval_ms,
+        }
     }
 }
 

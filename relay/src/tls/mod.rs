@@ -8,7 +8,6 @@
 //! read buffer between messages).
 
 mod certs;
-pub mod config;
 pub mod handshake;
 mod socket;
 mod state;
@@ -27,7 +26,7 @@ use rustls::server::ServerSessionMemoryCache;
 use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
-pub use config::TlsConfig;
+pub use crate::config::TlsConfig;
 pub use socket::{TlsReader, TlsSocket, TlsStream};
 pub use writer::TlsWriter;
 

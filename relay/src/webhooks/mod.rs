@@ -15,7 +15,6 @@
 //! sessions run on the leader alone).
 
 mod backoff;
-pub mod config;
 mod event;
 mod pending;
 mod queue;
@@ -34,10 +33,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AppConfig;
+pub use crate::config::{WebhookConfig, WebhookSettings};
 use crate::hub::{Observer, Transition};
 use crate::metrics::Metrics;
 use crate::sessions::{Lifecycle, Role};
-pub use config::{WebhookConfig, WebhookSettings};
 use event::Event;
 use pending::Pending;
 use prometheus_client::metrics::counter::Counter;
@@ -291,7 +290,7 @@ pub fn client(settings: &WebhookSettings) -> reqwest::Client {
         .connect_timeout(Duration::from_millis(settings.timeout_ms))
         .user_agent(concat!("sonde-relay/", env!("CARGO_PKG_VERSION"), " (webhooks)"));
     // `Config::validate` read the file already; it can only fail here if it changed since.
-    match settings.ca_file.as_deref().map(tls::read_ca_file) {
+    match settings.ca_file.as_deref().map(crate::config::webhooks::ca_certificates) {
         Some(Ok(certs)) => builder = certs.into_iter().fold(builder, |b, c| b.add_root_certificate(c)),
         Some(Err(e)) => tracing::error!(error = %e, "webhooks: https targets of the private CA will fail"),
         None => {}

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use reqwest::header::HeaderMap;
 use reqwest::Url;
 
-use super::config::{WebhookConfig, WebhookSettings};
 use super::event::Event;
 use super::queue::Lane;
+use crate::config::{WebhookConfig, WebhookSettings};
 use crate::metrics::WebhookMetrics;
 
 /// A target that drops events for a full queue says so at most this often (seconds).

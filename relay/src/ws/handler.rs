@@ -377,7 +377,7 @@ impl Handler {
     fn joined(&self, name: &ChannelName, role: &Role) {
         match role {
             Role::Plain if name.as_str() == INVENTORY_CHANNEL => {
-                crate::sessions::listing::start(&self.app, &self.conn, self.app.config.limits.max_outbox_bytes);
+                crate::apps::listing::start(&self.app, &self.conn, self.app.config.limits.max_outbox_bytes);
             }
             Role::Plain => {}
             Role::Viewer(host) => {

@@ -1,6 +1,13 @@
-//! What relay nodes tell each other over the Redis bus. One JSON envelope per message.
+//! What relay nodes tell each other over the Redis bus (one JSON envelope per message), and
+//! the `Link` through which an app sends its part. Below the apps and the cluster adapter
+//! alike: an app announces through a `Link`; the cluster runs the Redis connection behind it
+//! and applies what it hears to the apps.
+
+mod link;
 
 use serde::{Deserialize, Serialize};
+
+pub use link::Link;
 
 /// A message and where it comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

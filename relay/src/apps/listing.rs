@@ -14,9 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::inventory::PAGE;
-use crate::apps::App;
+use super::App;
 use crate::hub::Conn;
+use crate::sessions::inventory::PAGE;
 
 /// How often a listing looks again at an outbox that is still too full.
 const POLL: Duration = Duration::from_millis(5);

@@ -2,7 +2,7 @@
 //! on the app) and the relay-wide delivery settings (`[webhooks]`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
@@ -47,7 +47,7 @@ const RESERVED_HEADERS: &[&str] = &["x-pusher-key", "x-pusher-signature", "conte
 const MAX_PREFIX: usize = 200;
 
 /// A target checked and parsed.
-pub(super) struct Parsed {
+pub struct Parsed {
     pub url: Url,
     /// `host:port`, the label of the target's metrics.
     pub label: String,
@@ -56,7 +56,7 @@ pub(super) struct Parsed {
 
 impl WebhookConfig {
     /// Checks everything a delivery relies on; `Err` says what is wrong, for the config error.
-    pub(super) fn parse(&self) -> Result<Parsed, String> {
+    pub fn parse(&self) -> Result<Parsed, String> {
         let shown = crate::redact::url(&self.url);
         let url = Url::parse(&self.url).map_err(|e| format!("webhook url {shown:?} is not a URL: {e}"))?;
         if !SCHEMES.contains(&url.scheme()) {
@@ -89,7 +89,7 @@ impl WebhookConfig {
     }
 
     /// The event types as a set of bits.
-    pub(super) fn types(&self) -> u16 {
+    pub fn types(&self) -> u16 {
         self.event_types.iter().fold(0, |acc, t| acc | t.bit())
     }
 }
@@ -154,10 +154,18 @@ impl WebhookSettings {
             return Err("webhooks: connections_per_target is at most 64".into());
         }
         if let Some(path) = &self.ca_file {
-            super::tls::read_ca_file(path)?;
+            ca_certificates(path)?;
         }
         Ok(())
     }
+}
+
+/// The certificates of the PEM file at `path` (read by `sonde_ca`, as the agent reads its
+/// `--ca-file`), as the webhooks' HTTP client trusts them; `Err` says what is wrong, for the
+/// config error.
+pub fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = sonde_ca::read_ca_file(path).map_err(|e| format!("webhooks: ca_file: {e}"))?;
+    certs.iter().map(|c| reqwest::Certificate::from_der(c).map_err(|e| format!("webhooks: ca_file {}: {e}", path.display()))).collect()
 }
 
 /// Longest `webhook_batch_ms`: events wait at most this long for their batch.
@@ -177,6 +185,22 @@ pub fn validate_app(app_id: &str, targets: &[WebhookConfig], batch_ms: u64) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_files_are_checked() {
+        let dir = std::env::temp_dir().join(format!("sonde-webhook-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ca.pem");
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()]).unwrap();
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        assert_eq!(ca_certificates(&path).unwrap().len(), 1);
+        std::fs::write(&path, "no certificate here\n").unwrap();
+        assert!(ca_certificates(&path).unwrap_err().contains("no certificate"));
+        std::fs::write(&path, vec![b'a'; 1024 * 1024 + 1]).unwrap();
+        assert!(ca_certificates(&path).unwrap_err().contains("1 MiB"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(ca_certificates(&path).unwrap_err().contains("ca.pem"));
+    }
 
     fn target(toml_text: &str) -> Result<Parsed, String> {
         let c: WebhookConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;

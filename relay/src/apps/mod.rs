@@ -1,5 +1,7 @@
 //! The apps (accounts) a relay serves, by key and by id.
 
+pub mod listing;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,8 +13,8 @@ use sonde_protocol::frame::json_string;
 use sonde_protocol::sonde::{host_channel, host_of, EVENT_BACKFILL, EVENT_SESSION};
 use sonde_protocol::{ChannelName, ServerFrame, SocketId};
 
-use crate::cluster::bus::Msg;
-use crate::cluster::Link;
+use crate::bus::Link;
+use crate::bus::Msg;
 use crate::hub::{Change, Delivery, Publish, Urgency};
 use crate::limits::Limiters;
 use crate::sessions::inventory::{page, pages, Inventory};

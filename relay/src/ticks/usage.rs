@@ -2,9 +2,9 @@
 //! (a closed minute announced to the other nodes), and today's totals for the relay page.
 //! `http::usage` answers `GET /apps/{id}/usage` from the same readings.
 
-use super::usage::{Minute, Reading, Totals};
 use crate::apps::{App, Apps};
-use crate::cluster::bus::Msg;
+use crate::bus::Msg;
+use crate::insight::usage::{Minute, Reading, Totals};
 use crate::sessions::Clock;
 
 pub const DAY_MS: u64 = 86_400_000;
