@@ -22,7 +22,9 @@ fn run(dir: &Path, args: &[&str]) -> bool {
 }
 
 fn main() {
-    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+    // Read when the script runs, not when it is compiled: a compiled script can be reused by
+    // a build of another checkout sharing the target directory, which must find its own web/.
+    let web = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../web");
     let dist = web.join("dist");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     for p in ["src", "package.json", "package-lock.json", "build.mjs", "index.html"] {
