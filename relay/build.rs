@@ -27,7 +27,7 @@ fn main() {
     let web = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../web");
     let dist = web.join("dist");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    for p in ["src", "package.json", "package-lock.json", "build.mjs", "index.html"] {
+    for p in ["src", "package.json", "package-lock.json", "build.mjs"] {
         println!("cargo:rerun-if-changed={}", web.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=SONDE_WEB_PREBUILT");
