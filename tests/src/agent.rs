@@ -18,7 +18,9 @@ use crate::TestRelay;
 static BUILD: Once = Once::new();
 
 /// A workspace binary (`sonde-agent`, `sonde-relay`): `SONDE_AGENT_BIN` / `SONDE_RELAY_BIN`,
-/// or `target/debug/NAME`, built once if missing.
+/// or `target/debug/NAME`, brought up to date by `cargo build` once per test process (a
+/// no-op of a fraction of a second when it is; cargo holds no lock while tests run), so a
+/// test never runs a binary older than the code it tests.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let var = format!("SONDE_{}_BIN", name.trim_start_matches("sonde-").to_uppercase());
     if let Some(p) = std::env::var_os(var) {
@@ -26,12 +28,9 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     BUILD.call_once(|| {
-        let missing = ["sonde-agent", "sonde-relay", "sonde-bench"].iter().any(|b| !root.join("target/debug").join(b).exists());
-        if missing {
-            let packages = ["build", "-p", "sonde-agent", "-p", "sonde-relay", "-p", "sonde-bench"];
-            let ok = Command::new(env!("CARGO")).args(packages).current_dir(&root).status().map(|s| s.success());
-            assert!(matches!(ok, Ok(true)), "building the binaries failed");
-        }
+        let packages = ["build", "-p", "sonde-agent", "-p", "sonde-relay", "-p", "sonde-bench"];
+        let ok = Command::new(env!("CARGO")).args(packages).current_dir(&root).status().map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "building the binaries failed");
     });
     root.join("target/debug").join(name)
 }
