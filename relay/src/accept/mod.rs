@@ -93,8 +93,7 @@ async fn serve_tcp(tcp: TcpStream, peer: SocketAddr, accepting: Arc<Accepting>, 
         false => peer,
     };
     if let Some(tls) = accepting.tls.clone() {
-        let routes = accepting.routes.clone();
-        return Box::pin(tls::serve(tcp, peer, accepting.ws.clone(), routes, slot, deadline, tls)).await;
+        return Box::pin(tls::serve(tcp, peer, tls, accepting, slot, deadline)).await;
     }
     let sniff = Box::pin(async {
         tokio::select! {

@@ -6,16 +6,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::Accepting;
 use crate::edge::{json_reply, Slot};
 use crate::metrics::Metrics;
 use crate::tls::handshake::HandshakeError;
 use crate::tls::{Tls, TlsSocket, TlsStream};
-use crate::ws::Endpoint;
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -91,7 +90,8 @@ fn refuse_plaintext(tcp: &TcpStream) {
 
 /// Serves one accepted socket of a TLS listener until it closes. `deadline` is the socket's
 /// head deadline, which the handshake and the request head share.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, ws: Endpoint, routes: Router, slot: Slot, deadline: Instant, tls: Arc<Tls>) {
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, tls: Arc<Tls>, accepting: Arc<Accepting>, slot: Slot, deadline: Instant) {
+    let ws = &accepting.ws;
     let Some(stream) = Box::pin(handshake(tcp, &ws.door.metrics, deadline, &tls)).await else { return };
     let mut stream = TlsStream::new(stream, BytesMut::new());
     let sniff = tokio::select! {
@@ -99,8 +99,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ws: Endpoint, routes: Route
         () = ws.door.shutdown.cancelled() => return,
     };
     match sniff {
-        Ok(Ok(true)) => Box::pin(crate::ws::accept::serve(stream, peer, ws, slot, deadline)).await,
-        Ok(Ok(false)) => Box::pin(crate::http::serve(stream, peer, ws.door, routes, slot, true)).await,
+        Ok(Ok(true)) => Box::pin(crate::ws::accept::serve(stream, peer, ws.clone(), slot, deadline)).await,
+        Ok(Ok(false)) => Box::pin(crate::http::serve(stream, peer, ws.door.clone(), accepting.routes.clone(), slot, true)).await,
         Ok(Err(_)) => {}
         // Nothing said before the deadline: an idle socket holds no place.
         Err(_) => ws.door.metrics.edge_refused("head_timeout"),
