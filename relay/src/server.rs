@@ -190,25 +190,8 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
         tokio::spawn(dump);
     }
     let accepting = Arc::new(Accepting { ws: state.endpoint(), tls: state.tls.clone(), routes: router(state.clone()), io: state.io.clone() });
-    let stop = cancel.clone();
-    // Polled on its own task from the start, so signal handlers are installed at once.
-    let mut shutdown = tokio::spawn(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => crate::accept::admit(tcp, peer, &accepting),
-                Err(e) => {
-                    // Out of file descriptors, most likely: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => break,
-            () = stop.cancelled() => break,
-        }
-    }
+    accept_until(&listener, &accepting, shutdown, &cancel).await;
     info!(code = sonde_protocol::CloseCode::Reconnect.code(), "shutting down: closing clients");
-    let served: std::io::Result<()> = Ok(());
     if state.cluster.is_some() {
         // The next leader reports what this node's departure causes, its own clients leaving
         // included: this one stops reporting before it lets the lease go.
@@ -227,7 +210,28 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     if let Some((_, task)) = cluster_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
-    served
+    Ok(())
+}
+
+/// Hands every accepted socket to the accept path until `shutdown` resolves or the relay is
+/// stopped otherwise.
+async fn accept_until(listener: &TcpListener, accepting: &Arc<Accepting>, shutdown: impl Future<Output = ()> + Send + 'static, stop: &CancellationToken) {
+    // Polled on its own task from the start, so signal handlers are installed at once.
+    let mut shutdown = tokio::spawn(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => crate::accept::admit(tcp, peer, accepting),
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => return,
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Binds with a listen backlog that absorbs bursts of new connections (the default of 128
