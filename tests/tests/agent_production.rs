@@ -16,6 +16,12 @@ use tokio::net::UdpSocket;
 const ALWAYS: [&str; 8] =
     ["cpu.user_pct", "cpu.idle_pct", "mem.used_bytes", "mem.available_bytes", "system.load1", "procs.total", "procs.running", "agent.custom_omitted"];
 
+/// How long a relay or an agent stays frozen: past any lease the agent holds (the relay's 4 s,
+/// or the agent's floor of 5 s from a renewal's arrival; the last renewal arrived before the
+/// freeze), with room for a loaded machine. Nothing shows the lease running out while one side
+/// is frozen, so this is a wait, and no longer than the lease needs.
+const PAST_THE_LEASE: Duration = Duration::from_millis(6_500);
+
 fn config() -> Config {
     let sessions = SessionsConfig { grace_ms: 1000, lease_ms: 4000, renew_ms: 1000, interval_ms: 1000 };
     Config { apps: vec![AppConfig::from_flag("1:key:secret").unwrap()], sessions, ..Config::default() }
@@ -248,8 +254,8 @@ async fn a_relay_frozen_past_the_lease_gets_samples_again_within_a_second_of_res
     let mut v = relay.viewer(&agent.channel()).await;
     next_sample(&mut v).await;
     relay.pause();
-    // Leases run 4 s (5 s at least, by the agent's clock): the agent stops on its own.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The agent's lease runs out while the relay is frozen: it stops on its own.
+    tokio::time::sleep(PAST_THE_LEASE).await;
     let resumed = now_ms();
     relay.resume();
     let (s, took) = first_sample_from(&mut v, resumed).await;
@@ -271,7 +277,7 @@ async fn an_agent_frozen_past_the_lease_streams_again_when_it_resumes() {
     let mut v = relay.viewer(&agent.channel()).await;
     next_sample(&mut v).await;
     agent.signal("STOP");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(PAST_THE_LEASE).await;
     let resumed = now_ms();
     agent.signal("CONT");
     let (_, took) = first_sample_from(&mut v, resumed).await;
