@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sonde_relay::config::{AppConfig, Config, EdgeConfig};
 use sonde_tests::raw::{http_exchange, upgrade_request, RawWs};
-use sonde_tests::TestRelay;
+use sonde_tests::{eventually, TestRelay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -39,6 +39,11 @@ async fn metric(addr: SocketAddr, line_start: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(line_start)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
+/// Waits until the relay counts `n` sockets open, the metrics request that asks included.
+async fn sockets_open(addr: SocketAddr, n: u32, what: &str) {
+    eventually(&format!("{n} sockets open ({what})"), Duration::from_secs(10), || async { metric(addr, "sonde_edge_sockets ").await == f64::from(n) }).await;
+}
+
 #[tokio::test]
 async fn at_the_socket_cap_health_and_metrics_still_answer_and_others_are_refused() {
     let edge = EdgeConfig { max_sockets: 4, health_sockets: 2, max_sockets_per_ip: 0, max_handshakes_per_ip: 0, ..EdgeConfig::default() };
@@ -62,7 +67,7 @@ async fn at_the_socket_cap_health_and_metrics_still_answer_and_others_are_refuse
     }
     // Slots come back when connections end.
     drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    sockets_open(relay.addr, 1, "the four websockets closed").await;
     let mut again = RawWs::open(relay.addr, "key").await;
     again.ping_pusher().await;
 }
@@ -100,7 +105,7 @@ async fn per_address_socket_and_handshake_limits() {
     let relay = relay_with(edge, &[]).await;
     // Two silent sockets from one address are two handshakes in progress: a third is refused.
     let mut silent = vec![connect_from("127.0.0.21", relay.addr).await, connect_from("127.0.0.21", relay.addr).await];
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    sockets_open(relay.addr, 3, "both silent sockets admitted").await;
     let mut third = connect_from("127.0.0.21", relay.addr).await;
     assert!(answer(&mut third).await.starts_with("HTTP/1.1 429"), "handshakes per address");
     // Another address is not affected.
@@ -165,9 +170,8 @@ async fn slow_and_silent_clients_are_cut_off_by_one_deadline() {
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     let mut rest = Vec::new();
     assert!(tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await.is_ok(), "idle keep-alive closed");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sockets_open(relay.addr, 1, "only the metrics request itself").await;
     assert!(metric(relay.addr, "sonde_edge_refused_total{reason=\"head_timeout\"}").await >= 1.0);
-    assert_eq!(metric(relay.addr, "sonde_edge_sockets ").await, 1.0, "only the metrics request itself is open");
 }
 
 #[tokio::test]
