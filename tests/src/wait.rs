@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How often [`eventually`] looks again.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(50);
 
 /// Polls `check` until it holds; panics naming `what` once `within` has passed. A generous
 /// `within` costs nothing when all is well (the wait ends as soon as the check holds) and keeps

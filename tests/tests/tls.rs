@@ -19,12 +19,8 @@ async fn metric(relay: &TlsRelay, line_start: &str) -> f64 {
 }
 
 /// Waits until `check` holds (polling), failing after `WAIT`.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let until = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < until, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl FnMut() -> F) {
+    sonde_tests::eventually(what, WAIT, check).await;
 }
 
 #[tokio::test]
