@@ -50,12 +50,8 @@ async fn subscribers_seen(node: &RelayNode, channel: &str, n: u64, what: &str) {
 }
 
 /// Polls until `check` holds (cluster state travels asynchronously).
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl FnMut() -> F) {
+    sonde_tests::eventually(what, Duration::from_secs(8), check).await;
 }
 
 #[tokio::test]
@@ -252,7 +248,11 @@ async fn redis_dying_keeps_local_service_and_the_cluster_converges_when_it_retur
     local.expect("local").await;
     // This leave happens while Redis is away: node 2 never hears it directly.
     leaver.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("node 1 to see the leaver's connection end", || async {
+        let (_, m) = nodes[0].api().raw("GET", "/metrics", vec![]).await;
+        m.as_str().unwrap_or_default().lines().any(|l| l == "sonde_connections{app=\"1\"} 1")
+    })
+    .await;
     redis.restart().await;
     for n in &nodes {
         eventually("every adapter back on Redis and synced", || async { n.api().try_get("/readyz").await == Some(200) }).await;
