@@ -118,6 +118,19 @@ pub async fn http_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The sum of the relay's `/metrics` lines that start with `line_start`, asked on a socket of
+/// its own from 127.0.0.1.
+pub async fn metric(addr: SocketAddr, line_start: &str) -> f64 {
+    let text = http_exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    text.lines().filter(|l| l.starts_with(line_start)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// Waits until the relay counts `n` sockets open, the metrics request that asks included.
+pub async fn sockets_open(addr: SocketAddr, n: u32, what: &str) {
+    crate::eventually(&format!("{n} sockets open ({what})"), Duration::from_secs(10), || async { metric(addr, "sonde_edge_sockets ").await == f64::from(n) })
+        .await;
+}
+
 impl RawWs {
     /// Opens a websocket on app `key` and reads `pusher:connection_established`.
     pub async fn open(addr: SocketAddr, key: &str) -> Self {

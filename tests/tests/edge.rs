@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sonde_relay::config::{AppConfig, Config, EdgeConfig};
-use sonde_tests::raw::{http_exchange, upgrade_request, RawWs};
-use sonde_tests::{eventually, TestRelay};
+use sonde_tests::raw::{http_exchange, metric, sockets_open, upgrade_request, RawWs};
+use sonde_tests::TestRelay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -32,16 +32,6 @@ async fn answer(tcp: &mut TcpStream) -> String {
         Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
         _ => String::new(),
     }
-}
-
-async fn metric(addr: SocketAddr, line_start: &str) -> f64 {
-    let text = http_exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-    text.lines().filter(|l| l.starts_with(line_start)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
-/// Waits until the relay counts `n` sockets open, the metrics request that asks included.
-async fn sockets_open(addr: SocketAddr, n: u32, what: &str) {
-    eventually(&format!("{n} sockets open ({what})"), Duration::from_secs(10), || async { metric(addr, "sonde_edge_sockets ").await == f64::from(n) }).await;
 }
 
 #[tokio::test]
