@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls_pki_types::ServerName;
 use sonde_relay::config::{AppConfig, Config, EdgeConfig};
-use sonde_tests::raw::{http_exchange, upgrade_request};
+use sonde_tests::raw::{http_exchange, sockets_open, upgrade_request};
 use sonde_tests::tls::TlsRelay;
 use sonde_tests::TestRelay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +82,7 @@ async fn an_untrusted_peer_cannot_name_another_client() {
     let (_spoof, answer) = upgrade_from("127.0.0.41", relay.addr, &v1("203.0.113.9")).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     drop(_spoof);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sockets_open(relay.addr, 1, "the refused socket closed").await;
     // Counted as itself: with its one socket held, a header naming someone else is refused
     // before anything is read.
     let (_held, answer) = upgrade_from("127.0.0.41", relay.addr, b"").await;
