@@ -310,38 +310,44 @@ impl Handler {
         }
     }
 
-    fn client_event(&mut self, ev: ClientEvent) {
-        let reject = |this: &Self, msg: &str| this.error(Some(CloseCode::ClientEventRejected), msg);
+    /// The channel a client event may go to, or why it may not (its name, size, channel,
+    /// the connection's subscription and capability, the app's switch and the rate limits).
+    fn admit_client_event(&mut self, ev: &ClientEvent) -> Result<ChannelName, String> {
         let limits = &self.app.config.limits;
         if ev.event.len() > limits.max_event_name_len {
-            return reject(self, &format!("event name longer than {} characters", limits.max_event_name_len));
+            return Err(format!("event name longer than {} characters", limits.max_event_name_len));
         }
-        let Ok(name) = ChannelName::parse(&ev.channel) else {
-            return reject(self, &format!("invalid channel name '{}'", ev.channel));
-        };
+        let name = ChannelName::parse(&ev.channel).map_err(|_| format!("invalid channel name '{}'", ev.channel))?;
         if !name.kind().allows_client_events() {
-            return reject(self, "client events are only allowed on private and presence channels (not encrypted ones)");
+            return Err("client events are only allowed on private and presence channels (not encrypted ones)".into());
         }
-        let Some(sub) = self.channels.get(&name) else {
-            return reject(self, &format!("not subscribed to channel {name}"));
-        };
+        let sub = self.channels.get(&name).ok_or_else(|| format!("not subscribed to channel {name}"))?;
         if ev.data.len() > limits.max_payload_bytes {
-            return reject(self, &format!("payload larger than {} bytes", limits.max_payload_bytes));
+            return Err(format!("payload larger than {} bytes", limits.max_payload_bytes));
         }
         let allowed = if sub.token_publish {
             self.token_limiter.take(Instant::now()).then_some(()).ok_or(limits.token_client_events_per_second)
         } else if sub.by_token {
             self.app.metrics.limit("token_capability");
-            return reject(self, &format!("token does not allow publishing on {name}"));
+            return Err(format!("token does not allow publishing on {name}"));
         } else if !self.app.config.client_events {
-            return reject(self, "client events are not enabled for this app");
+            return Err("client events are not enabled for this app".into());
         } else {
             self.limiter.take(Instant::now()).then_some(()).ok_or(limits.client_events_per_second)
         };
         if let Err(rate) = allowed {
             self.app.metrics.limit("client_events");
-            return reject(self, &format!("client event rate limit of {rate}/s exceeded"));
+            return Err(format!("client event rate limit of {rate}/s exceeded"));
         }
+        Ok(name)
+    }
+
+    fn client_event(&mut self, ev: ClientEvent) {
+        let reject = |this: &Self, msg: &str| this.error(Some(CloseCode::ClientEventRejected), msg);
+        let name = match self.admit_client_event(&ev) {
+            Ok(name) => name,
+            Err(why) => return reject(self, &why),
+        };
         let urgency = if ev.event == EVENT_SAMPLE { Urgency::Conflatable } else { Urgency::Always };
         let Some(sub) = self.channels.get(&name) else { return };
         if let (Role::Agent(_), EVENT_BACKFILL) = (&sub.role, ev.event.as_str()) {
