@@ -89,15 +89,7 @@ impl Views {
     fn apply_app(&mut self, node: &NodeId, app: &Arc<App>, msg: Msg, clock: Clock) {
         let id = app.id().to_owned();
         match msg {
-            Msg::Publish { channel: ch, frame, except, sample } => {
-                if let Some(ch) = channel(&ch) {
-                    let urgency = if sample { Urgency::Conflatable } else { Urgency::Always };
-                    let p = Publish { frame: Bytes::from(frame), except: except.as_deref().and_then(socket), urgency };
-                    app.stream_seen(&ch, &p);
-                    let d = app.hub.publish(&ch, p);
-                    app.metrics.messages_out.inc_by(d.delivered as u64);
-                }
-            }
+            Msg::Publish { channel: ch, frame, except, sample } => publish(app, &ch, frame, except.as_deref(), sample),
             Msg::Count { channel: ch, count } => {
                 if let Some(c) = channel(&ch) {
                     app.hub.remote_count(node, &c, count);
@@ -143,17 +135,7 @@ impl Views {
             Msg::Terminate { user } => {
                 app.hub.terminate_user(&user);
             }
-            Msg::Deliver { socket: s, channel, frame } => {
-                // Only to a subscriber of the channel the sender named: an agent cannot reach
-                // other sockets of the app through another node.
-                let channel = channel.and_then(|c| ChannelName::parse(&c).ok());
-                let to = socket(&s).filter(|id| channel.as_ref().is_some_and(|c| app.hub.is_subscribed(c, *id)));
-                if let Some((to, conn)) = to.and_then(|id| Some((id, app.hub.connection(id)?))) {
-                    let frame = Bytes::from(frame);
-                    app.backfill_reached(to, &frame);
-                    conn.outbox.push(frame);
-                }
-            }
+            Msg::Deliver { socket: s, channel, frame } => deliver(app, &s, channel.as_deref(), frame),
             msg => self.apply_sessions(node, app, msg, clock),
         }
     }
@@ -308,5 +290,28 @@ fn apply_directive(app: &App, term: u64, host: &str, to: Option<&str>, frame: St
                 app.metrics.messages_out.inc();
             }
         }
+    }
+}
+
+/// Another node's publish, to this node's subscribers of the channel.
+fn publish(app: &App, ch: &str, frame: String, except: Option<&str>, sample: bool) {
+    let Some(ch) = channel(ch) else { return };
+    let urgency = if sample { Urgency::Conflatable } else { Urgency::Always };
+    let p = Publish { frame: Bytes::from(frame), except: except.and_then(socket), urgency };
+    app.stream_seen(&ch, &p);
+    let d = app.hub.publish(&ch, p);
+    app.metrics.messages_out.inc_by(d.delivered as u64);
+}
+
+/// A frame for one socket of this node (a backfill for a late viewer): only to a subscriber
+/// of the channel the sender named, so an agent cannot reach other sockets of the app through
+/// another node.
+fn deliver(app: &App, s: &str, channel: Option<&str>, frame: String) {
+    let channel = channel.and_then(|c| ChannelName::parse(c).ok());
+    let to = socket(s).filter(|id| channel.as_ref().is_some_and(|c| app.hub.is_subscribed(c, *id)));
+    if let Some((to, conn)) = to.and_then(|id| Some((id, app.hub.connection(id)?))) {
+        let frame = Bytes::from(frame);
+        app.backfill_reached(to, &frame);
+        conn.outbox.push(frame);
     }
 }
