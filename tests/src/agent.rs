@@ -18,9 +18,10 @@ use crate::TestRelay;
 static BUILD: Once = Once::new();
 
 /// A workspace binary (`sonde-agent`, `sonde-relay`): `SONDE_AGENT_BIN` / `SONDE_RELAY_BIN`,
-/// or `target/debug/NAME`, brought up to date by `cargo build` once per test process (a
-/// no-op of a fraction of a second when it is; cargo holds no lock while tests run), so a
-/// test never runs a binary older than the code it tests.
+/// or `target/debug/NAME`, built once if missing. One older than the code it is built from
+/// fails the test with what to run: a test never runs a stale binary, and never rebuilds one
+/// itself (a build from inside a test sees the test's environment, so cargo would rebuild
+/// dependencies there and again after).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let var = format!("SONDE_{}_BIN", name.trim_start_matches("sonde-").to_uppercase());
     if let Some(p) = std::env::var_os(var) {
@@ -28,11 +29,41 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     BUILD.call_once(|| {
-        let packages = ["build", "-p", "sonde-agent", "-p", "sonde-relay", "-p", "sonde-bench"];
-        let ok = Command::new(env!("CARGO")).args(packages).current_dir(&root).status().map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "building the binaries failed");
+        let missing = ["sonde-agent", "sonde-relay", "sonde-bench"].iter().any(|b| !root.join("target/debug").join(b).exists());
+        if missing {
+            let packages = ["build", "-p", "sonde-agent", "-p", "sonde-relay", "-p", "sonde-bench"];
+            let ok = Command::new(env!("CARGO")).args(packages).current_dir(&root).status().map(|s| s.success());
+            assert!(matches!(ok, Ok(true)), "building the binaries failed");
+        }
     });
-    root.join("target/debug").join(name)
+    let bin = root.join("target/debug").join(name);
+    let package = name.trim_start_matches("sonde-");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let sources = [package, "protocol", "ca"].iter().filter_map(|dir| newest(&root.join(dir).join("src"))).max();
+    if let (Some(built), Some((changed, file))) = (built, sources) {
+        assert!(
+            built >= changed,
+            "{} is older than {} (and maybe more): run `cargo build --workspace` first (the test command does)",
+            bin.display(),
+            file.display()
+        );
+    }
+    bin
+}
+
+/// The most recently modified file under `dir`, and when.
+fn newest(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut latest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let found = if path.is_dir() { newest(&path) } else { entry.metadata().and_then(|m| m.modified()).ok().map(|t| (t, path)) };
+        if let Some(f) = found {
+            if latest.as_ref().is_none_or(|l| f.0 > l.0) {
+                latest = Some(f);
+            }
+        }
+    }
+    latest
 }
 
 pub fn agent_bin() -> PathBuf {
