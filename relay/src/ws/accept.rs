@@ -2,6 +2,7 @@
 //! owns its socket: publishers can then write to it directly without waking its task.
 //! Every other request goes to hyper untouched (`peek` reads without consuming).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{self, Refusal, Start};
-use super::handshake::{self, accept_key};
+use super::handshake;
 use super::upgrade::check;
 use super::wire::Wire;
 use super::Endpoint;
@@ -187,8 +188,11 @@ async fn handshake<S: HandshakeIo>(mut tcp: S, peer: SocketAddr, ws: &Endpoint, 
         return None;
     }
     let verdict = check(&ws.apps, key, query, header(&req, "origin"), client);
-    let accept = accept_key(ws_key.as_bytes());
-    let response = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n");
+    let mut response = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in handshake::switching_protocols(ws_key.as_bytes()) {
+        let _ = write!(response, "{name}: {value}\r\n");
+    }
+    response.push_str("\r\n");
     if !write_reply(&mut tcp, response.as_bytes()).await {
         return None;
     }

@@ -65,8 +65,13 @@ where
     Ok(key)
 }
 
+/// The headers of the 101 reply that completes the handshake of `key`, at either door.
+pub fn switching_protocols(key: &[u8]) -> [(&'static str, String); 3] {
+    [("upgrade", "websocket".to_owned()), ("connection", "Upgrade".to_owned()), ("sec-websocket-accept", accept_key(key))]
+}
+
 /// `Sec-WebSocket-Accept` for a key.
-pub fn accept_key(key: &[u8]) -> String {
+fn accept_key(key: &[u8]) -> String {
     let mut h = Sha1::new();
     h.update(key);
     h.update(WS_GUID.as_bytes());
@@ -102,5 +107,7 @@ mod tests {
     #[test]
     fn rfc6455_accept_key() {
         assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let reply = switching_protocols(b"dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(reply[2], ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_owned()));
     }
 }

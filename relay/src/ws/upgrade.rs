@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use sonde_protocol::CloseCode;
 
 use super::conn::{self, Refusal};
-use super::handshake::{self, accept_key, has_token};
+use super::handshake::{self, has_token};
 use tokio_util::task::TaskTracker;
 
 use crate::apps::{App, Apps};
@@ -125,13 +125,11 @@ where
             run(TokioIo::new(upgraded)).await;
         }
     });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key(&key))
-        .body(Body::empty())
-        .expect("static response")
+    let mut reply = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for (name, value) in handshake::switching_protocols(&key) {
+        reply = reply.header(name, value);
+    }
+    reply.body(Body::empty()).expect("valid header names and values")
 }
 
 #[cfg(test)]
