@@ -3,6 +3,8 @@
 //! header and TLS when configured, and then to the websocket endpoint's own handshake or to
 //! hyper with the router.
 
+mod tls;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,8 +14,6 @@ use axum::Router;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-mod tls;
 
 use crate::edge::{Admission, Door, Slot};
 use crate::tls::Tls;
