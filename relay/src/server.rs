@@ -116,10 +116,6 @@ impl AppState {
     pub fn endpoint(&self) -> ws::Endpoint {
         ws::Endpoint { door: self.door.clone(), apps: self.apps.clone(), timing: self.timing, tls: self.tls.is_some() }
     }
-
-    fn metrics(&self) -> &Arc<Metrics> {
-        &self.door.metrics
-    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -186,7 +182,7 @@ pub async fn run_with_state(listener: TcpListener, state: AppState, shutdown: im
     };
     let sweeper = tokio::spawn(crate::ticks::sweep(state.apps.clone(), state.door.gate.clone()));
     let ticker = tokio::spawn(crate::ticks::run(state.apps.clone(), state.door.metrics.clone(), state.cluster.clone()));
-    if let Some(dump) = crate::insight::signal::dump_on_sigusr1(state.metrics().insight.recorder.clone(), cancel.clone()) {
+    if let Some(dump) = crate::insight::signal::dump_on_sigusr1(state.door.metrics.insight.recorder.clone(), cancel.clone()) {
         tokio::spawn(dump);
     }
     let accepting = Arc::new(Accepting { ws: state.endpoint(), tls: state.tls.clone(), routes: router(state.clone()), io: state.io.clone() });

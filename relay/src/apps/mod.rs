@@ -206,6 +206,19 @@ impl App {
         self.metrics.publish_duration.observe(started.elapsed().as_secs_f64());
     }
 
+    /// What this app's counters and tables say now, for its usage minutes.
+    pub fn usage_reading(&self, unix_ms: u64) -> crate::insight::usage::Reading {
+        let gauge = |v: i64| u64::try_from(v).unwrap_or(0);
+        crate::insight::usage::Reading {
+            unix_ms,
+            connections: gauge(self.metrics.connections.get()),
+            messages_in: self.metrics.messages_in.get(),
+            deliveries: self.metrics.messages_out.get(),
+            agents_online: gauge(self.metrics.agents_online.get()),
+            sessions: gauge(self.metrics.sessions.get()),
+        }
+    }
+
     pub fn set_cluster(&self, link: Link) {
         let _ = self.cluster.set(link);
     }

@@ -42,7 +42,7 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-pub fn check_node_id(id: &str) -> Result<(), String> {
+fn check_node_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty() && id.len() <= MAX_NODE_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
         Ok(())

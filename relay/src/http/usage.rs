@@ -5,9 +5,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, Signed};
-use crate::insight::usage::{Minute, Totals, MINUTES_KEPT};
+use crate::insight::usage::{Minute, Totals, DAY_MS, MINUTES_KEPT};
 use crate::sessions::Clock;
-use crate::ticks::usage::{reading, DAY_MS};
 
 /// The span returned when the request names none: the last hour.
 const DEFAULT_SPAN_S: u64 = 3_600;
@@ -66,7 +65,7 @@ pub async fn usage(signed: Signed) -> Result<Json<Value>, ApiError> {
     let now_ms = Clock::now().now_ms;
     let (from, to) = span(signed.param("from"), signed.param("to"), now_ms)?;
     let app = &signed.app;
-    let r = reading(app, now_ms);
+    let r = app.usage_reading(now_ms);
     let (closed, open) = app.usage.minutes(from, to, r);
     let mut totals = Totals::default();
     closed.iter().chain(open.iter()).for_each(|m| totals.add(m));

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 /// Minutes kept: seven days.
 pub const MINUTES_KEPT: usize = 7 * 24 * 60;
+/// A day, in milliseconds (today's totals start at midnight UTC).
+pub const DAY_MS: u64 = 86_400_000;
 
 /// A minute a peer may announce ahead of this node's clock (clocks drift a little).
 const AHEAD_MINUTES: u64 = 2;
